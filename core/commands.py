@@ -1,0 +1,233 @@
+"""The admin command grammar of §8, parsed and executed platform-neutrally."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from core import presets
+from core.errors import InvalidCommand, NotAuthorized
+from core.fewshot import FewShotCatalog
+from core.models import AuditEntry, ChannelSettings, IncomingMessage
+from core.ports import ConversationStore
+from core.prompting import DEFAULT_SYSTEM_PROMPT
+
+MAX_SYSTEM_PROMPT_CHARS = 4000
+_MODEL_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$")
+
+# verb -> action -> (needs admin, number of words after the action; -1 = free text)
+GRAMMAR: dict[str, dict[str, tuple[bool, int]]] = {
+    "preset": {
+        "show": (False, 0),
+        "list": (False, 0),
+        "use": (True, 1),
+        "set": (True, 2),
+        "reset": (True, 0),
+    },
+    "system": {"show": (False, 0), "set": (True, -1), "reset": (True, 0)},
+    "fewshot": {"show": (False, 0), "list": (False, 0), "use": (True, 1), "clear": (True, 0)},
+    "model": {"show": (False, 0), "use": (True, 1)},
+    "reset": {"": (False, 0)},
+    "help": {"": (False, 0)},
+    "start": {"": (False, 0)},
+}
+USAGE = {
+    "preset": "preset | preset list | preset use NAME | preset set PARAM VALUE | preset reset",
+    "system": "system show | system set TEXT | system reset",
+    "fewshot": "fewshot show | fewshot list | fewshot use NAME | fewshot clear",
+    "model": "model show | model use TAG",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    verb: str
+    action: str
+    args: tuple[str, ...]
+    admin_only: bool
+
+
+def parse(text: str) -> Command:
+    """Parse ``preset set temperature 0.2`` (a leading '/' is allowed)."""
+    words = text.strip().lstrip("/").split(maxsplit=2)
+    verb = words[0].lower() if words else ""
+    actions = GRAMMAR.get(verb)
+    if actions is None:
+        raise InvalidCommand(f"Unknown command '{verb}'. Try help.")
+    default = "show" if "show" in actions else ""
+    action = words[1].lower() if len(words) > 1 and actions is not GRAMMAR["reset"] else default
+    if action not in actions:
+        raise InvalidCommand(f"Usage: {USAGE.get(verb, verb)}")
+    admin_only, arity = actions[action]
+    rest = words[2] if len(words) > 2 else ""
+    args = _arguments(rest, arity)
+    if args is None:
+        raise InvalidCommand(f"Usage: {USAGE.get(verb, verb)}")
+    return Command(verb, action, args, admin_only)
+
+
+def _arguments(rest: str, arity: int) -> tuple[str, ...] | None:
+    if arity == -1:
+        return (rest.strip(),) if rest.strip() else None
+    words = tuple(rest.split())
+    return words if len(words) == arity else None
+
+
+def help_text(prefix: str) -> str:
+    lines = [
+        "Talk to me and I answer with the local Llama model.",
+        f"{prefix}reset — forget this conversation",
+        f"{prefix}help — this message",
+        "Admins:",
+    ]
+    lines += [f"{prefix}{usage}" for usage in USAGE.values()]
+    return "\n".join(lines)
+
+
+class AdminService:
+    """Executes commands; only admins change settings, and every change is audited."""
+
+    def __init__(
+        self,
+        store: ConversationStore,
+        catalog: FewShotCatalog,
+        default_model: str,
+        num_ctx: int,
+        default_system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    ) -> None:
+        self._store = store
+        self._catalog = catalog
+        self._default_model = default_model
+        self._num_ctx = num_ctx
+        self._default_system_prompt = default_system_prompt
+
+    async def execute(self, message: IncomingMessage, command: Command) -> str:
+        if command.admin_only and not message.is_admin:
+            raise NotAuthorized()
+        if command.verb in ("help", "start"):
+            return help_text(message.command_prefix)
+        if command.verb == "reset":
+            await self._store.clear_conversation(message.conversation)
+            return "Conversation forgotten; let's start afresh."
+        settings = await self._store.get_settings(message.channel)
+        handler = getattr(self, f"_{command.verb}_{command.action}")
+        result: tuple[str, ChannelSettings | None, str] = handler(settings, *command.args)
+        reply, changed, field = result
+        if changed is not None:
+            audit = AuditEntry(
+                message.channel,
+                message.author_id,
+                field,
+                _summary(settings, field),
+                _summary(changed, field),
+            )
+            await self._store.save_settings(message.channel, changed, audit)
+        return reply
+
+    # Each handler returns (reply, new settings or None when unchanged, audited field).
+    def _preset_show(self, s: ChannelSettings) -> tuple[str, None, str]:
+        params = presets.resolve(s)
+        extra = f" with overrides {_overrides(s)}" if s.overrides else ""
+        return f"Preset {s.preset}{extra}: {presets.describe(params)}", None, ""
+
+    def _preset_list(self, s: ChannelSettings) -> tuple[str, None, str]:
+        lines = [
+            f"{name} ({presets.PRESET_USES[name]}): {presets.describe(p)}"
+            for name, p in presets.PRESETS.items()
+        ]
+        return "\n".join(lines), None, ""
+
+    def _preset_use(self, s: ChannelSettings, name: str) -> tuple[str, ChannelSettings, str]:
+        presets.preset_named(name.lower())
+        new = replace(s, preset=name.lower(), overrides={})
+        return (
+            f"Preset is now {name.lower()}: {presets.describe(presets.resolve(new))}",
+            new,
+            "preset",
+        )
+
+    def _preset_set(
+        self, s: ChannelSettings, param: str, raw: str
+    ) -> tuple[str, ChannelSettings, str]:
+        value = presets.parse_param(param.lower(), raw)
+        if param.lower() == "max_tokens" and value > self._num_ctx // 2:
+            raise InvalidCommand(
+                f"max_tokens must be in 1 to {self._num_ctx // 2} "
+                f"(half of this deployment's context of {self._num_ctx} tokens)."
+            )
+        new = replace(s, overrides={**s.overrides, param.lower(): value})
+        return (
+            f"Set {param.lower()} = {value:g}: {presets.describe(presets.resolve(new))}",
+            new,
+            "preset",
+        )
+
+    def _preset_reset(self, s: ChannelSettings) -> tuple[str, ChannelSettings, str]:
+        new = replace(s, preset=presets.DEFAULT_PRESET, overrides={})
+        return f"Preset reset to {presets.DEFAULT_PRESET}.", new, "preset"
+
+    def _system_show(self, s: ChannelSettings) -> tuple[str, None, str]:
+        which = "custom" if s.system_prompt else "default"
+        return (
+            f"System prompt ({which}):\n{s.system_prompt or self._default_system_prompt}",
+            None,
+            "",
+        )
+
+    def _system_set(self, s: ChannelSettings, text: str) -> tuple[str, ChannelSettings, str]:
+        if len(text) > MAX_SYSTEM_PROMPT_CHARS:
+            raise InvalidCommand(
+                f"The system prompt may have at most {MAX_SYSTEM_PROMPT_CHARS} "
+                f"characters (this one has {len(text)})."
+            )
+        return "System prompt updated.", replace(s, system_prompt=text), "system_prompt"
+
+    def _system_reset(self, s: ChannelSettings) -> tuple[str, ChannelSettings, str]:
+        return (
+            "System prompt reset to the default.",
+            replace(s, system_prompt=None),
+            "system_prompt",
+        )
+
+    def _fewshot_show(self, s: ChannelSettings) -> tuple[str, None, str]:
+        template = self._catalog.find(s.fewshot)
+        if template is None:
+            return "No few-shot template in use.", None, ""
+        pairs = "\n".join(f"user: {u}\nassistant: {a}" for u, a in template.examples)
+        return f"Few-shot template {template.name}:\n{pairs}", None, ""
+
+    def _fewshot_list(self, s: ChannelSettings) -> tuple[str, None, str]:
+        lines = [
+            f"{t.name}: {t.description} ({len(t.examples)} examples)" for t in self._catalog.all()
+        ]
+        return "\n".join(lines), None, ""
+
+    def _fewshot_use(self, s: ChannelSettings, name: str) -> tuple[str, ChannelSettings, str]:
+        template = self._catalog.get(name)
+        return (
+            f"Few-shot template {template.name} in use.",
+            replace(s, fewshot=template.name),
+            "fewshot",
+        )
+
+    def _fewshot_clear(self, s: ChannelSettings) -> tuple[str, ChannelSettings, str]:
+        return "Few-shot template cleared.", replace(s, fewshot=None), "fewshot"
+
+    def _model_show(self, s: ChannelSettings) -> tuple[str, None, str]:
+        return f"Model: {s.model or self._default_model}", None, ""
+
+    def _model_use(self, s: ChannelSettings, tag: str) -> tuple[str, ChannelSettings, str]:
+        if not _MODEL_TAG.match(tag):
+            raise InvalidCommand("A model tag looks like llama3.1:8b-instruct-q8_0.")
+        return f"Model is now {tag}.", replace(s, model=tag), "model"
+
+
+def _overrides(s: ChannelSettings) -> str:
+    return ", ".join(f"{k}={v:g}" for k, v in sorted(s.overrides.items()))
+
+
+def _summary(s: ChannelSettings, field: str) -> str:
+    if field == "preset":
+        return f"{s.preset} {_overrides(s)}".strip()
+    value = getattr(s, field, None)
+    return "" if value is None else str(value)

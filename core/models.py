@@ -1,0 +1,134 @@
+"""Plain value types shared by the core and the adapters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One stored message of a conversation; ``seq`` increases by one per turn."""
+
+    role: Role
+    content: str
+    seq: int = 0
+    author: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    """A platform message in neutral form, as written to the inbox.
+
+    ``message_id`` is the platform's delivery id (dedupe key); ``reply_to`` is an opaque
+    address only the platform's sink understands.
+    """
+
+    platform: str
+    message_id: str
+    conversation: str
+    channel: str
+    author_id: str
+    author_name: str
+    text: str
+    is_admin: bool = False
+    in_group: bool = False
+    is_command: bool = False
+    command_prefix: str = "/"
+    reply_to: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEntry:
+    """An inbox record: the stream entry id plus the message it holds."""
+
+    entry_id: str
+    message: IncomingMessage
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationParams:
+    """Sampling parameters of one request (a preset with overrides applied)."""
+
+    temperature: float
+    top_p: float
+    top_k: int
+    max_tokens: int
+    repeat_penalty: float
+
+
+@dataclass(slots=True)
+class ChannelSettings:
+    """What admins set for one channel; ``None`` means the deployment default."""
+
+    preset: str = "balanced"
+    overrides: dict[str, float] = field(default_factory=dict)
+    system_prompt: str | None = None
+    fewshot: str | None = None
+    model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """Everything the LLM port needs for one streamed reply."""
+
+    model: str
+    messages: tuple[ChatMessage, ...]
+    options: dict[str, float | int]
+
+
+class DoneReason(StrEnum):
+    STOP = "stop"
+    LENGTH = "length"
+    UNKNOWN = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """A piece of a streamed reply; the last one has ``done`` and the counts."""
+
+    delta: str = ""
+    done: bool = False
+    done_reason: DoneReason = DoneReason.UNKNOWN
+    prompt_eval_count: int = 0
+    eval_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationContext:
+    """What the store returns before a reply: settings, the tail of history and its state."""
+
+    settings: ChannelSettings
+    history: tuple[Turn, ...]
+    window_start: int
+    answered: str | None = None
+    recent_messages: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """Who changed what in which channel, with the old and new value."""
+
+    channel: str
+    actor: str
+    field: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A finished reply: the two turns to append, the new window start, the reply text."""
+
+    turns: tuple[Turn, ...]
+    window_start: int
+    reply: str

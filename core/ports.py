@@ -1,0 +1,100 @@
+"""The ports of the core, as Protocols; adapters implement them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Protocol
+
+from core.models import (
+    AuditEntry,
+    ChannelSettings,
+    ChatRequest,
+    ConversationContext,
+    InboxEntry,
+    IncomingMessage,
+    Outcome,
+    StreamEvent,
+)
+
+
+class LLM(Protocol):
+    """A chat model that streams its reply."""
+
+    def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+        """Yield the reply piece by piece; raise an ``LLMError`` on failure."""
+        ...
+
+
+class ReplySink(Protocol):
+    """Where one reply goes, already bound to its chat, thread and platform limits."""
+
+    async def begin(self) -> None:
+        """Show that the bot is working (typing indicator, placeholder)."""
+
+    async def update(self, text: str) -> None:
+        """Show the reply so far; the sink decides how often to really send."""
+
+    async def finish(self, text: str) -> None:
+        """Deliver the complete reply."""
+
+    async def fail(self, notice: str) -> None:
+        """Tell the user why there is no (complete) reply."""
+
+
+class SinkFactory(Protocol):
+    """Builds the sink for a message taken from the inbox (possibly after a restart)."""
+
+    def __call__(self, message: IncomingMessage) -> ReplySink: ...
+
+
+class Inbox(Protocol):
+    """Durable queue of incoming messages, one stream per platform."""
+
+    async def enqueue(self, message: IncomingMessage) -> bool:
+        """Store the message; False when its ``message_id`` was already seen."""
+        ...
+
+    async def take(self, platform: str, consumer: str, count: int) -> list[InboxEntry]:
+        """Wait briefly for new entries and assign them to ``consumer``."""
+        ...
+
+    async def claim_abandoned(
+        self, platform: str, consumer: str, min_idle_ms: int
+    ) -> list[InboxEntry]:
+        """Take over entries another (dead) consumer left unacknowledged."""
+        ...
+
+    async def keep_alive(self, platform: str, consumer: str, entry_ids: list[str]) -> None:
+        """Mark entries still in progress, so that no other worker claims them."""
+        ...
+
+    async def acknowledge(self, platform: str, entry_id: str) -> None: ...
+
+
+class ConversationStore(Protocol):
+    """Conversations, channel settings, locks, audit and rate limits."""
+
+    async def acquire_lock(self, conversation: str, owner: str, ttl_ms: int) -> bool: ...
+
+    async def release_lock(self, conversation: str, owner: str) -> None: ...
+
+    async def load_context(
+        self, message: IncomingMessage, max_turns: int, rate_window_s: int
+    ) -> ConversationContext:
+        """Settings, the last ``max_turns`` turns, and the author's recent message count."""
+        ...
+
+    async def complete(self, entry: InboxEntry, outcome: Outcome, lock_owner: str) -> None:
+        """In one step: append the turns (once per message id), remember the reply and the
+        window start, acknowledge the inbox entry and release the conversation lock."""
+        ...
+
+    async def clear_conversation(self, conversation: str) -> None: ...
+
+    async def get_settings(self, channel: str) -> ChannelSettings: ...
+
+    async def save_settings(
+        self, channel: str, settings: ChannelSettings, audit: AuditEntry
+    ) -> None: ...
+
+    async def audit_log(self, channel: str, count: int) -> list[AuditEntry]: ...

@@ -1,0 +1,125 @@
+"""Prompt assembly: system prompt, few-shot pairs, trimmed history, the new turn (§4)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from core.errors import PromptTooLong
+from core.fewshot import FewShotTemplate
+from core.models import ChatMessage, Turn
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are ollabot, a helpful assistant in a team chat. Answer clearly and concisely, "
+    "use Markdown for code and lists, and say so when you are not sure."
+)
+
+# Llama 3 (and other chat templates') control tokens look like <|name|>; Ollama parses them
+# in user text. A zero-width space after '<' keeps the text readable but no longer a token.
+_SPECIAL_TOKEN = re.compile(r"<(\|[A-Za-z0-9_]{1,64}\|)>")
+_ZERO_WIDTH_SPACE = "\u200b"
+
+
+def neutralise(text: str) -> str:
+    """Make special tokens in user-supplied text plain text."""
+    return _SPECIAL_TOKEN.sub(lambda m: f"<{_ZERO_WIDTH_SPACE}{m.group(1)}>", text)
+
+
+class TokenEstimator:
+    """Conservative token counts from characters, calibrated by Ollama's prompt_eval_count."""
+
+    PER_MESSAGE = 5
+    REPLY_PRIMER = 4
+
+    def __init__(self, chars_per_token: float = 3.0) -> None:
+        self.chars_per_token = chars_per_token
+
+    def text(self, text: str) -> int:
+        return math.ceil(len(text) / self.chars_per_token) + self.PER_MESSAGE
+
+    def messages(self, messages: Sequence[ChatMessage]) -> int:
+        return sum(self.text(m.content) for m in messages) + self.REPLY_PRIMER
+
+    def observe(self, messages: Sequence[ChatMessage], prompt_eval_count: int) -> None:
+        """Learn from a real count; stay 10% on the safe side of what was seen."""
+        content_tokens = prompt_eval_count - self.PER_MESSAGE * len(messages) - self.REPLY_PRIMER
+        if content_tokens <= 0:
+            return
+        seen = sum(len(m.content) for m in messages) / content_tokens
+        self.chars_per_token = min(4.0, max(1.2, 0.9 * seen))
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    num_ctx: int
+    max_tokens: int
+    margin: int = 64
+    headroom: float = 0.7
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.num_ctx - self.max_tokens - self.margin
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    messages: tuple[ChatMessage, ...]
+    window_start: int
+
+
+def render_turn(turn: Turn) -> ChatMessage:
+    content = f"{turn.author}: {turn.content}" if turn.author else turn.content
+    return ChatMessage(turn.role, content)
+
+
+def assemble(
+    system_prompt: str,
+    fewshot: FewShotTemplate | None,
+    history: Sequence[Turn],
+    window_start: int,
+    new_turn: Turn,
+    budget: Budget,
+    estimator: TokenEstimator,
+) -> Prompt:
+    """Build the request; drop oldest whole pairs, with headroom so the prefix stays put."""
+    head = [ChatMessage("system", neutralise(system_prompt))]
+    for user, assistant in fewshot.examples if fewshot else ():
+        head += [
+            ChatMessage("user", neutralise(user)),
+            ChatMessage("assistant", neutralise(assistant)),
+        ]
+    tail = render_turn(new_turn)
+    fixed = estimator.messages([*head, tail])
+    if fixed > budget.prompt_tokens:
+        raise PromptTooLong()
+    window = _pairs_from(history, window_start)
+    available = budget.prompt_tokens - fixed
+    if _cost(window, estimator) > available:
+        window = _drop_oldest_until(window, math.floor(available * budget.headroom), estimator)
+    start = window[0].seq if window else new_turn.seq
+    return Prompt((*head, *(render_turn(t) for t in window), tail), start)
+
+
+def _pairs_from(history: Sequence[Turn], window_start: int) -> list[Turn]:
+    turns = [t for t in history if t.seq >= window_start]
+    while turns and turns[0].role != "user":
+        turns.pop(0)
+    return turns
+
+
+def _cost(turns: Sequence[Turn], estimator: TokenEstimator) -> int:
+    return sum(estimator.text(render_turn(t).content) for t in turns)
+
+
+def _drop_oldest_until(turns: list[Turn], target: int, estimator: TokenEstimator) -> list[Turn]:
+    costs = [estimator.text(render_turn(t).content) for t in turns]
+    total, first = sum(costs), 0
+    while first < len(turns) and total > target:
+        total -= costs[first]
+        first += 1
+        while first < len(turns) and turns[first].role != "user":
+            total -= costs[first]
+            first += 1
+    return turns[first:]
