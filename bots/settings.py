@@ -1,0 +1,124 @@
+"""Settings from the environment, `.env` and credential files (prefix OLLABOT_, nested with __)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+
+class OllamaSettings(BaseModel):
+    host: str = "http://127.0.0.1:11434"
+    model: str = "auto"
+    num_ctx: int = Field(8192, ge=512, le=131072)
+    num_parallel: int = Field(1, ge=1, le=64)
+    keep_alive: str = "30m"
+    connect_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(300.0, gt=0)
+    auto_pull: bool = False
+
+
+class RedisSettings(BaseModel):
+    url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    prefix: str = "ollabot:"
+    socket_timeout_s: float = Field(2.0, gt=0)
+    conversation_ttl_days: int = Field(30, ge=1)
+    max_stored_turns: int = Field(1000, ge=10)
+
+
+class ChatSettings(BaseModel):
+    system_prompt: str | None = None
+    fewshot_file: Path | None = None
+    max_message_chars: int = Field(16000, ge=100)
+    history_turns: int = Field(200, ge=2)
+    rate_limit_per_minute: int = Field(20, ge=1)
+    concurrency: int = Field(32, ge=1)
+    claim_idle_s: float = Field(60.0, gt=0)
+    stop_timeout_s: float = Field(60.0, gt=0)
+
+
+class TelegramSettings(BaseModel):
+    token: SecretStr | None = None
+    api_base_url: str = "https://api.telegram.org/bot"
+    admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    webhook_url: str | None = None
+    webhook_listen: str = "127.0.0.1:8443"
+    webhook_secret: SecretStr | None = None
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: Any) -> Any:
+        return _comma_list(value)
+
+
+class SlackSettings(BaseModel):
+    bot_token: SecretStr | None = None
+    app_token: SecretStr | None = None
+    signing_secret: SecretStr | None = None
+    api_base_url: str = "https://slack.com/api/"
+    admin_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    http_listen: str | None = None
+    events_path: str = "/slack/events"
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: Any) -> Any:
+        return _comma_list(value)
+
+
+class LogSettings(BaseModel):
+    json_logs: bool | None = Field(None, alias="json")
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    model_config = {"populate_by_name": True}
+
+
+class OpsSettings(BaseModel):
+    listen: str | None = "127.0.0.1:9464"
+
+
+def _comma_list(value: Any) -> Any:
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, str):
+        return [part.strip() for part in value.strip("[]").split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """All of ollabot's configuration, read once in the entry point and passed down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="OLLABOT_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+        secrets_dir=os.environ.get("CREDENTIALS_DIRECTORY") or None,
+    )
+
+    ollama: OllamaSettings = OllamaSettings()
+    redis: RedisSettings = RedisSettings()
+    chat: ChatSettings = ChatSettings()
+    telegram: TelegramSettings = TelegramSettings()
+    slack: SlackSettings = SlackSettings()
+    log: LogSettings = LogSettings()
+    ops: OpsSettings = OpsSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, file_secret_settings, env_settings, dotenv_settings
