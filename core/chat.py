@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ from core.models import (
     Outcome,
     Turn,
 )
-from core.ports import LLM, ConversationStore, Inbox, ReplySink
+from core.ports import LLM, ConversationStore, Inbox, Metrics, NullMetrics, ReplySink
 from core.prompting import DEFAULT_SYSTEM_PROMPT, Budget, TokenEstimator, assemble, neutralise
 
 
@@ -51,6 +52,7 @@ class ChatService:
         config: ChatConfig,
         owner: str,
         estimator: TokenEstimator | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._llm = llm
         self._store = store
@@ -59,6 +61,7 @@ class ChatService:
         self._config = config
         self._owner = owner
         self._estimator = estimator or TokenEstimator()
+        self._metrics = metrics or NullMetrics()
         self.admin = commands.AdminService(
             store, catalog, config.default_model, config.num_ctx, config.default_system_prompt
         )
@@ -71,7 +74,7 @@ class ChatService:
                 await sink.finish(await self.admin.execute(message, commands.parse(message.text)))
             else:
                 self._check_input(message)
-                await self._converse(entry, sink)
+                await self._measured(entry, sink)
                 return
         except StoreUnavailable as error:
             await _quietly(sink.fail(error.notice))
@@ -89,6 +92,20 @@ class ChatService:
                 f"Your message has {len(text):,} characters; the limit is "
                 f"{self._config.max_message_chars:,}. Please shorten it."
             )
+
+    async def _measured(self, entry: InboxEntry, sink: ReplySink) -> None:
+        platform, started = entry.message.platform, time.monotonic()
+        timing = _Timing(started)
+        self._metrics.reply_started(platform)
+        outcome = "ok"
+        try:
+            await self._converse(entry, _TimedSink(sink, timing))
+        except OllabotError as error:
+            outcome = type(error).__name__
+            raise
+        finally:
+            first = timing.first_token - started if timing.first_token else None
+            self._metrics.reply_finished(platform, outcome, first, time.monotonic() - started)
 
     async def _converse(self, entry: InboxEntry, sink: ReplySink) -> None:
         message = entry.message
@@ -156,6 +173,10 @@ class ChatService:
                     reason = event.done_reason
                     if event.prompt_eval_count:
                         self._estimator.observe(request.messages, event.prompt_eval_count)
+                    if event.eval_count and event.eval_duration_ns:
+                        self._metrics.tokens_per_second(
+                            event.eval_count * 1e9 / event.eval_duration_ns
+                        )
         if not text.strip():
             raise LLMError("The model returned an empty reply; please rephrase and try again.")
         return text, reason
@@ -188,6 +209,34 @@ class ChatService:
             await asyncio.sleep(self._config.lock_ttl_ms / 3000)
             with contextlib.suppress(StoreUnavailable):
                 await self._store.acquire_lock(conversation, self._owner, self._config.lock_ttl_ms)
+
+
+@dataclass(slots=True)
+class _Timing:
+    started: float
+    first_token: float = 0.0
+
+
+class _TimedSink:
+    """Passes everything through and notes when the first text arrived."""
+
+    def __init__(self, sink: ReplySink, timing: _Timing) -> None:
+        self._sink = sink
+        self._timing = timing
+
+    async def begin(self) -> None:
+        await self._sink.begin()
+
+    async def update(self, text: str) -> None:
+        if not self._timing.first_token:
+            self._timing.first_token = time.monotonic()
+        await self._sink.update(text)
+
+    async def finish(self, text: str) -> None:
+        await self._sink.finish(text)
+
+    async def fail(self, notice: str) -> None:
+        await self._sink.fail(notice)
 
 
 @dataclass(slots=True)

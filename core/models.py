@@ -101,6 +101,7 @@ class StreamEvent:
     done_reason: DoneReason = DoneReason.UNKNOWN
     prompt_eval_count: int = 0
     eval_count: int = 0
+    eval_duration_ns: int = 0
 
 
 @dataclass(frozen=True, slots=True)

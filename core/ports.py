@@ -98,3 +98,31 @@ class ConversationStore(Protocol):
     ) -> None: ...
 
     async def audit_log(self, channel: str, count: int) -> list[AuditEntry]: ...
+
+
+class Metrics(Protocol):
+    """Counters and timings of replies; the adapter decides how they are exported."""
+
+    def reply_started(self, platform: str) -> None: ...
+
+    def reply_finished(
+        self, platform: str, outcome: str, first_token_s: float | None, total_s: float
+    ) -> None:
+        """``outcome`` is ``ok`` or the error class name (``LLMUnavailable``…)."""
+
+    def tokens_per_second(self, value: float) -> None: ...
+
+
+class NullMetrics:
+    """Metrics that go nowhere (tests, the console)."""
+
+    def reply_started(self, platform: str) -> None:
+        pass
+
+    def reply_finished(
+        self, platform: str, outcome: str, first_token_s: float | None, total_s: float
+    ) -> None:
+        pass
+
+    def tokens_per_second(self, value: float) -> None:
+        pass
