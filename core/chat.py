@@ -21,7 +21,7 @@ from core.models import (
     Turn,
 )
 from core.ports import LLM, ConversationStore, Inbox, Metrics, NullMetrics, ReplySink
-from core.prompting import DEFAULT_SYSTEM_PROMPT, Budget, TokenEstimator, assemble, neutralise
+from core.prompting import DEFAULT_SYSTEM_PROMPT, Budget, TokenEstimator, assemble
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +135,7 @@ class ChatService:
         params = presets.resolve(settings)
         next_seq = context.history[-1].seq + 1 if context.history else context.window_start
         author = message.author_name if message.in_group else ""
-        user_turn = Turn("user", neutralise(message.text.strip()), next_seq, author)
+        user_turn = Turn("user", message.text.strip(), next_seq, author)
         prompt = assemble(
             settings.system_prompt or self._config.default_system_prompt,
             self._catalog.find(settings.fewshot),

@@ -80,7 +80,7 @@ def help_text(prefix: str) -> str:
         f"{prefix}help — this message",
         "Admins:",
     ]
-    lines += [f"{prefix}{usage}" for usage in USAGE.values()]
+    lines += [f"{prefix}{form}" for usage in USAGE.values() for form in usage.split(" | ")]
     return "\n".join(lines)
 
 

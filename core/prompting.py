@@ -43,12 +43,12 @@ class TokenEstimator:
         return sum(self.text(m.content) for m in messages) + self.REPLY_PRIMER
 
     def observe(self, messages: Sequence[ChatMessage], prompt_eval_count: int) -> None:
-        """Learn from a real count; stay 10% on the safe side of what was seen."""
+        """Learn from a real count: only ever towards more tokens per character, with 10% spare."""
         content_tokens = prompt_eval_count - self.PER_MESSAGE * len(messages) - self.REPLY_PRIMER
         if content_tokens <= 0:
             return
         seen = sum(len(m.content) for m in messages) / content_tokens
-        self.chars_per_token = min(4.0, max(1.2, 0.9 * seen))
+        self.chars_per_token = min(self.chars_per_token, max(1.2, 0.9 * seen))
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +71,7 @@ class Prompt:
 
 def render_turn(turn: Turn) -> ChatMessage:
     content = f"{turn.author}: {turn.content}" if turn.author else turn.content
-    return ChatMessage(turn.role, content)
+    return ChatMessage(turn.role, neutralise(content))
 
 
 def assemble(
