@@ -1,0 +1,418 @@
+"""A fake Ollama API server on loopback that speaks Ollama's real wire format.
+
+What it emulates (see ``shared/wire/README.md``, section Ollama):
+- ``POST /api/chat`` streamed as NDJSON (``application/x-ndjson``, one compact JSON object per
+  line, ``<`` ``>`` ``&`` escaped as ``\\u003c``... like Go's encoding/json, metrics only on the
+  final ``done`` chunk, ``created_at`` in RFC 3339 UTC with nanoseconds) or as one JSON object;
+- errors as ``{"error": ...}`` with the HTTP status, or as a line mid-stream with status 200;
+- ``GET /api/tags``, ``POST /api/show``, ``GET /api/ps``, ``POST /api/pull``, ``GET /api/version``,
+  ``HEAD /`` and ``GET /`` ("Ollama is running").
+
+What it does not: tokenise, load models, or honour sampling options. The reply text is
+``echo: <last user message>`` unless a test scripted one (``FakeOllama.script``). Every request
+is recorded in ``requests``; ``wait_for_chat(n)`` waits on the n-th chat request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import os
+import re
+import socket
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+NDJSON = "application/x-ndjson"
+DEFAULT_MODELS = ("llama3.1:8b-instruct-q8_0", "llama3.1:8b")
+
+
+def wire_dir() -> Path:
+    """Where the reference payloads live: ``$OLLABOT_WIRE_DIR`` or ``shared/wire/ollama``."""
+    if env := os.environ.get("OLLABOT_WIRE_DIR"):
+        return Path(env)
+    root = Path(__file__).resolve().parents[2]
+    candidates = [root / "shared" / "wire" / "ollama", root.parent / "shared" / "wire" / "ollama"]
+    return next((path for path in candidates if path.is_dir()), candidates[-1])
+
+
+def wire_json(name: str) -> Any:
+    """One reference payload, parsed."""
+    return json.loads((wire_dir() / name).read_text(encoding="utf-8"))
+
+
+def wire_ndjson(name: str) -> list[dict[str, Any]]:
+    """A reference NDJSON stream, one dict per line."""
+    lines = (wire_dir() / name).read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def go_json(obj: Any) -> bytes:
+    """Compact JSON as Go's encoding/json writes it (HTML characters escaped)."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    for char, escaped in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e")):
+        text = text.replace(char, escaped)
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()
+
+
+def created_at() -> str:
+    """``time.Now().UTC()`` in RFC 3339 with trailing fractional zeros trimmed."""
+    now_ns = time.time_ns()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now_ns // 1_000_000_000))
+    fraction = f"{now_ns % 1_000_000_000:09d}".rstrip("0")
+    return f"{stamp}.{fraction}Z" if fraction else f"{stamp}Z"
+
+
+def error_text(status: int, model: str) -> str:
+    """The real error sentence for an HTTP status (from the wire files)."""
+    if status == 404:
+        return f"model '{model}' not found"
+    files = {500: "error_500_runner.json", 503: "error_503_busy.json"}
+    return str(wire_json(files[status])["error"]) if status in files else "internal error"
+
+
+def split_text(text: str, chunks: int | None) -> list[str]:
+    """Word-sized pieces, or ``chunks`` pieces of about equal length."""
+    if chunks is None:
+        return re.findall(r"\s*\S+|\s+", text) or [text]
+    size = max(1, -(-len(text) // max(1, chunks)))
+    return [text[i : i + size] for i in range(0, len(text), size)] or [text]
+
+
+@dataclass
+class Reply:
+    """How the fake answers one chat request (consumed one per request, in order).
+
+    ``text=None`` means the default echo. ``status`` != 200 answers with that HTTP error
+    (``error`` or the real sentence for 404/500/503). ``error_midway`` sends an error line after
+    the chunks; ``done=False`` ends the stream without a ``done`` chunk (``abort`` drops the
+    connection instead of ending the response). ``first_byte_gate`` holds the response before
+    its first byte, ``hold_after`` holds the stream after that many chunks until ``hold_gate``.
+    """
+
+    text: str | None = None
+    chunks: int | None = None
+    done_reason: str = "stop"
+    status: int = 200
+    error: str | None = None
+    error_midway: str | None = None
+    done: bool = True
+    abort: bool = False
+    first_byte_gate: asyncio.Event | None = None
+    hold_gate: asyncio.Event | None = None
+    hold_after: int = 1
+
+    @classmethod
+    def not_found(cls) -> Reply:
+        """HTTP 404 ``model '<requested>' not found``."""
+        return cls(status=404)
+
+    @classmethod
+    def runner_crash(cls) -> Reply:
+        """HTTP 500 from a crashed runner (the wire file's text)."""
+        return cls(status=500)
+
+    @classmethod
+    def busy(cls) -> Reply:
+        """HTTP 503 ``server busy`` (Ollama's queue is full)."""
+        return cls(status=503)
+
+
+@dataclass
+class FakeOllama:
+    """A started-on-demand aiohttp server; see the module docstring for what it emulates."""
+
+    models: list[str] = field(default_factory=lambda: list(DEFAULT_MODELS))
+    loaded: list[dict[str, Any]] = field(default_factory=list)
+    version: str = "0.32.15"
+    instant: bool = False
+    requests: list[tuple[str, Any]] = field(default_factory=list)
+    disconnects: int = 0
+    url: str = ""
+
+    def __post_init__(self) -> None:
+        self._replies: deque[Reply] = deque()
+        self._pulls: deque[list[dict[str, Any]]] = deque()
+        self._changed = asyncio.Condition()
+        self.disconnected = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+
+    # -- scripting -------------------------------------------------------------------------
+
+    def script(self, *replies: Reply) -> None:
+        """Queue replies for the next chat requests (then back to the default echo)."""
+        self._replies.extend(replies)
+
+    def script_pull(self, lines: list[dict[str, Any]]) -> None:
+        """Queue the NDJSON lines of the next ``/api/pull`` (e.g. ending in ``{"error": ...}``)."""
+        self._pulls.append(lines)
+
+    def load(self, model: str, context_length: int = 8192, size_vram: int | None = None) -> None:
+        """Show ``model`` as loaded in ``/api/ps`` (fully on the GPU unless ``size_vram``)."""
+        entry = copy.deepcopy(wire_json("ps_response.json")["models"][0])
+        entry.update(name=model, model=model, context_length=context_length)
+        entry["details"] = tag_entry(model)["details"]
+        if size_vram is not None:
+            entry["size_vram"] = size_vram
+        self.loaded.append(entry)
+
+    @property
+    def chat_requests(self) -> list[dict[str, Any]]:
+        """Bodies of the ``/api/chat`` requests, oldest first."""
+        return [body for path, body in self.requests if path == "/api/chat"]
+
+    async def wait_for_chat(self, n: int = 1, timeout: float = 5) -> dict[str, Any]:  # noqa: ASYNC109
+        """Wait until ``n`` chat requests arrived; return the n-th body."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: len(self.chat_requests) >= n)
+        return self.chat_requests[n - 1]
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> FakeOllama:
+        """Listen on 127.0.0.1 on an ephemeral port; sets ``url``."""
+        app = web.Application()
+        app.router.add_route("HEAD", "/", self._root)
+        app.router.add_get("/", self._root, allow_head=False)
+        app.router.add_post("/api/chat", self._chat)
+        app.router.add_get("/api/tags", self._tags)
+        app.router.add_post("/api/show", self._show)
+        app.router.add_get("/api/ps", self._ps)
+        app.router.add_get("/api/version", self._version)
+        app.router.add_post("/api/pull", self._pull)
+        self._runner = web.AppRunner(
+            app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def stop(self) -> None:
+        """Close every connection and stop listening."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- recording -------------------------------------------------------------------------
+
+    async def _record(self, request: web.Request) -> Any:
+        body = await request.json() if request.can_read_body else None
+        async with self._changed:
+            self.requests.append((request.path, body))
+            self._changed.notify_all()
+        return body
+
+    async def _note_disconnect(self) -> None:
+        self.disconnects += 1
+        self.disconnected.set()
+
+    # -- small endpoints -------------------------------------------------------------------
+
+    async def _root(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        return web.Response(text="Ollama is running")
+
+    async def _version(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        return json_response({"version": self.version})
+
+    async def _tags(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        return json_response({"models": [tag_entry(model) for model in self.models]})
+
+    async def _ps(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        return json_response({"models": self.loaded})
+
+    async def _show(self, request: web.Request) -> web.Response:
+        body = await self._record(request)
+        model = full_name(str(body.get("model") or body.get("name") or ""))
+        if model not in self.models:
+            return json_response({"error": f"model '{model}' not found"}, status=404)
+        shown = wire_json("show_response.json")
+        shown["details"] = tag_entry(model)["details"]
+        return json_response(shown)
+
+    # -- pull --------------------------------------------------------------------------------
+
+    async def _pull(self, request: web.Request) -> web.StreamResponse:
+        body = await self._record(request)
+        model = full_name(str(body.get("model") or body.get("name") or ""))
+        lines = self._pulls.popleft() if self._pulls else wire_ndjson("pull_stream.ndjson")
+        if lines and lines[-1].get("status") == "success" and model not in self.models:
+            self.models.append(model)
+        if body.get("stream") is False:
+            last = lines[-1] if lines else {"status": "success"}
+            return json_response(last, status=500 if "error" in last else 200)
+        response = await start_ndjson(request)
+        for line in lines:
+            await response.write(go_json(line) + b"\n")
+        await response.write_eof()
+        return response
+
+    # -- chat --------------------------------------------------------------------------------
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await self._record(request)
+        reply = self._replies.popleft() if self._replies else Reply()
+        model = str(body.get("model", ""))
+        if reply.first_byte_gate is not None:
+            await reply.first_byte_gate.wait()
+        if reply.status == 200 and full_name(model) not in self.models:
+            reply = Reply.not_found()
+        if reply.status != 200:
+            text = reply.error or error_text(reply.status, model)
+            return json_response({"error": text}, status=reply.status)
+        text = reply.text if reply.text is not None else f"echo: {last_user_text(body)}"
+        pieces = split_text(text, reply.chunks)
+        if body.get("stream") is False:
+            return json_response(whole_reply(model, text, body, reply))
+        try:
+            return await self._stream_chat(request, model, pieces, body, reply)
+        except (ConnectionError, asyncio.CancelledError):
+            await self._note_disconnect()
+            raise
+
+    async def _stream_chat(
+        self,
+        request: web.Request,
+        model: str,
+        pieces: list[str],
+        body: dict[str, Any],
+        reply: Reply,
+    ) -> web.StreamResponse:
+        response = await start_ndjson(request)
+        lines = [go_json(chunk(model, piece)) + b"\n" for piece in pieces]
+        if self.instant and reply.hold_gate is None:
+            await response.write(b"".join(lines))
+        else:
+            for index, line in enumerate(lines):
+                if index == reply.hold_after:
+                    await self._hold(reply)
+                await response.write(line)
+            if reply.hold_after >= len(lines):
+                await self._hold(reply)
+        if reply.error_midway is not None:
+            await response.write(go_json({"error": reply.error_midway}) + b"\n")
+        elif reply.done:
+            final = final_chunk(model, body, len(pieces), reply.done_reason)
+            await response.write(go_json(final) + b"\n")
+        elif reply.abort:
+            assert request.transport is not None
+            request.transport.abort()
+            return response
+        await response.write_eof()
+        return response
+
+    @staticmethod
+    async def _hold(reply: Reply) -> None:
+        if reply.hold_gate is not None:
+            await reply.hold_gate.wait()
+
+
+# -- payload builders ------------------------------------------------------------------------
+
+
+def json_response(payload: Any, status: int = 200) -> web.Response:
+    """A JSON body as Ollama sends it (Go escaping, ``charset=utf-8``)."""
+    return web.Response(
+        body=go_json(payload), status=status, content_type="application/json", charset="utf-8"
+    )
+
+
+async def start_ndjson(request: web.Request) -> web.StreamResponse:
+    """Begin a chunked NDJSON response."""
+    response = web.StreamResponse(headers={"Content-Type": NDJSON})
+    await response.prepare(request)
+    return response
+
+
+def full_name(model: str) -> str:
+    """Ollama's name resolution: a name without a tag means ``:latest``."""
+    return model if ":" in model else f"{model}:latest"
+
+
+def tag_entry(model: str) -> dict[str, Any]:
+    """A ``/api/tags`` entry: the wire file's entry for this quantization, renamed."""
+    wire_models = wire_json("tags_response.json")["models"]
+    q8 = "q8_0" in model.lower()
+    entry = copy.deepcopy(wire_models[0] if q8 else wire_models[1])
+    entry.update(name=model, model=model)
+    return entry
+
+
+def last_user_text(body: dict[str, Any]) -> str:
+    """Content of the last user message of a chat request."""
+    users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+    return str(users[-1].get("content", "")) if users else ""
+
+
+def prompt_tokens(body: dict[str, Any]) -> int:
+    """A realistic prompt size: about 4 characters per token plus template tokens per message."""
+    messages = body.get("messages", [])
+    return sum(len(str(m.get("content", ""))) for m in messages) // 4 + 4 * len(messages) + 1
+
+
+def chunk(model: str, piece: str) -> dict[str, Any]:
+    """One streamed content chunk (no metrics: they are omitted when zero)."""
+    return {
+        "model": model,
+        "created_at": created_at(),
+        "message": {"role": "assistant", "content": piece},
+        "done": False,
+    }
+
+
+def metrics(body: dict[str, Any], eval_count: int) -> dict[str, int]:
+    """Counts and durations (ns) of a finished reply, 20 ms per generated token."""
+    prompt_eval_count = prompt_tokens(body)
+    eval_duration = 20_000_000 * max(1, eval_count)
+    prompt_duration = 150_000 * prompt_eval_count
+    return {
+        "total_duration": 18_402_113 + prompt_duration + eval_duration,
+        "load_duration": 18_402_113,
+        "prompt_eval_count": prompt_eval_count,
+        "prompt_eval_duration": prompt_duration,
+        "eval_count": eval_count,
+        "eval_duration": eval_duration,
+    }
+
+
+def final_chunk(model: str, body: dict[str, Any], eval_count: int, reason: str) -> dict[str, Any]:
+    """The closing ``done`` chunk: empty content, ``done_reason`` and all metrics."""
+    return {**chunk(model, ""), "done": True, "done_reason": reason, **metrics(body, eval_count)}
+
+
+def whole_reply(model: str, text: str, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+    """The ``stream: false`` answer: one object with the full content and metrics."""
+    return final_chunk(model, body, len(split_text(text, reply.chunks)), reply.done_reason) | {
+        "message": {"role": "assistant", "content": text}
+    }
+
+
+def unused_port() -> int:
+    """A loopback port nothing listens on (for "connection refused")."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+async def fake_ollama() -> AsyncIterator[FakeOllama]:
+    """A started FakeOllama, stopped after the test."""
+    fake = await FakeOllama().start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()

@@ -1,0 +1,168 @@
+"""The LLM port on Ollama's official async client (``ollama.AsyncClient``).
+
+Library errors are translated here, at the boundary, into the core's error tree:
+
+    connection refused, connect or read timeout   -> LLMUnavailable
+    HTTP 404 (model not pulled)                   -> ModelNotFound (says how to pull it)
+    HTTP 503 (Ollama's queue is full)             -> LLMBusy
+    HTTP 500, other statuses, error mid-stream    -> LLMFailed
+    stream ended or dropped before ``done``       -> LLMFailed (the reply was cut off)
+
+Connection errors and 503 are retried a few times with jittered exponential backoff, and only
+before the first piece of the reply was yielded, so streamed text is never repeated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncGenerator, Awaitable
+from typing import Any, TypeVar
+
+import httpx
+import ollama
+import structlog
+
+from core.errors import LLMBusy, LLMError, LLMFailed, LLMUnavailable, ModelNotFound
+from core.models import ChatRequest, DoneReason, StreamEvent
+
+T = TypeVar("T")
+log = structlog.get_logger(__name__)
+
+CUT_OFF = "The reply was cut off: the model server stopped before finishing; please try again."
+TIMED_OUT = "The model server did not answer in time; please try again shortly."
+# ValueError covers a truncated NDJSON line (JSONDecodeError) and a malformed chunk.
+LIBRARY_ERRORS = (ollama.ResponseError, ConnectionError, httpx.HTTPError, ValueError)
+CONNECT_ERRORS = (ConnectionError, httpx.ConnectError, httpx.ConnectTimeout)
+
+
+class OllamaLLM:
+    """Streams chat replies from an Ollama server; also answers ``doctor`` questions."""
+
+    def __init__(
+        self,
+        host: str,
+        *,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 300.0,
+        keep_alive: str | int = "30m",
+        retries: int = 2,
+        backoff_s: float = 0.5,
+    ) -> None:
+        timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
+        self._client = ollama.AsyncClient(host=host, timeout=timeout)
+        self._keep_alive = keep_alive
+        self._retries = retries
+        self._backoff_s = backoff_s
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+        """Yield the reply piece by piece, then one ``done`` event with Ollama's counts."""
+        for attempt in range(self._retries + 1):
+            started = False
+            try:
+                async with contextlib.aclosing(self._attempt(request)) as events:
+                    async for event in events:
+                        started = True
+                        yield event
+                return
+            except LLMError as error:
+                if started or attempt >= self._retries or not is_retryable(error):
+                    raise
+                log.warning("ollama_retry", attempt=attempt + 1, error=type(error).__name__)
+            await asyncio.sleep(self._backoff(attempt))
+
+    async def _attempt(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+        try:
+            parts = await self._client.chat(
+                model=request.model,
+                messages=[{"role": m.role, "content": m.content} for m in request.messages],
+                options=dict(request.options),
+                stream=True,
+                keep_alive=self._keep_alive,
+            )
+            async with contextlib.aclosing(parts) as chunks:  # closes the HTTP stream
+                async for part in chunks:
+                    if part.done:
+                        yield final_event(part)
+                        return
+                    if part.message.content:
+                        yield StreamEvent(delta=part.message.content)
+        except LIBRARY_ERRORS as error:
+            raise translate(error, request.model) from error
+        log.warning("ollama_stream_cut_off", model=request.model)
+        raise LLMFailed(CUT_OFF)
+
+    def _backoff(self, attempt: int) -> float:
+        return float(self._backoff_s * 2**attempt * random.uniform(0.5, 1.0))
+
+    async def version(self) -> str:
+        """The server's version (``GET /api/version``)."""
+        # ollama-python has no version() method; _request_raw keeps its URL and error handling.
+        response = await self._guarded(self._client._request_raw("GET", "/api/version"))
+        return str(response.json()["version"])
+
+    async def installed_models(self) -> list[str]:
+        """Tags of the models pulled on the server (``GET /api/tags``)."""
+        listing = await self._guarded(self._client.list())
+        return [model.model for model in listing.models if model.model]
+
+    async def loaded_models(self) -> list[dict[str, Any]]:
+        """Models loaded in memory, as ``/api/ps`` describes them (size, size_vram, context)."""
+        running = await self._guarded(self._client.ps())
+        return [model.model_dump(mode="json", exclude_none=True) for model in running.models]
+
+    async def close(self) -> None:
+        """Close the HTTP connection pool."""
+        await self._client.close()
+
+    async def _guarded(self, call: Awaitable[T], model: str = "") -> T:
+        try:
+            return await call
+        except LIBRARY_ERRORS as error:
+            raise translate(error, model) from error
+
+
+def final_event(part: ollama.ChatResponse) -> StreamEvent:
+    """The closing event: why generation stopped and how many tokens it took."""
+    reason = part.done_reason or ""
+    return StreamEvent(
+        delta=part.message.content or "",
+        done=True,
+        done_reason=DoneReason(reason) if reason in {"stop", "length"} else DoneReason.UNKNOWN,
+        prompt_eval_count=part.prompt_eval_count or 0,
+        eval_count=part.eval_count or 0,
+        eval_duration_ns=part.eval_duration or 0,
+    )
+
+
+def translate(error: Exception, model: str) -> LLMError:
+    """The core error (with its user notice) for a library error."""
+    if isinstance(error, ollama.ResponseError):
+        return from_status(error, model)
+    if isinstance(error, CONNECT_ERRORS):
+        return LLMUnavailable()
+    if isinstance(error, httpx.TimeoutException):
+        return LLMUnavailable(TIMED_OUT)
+    log.warning("ollama_stream_broken", model=model, error=repr(error))
+    return LLMFailed(CUT_OFF)
+
+
+def from_status(error: ollama.ResponseError, model: str) -> LLMError:
+    """Map Ollama's HTTP status (``-1``: an error line mid-stream) to the core error."""
+    log.warning("ollama_error", model=model, status=error.status_code, error=error.error)
+    if error.status_code == 404:
+        return ModelNotFound(
+            f"The model {model} is not installed on the server; an operator can install it "
+            f"with `ollabot model pull {model}`."
+        )
+    if error.status_code == 503:
+        return LLMBusy()
+    if error.status_code == -1:
+        return LLMFailed("The model failed in the middle of the reply; please try again.")
+    return LLMFailed()
+
+
+def is_retryable(error: LLMError) -> bool:
+    """Only a busy server or a failed connection is worth another try."""
+    return isinstance(error, LLMBusy) or isinstance(error.__cause__, CONNECT_ERRORS)

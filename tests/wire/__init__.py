@@ -1,0 +1,1 @@
+"""Wire tests: the real client libraries against fake servers on loopback."""
