@@ -100,6 +100,7 @@ class Settings(BaseSettings):
         env_prefix="OLLABOT_",
         env_nested_delimiter="__",
         env_file=".env",
+        env_ignore_empty=True,
         extra="ignore",
         secrets_dir=os.environ.get("CREDENTIALS_DIRECTORY") or None,
     )

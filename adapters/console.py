@@ -1,0 +1,81 @@
+"""The terminal as a platform: lines in, streamed replies out (``ollabot chat``)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from typing import TextIO
+
+from core.models import IncomingMessage
+from core.ports import Inbox, ReplySink
+
+PLATFORM = "console"
+BOT_PREFIX = "ollabot> "
+
+
+class ConsoleSink:
+    """Prints the reply as it streams; resolves the waiting prompt when done."""
+
+    def __init__(self, out: TextIO, done: asyncio.Future[None] | None) -> None:
+        self._out = out
+        self._done = done
+        self._shown = ""
+
+    async def begin(self) -> None:
+        self._write(BOT_PREFIX)
+
+    async def update(self, text: str) -> None:
+        if text.startswith(self._shown):
+            self._write(text[len(self._shown) :])
+            self._shown = text
+
+    async def finish(self, text: str) -> None:
+        if not self._shown:
+            self._write(BOT_PREFIX)
+        self._write((text[len(self._shown) :] if text.startswith(self._shown) else text) + "\n")
+        self._resolve()
+
+    async def fail(self, notice: str) -> None:
+        self._write(("\n" if self._shown else BOT_PREFIX) + f"[{notice}]\n")
+        self._resolve()
+
+    def _write(self, text: str) -> None:
+        self._out.write(text)
+        self._out.flush()
+
+    def _resolve(self) -> None:
+        if self._done is not None and not self._done.done():
+            self._done.set_result(None)
+
+
+class Console:
+    """Sends typed lines through the inbox and waits for each reply before the next."""
+
+    def __init__(self, inbox: Inbox, channel: str, user: str, out: TextIO = sys.stdout) -> None:
+        self._inbox = inbox
+        self._channel = f"{PLATFORM}:{channel}"
+        self._user = user
+        self._out = out
+        self._waiting: dict[str, asyncio.Future[None]] = {}
+
+    def sinks(self, message: IncomingMessage) -> ReplySink:
+        return ConsoleSink(self._out, self._waiting.pop(message.message_id, None))
+
+    async def say(self, line: str) -> None:
+        """Queue one line and return once its reply (or notice) has been printed."""
+        message = IncomingMessage(
+            platform=PLATFORM,
+            message_id=uuid.uuid4().hex,
+            conversation=self._channel,
+            channel=self._channel,
+            author_id=self._user,
+            author_name=self._user,
+            text=line.strip().lstrip("/") if line.startswith("/") else line,
+            is_admin=True,
+            is_command=line.startswith("/"),
+        )
+        done = asyncio.get_running_loop().create_future()
+        self._waiting[message.message_id] = done
+        await self._inbox.enqueue(message)
+        await done

@@ -1,0 +1,84 @@
+"""The ``ollabot`` command line: run, chat, model, doctor."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from bots import logging as bot_logging
+from bots.settings import Settings
+
+PLATFORM_NAMES = ("telegram", "slack")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ollabot", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="serve the configured chat platforms")
+    run.add_argument(
+        "platforms",
+        nargs="*",
+        metavar="{telegram,slack}",
+        help="platforms to serve (default: every one with a token)",
+    )
+    chat = commands.add_parser("chat", help="a console conversation through the same core")
+    chat.add_argument("--channel", default="default", help="whose settings and history apply")
+    chat.add_argument("--user", default=getpass.getuser(), help="your name in the conversation")
+    commands.add_parser("doctor", help="check Ollama, the model, Redis, tokens and the GPU fit")
+    from bots.model_cli import add_model_parser
+
+    add_model_parser(commands)
+    return parser
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    values = [
+        settings.redis.url,
+        settings.telegram.token,
+        settings.telegram.webhook_secret,
+        settings.slack.bot_token,
+        settings.slack.app_token,
+        settings.slack.signing_secret,
+    ]
+    return [v.get_secret_value() for v in values if v is not None]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        print(f"ollabot: invalid settings:\n{error}", file=sys.stderr)
+        return 2
+    bot_logging.configure(settings.log.json_logs, settings.log.level, secrets_of(settings))
+    try:
+        return asyncio.run(dispatch(args, settings))
+    except KeyboardInterrupt:
+        return 130
+
+
+async def dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "chat":
+        from bots.chat_command import chat
+
+        return await chat(settings, args.channel, args.user)
+    if args.command == "doctor":
+        from bots.doctor import doctor
+
+        return await doctor(settings)
+    if args.command == "run":
+        from bots.serve import serve
+
+        return await serve(settings, args.platforms)
+    from bots.model_cli import run_model_command
+
+    return await run_model_command(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

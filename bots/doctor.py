@@ -1,0 +1,132 @@
+"""``ollabot doctor``: check everything ollabot depends on and say what to fix."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bots.app import open_llm, open_store, resolve_model
+from bots.settings import Settings
+from core.errors import OllabotError
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    warning_only: bool = False
+
+    def line(self) -> str:
+        mark = "ok  " if self.ok else ("warn" if self.warning_only else "FAIL")
+        return f"[{mark}] {self.name}: {self.detail}"
+
+
+async def doctor(settings: Settings) -> int:
+    checks = [*await check_ollama(settings), *await check_redis(settings), *check_tokens(settings)]
+    checks += await check_fit(settings)
+    for check in checks:
+        print(check.line())
+    failed = [c for c in checks if not c.ok and not c.warning_only]
+    print("All checks passed." if not failed else f"{len(failed)} check(s) failed.")
+    return 1 if failed else 0
+
+
+async def check_ollama(settings: Settings) -> list[Check]:
+    llm = open_llm(settings)
+    try:
+        version = await llm.version()
+        installed = await llm.installed_models()
+    except OllabotError as error:
+        host = settings.ollama.host
+        fix = f"start Ollama (systemctl start ollama) or fix OLLABOT_OLLAMA__HOST={host}"
+        return [Check("ollama", False, f"{error.notice} Fix: {fix}")]
+    finally:
+        await llm.close()
+    checks = [Check("ollama", True, f"version {version} at {settings.ollama.host}")]
+    try:
+        tag = await resolve_model(settings)
+    except OllabotError as error:
+        return [*checks, Check("model", False, error.notice)]
+    present = tag in installed or f"{tag}:latest" in installed
+    detail = (
+        f"{tag} is installed" if present else f"{tag} is missing. Fix: ollabot model pull {tag}"
+    )
+    return [*checks, Check("model", present, detail)]
+
+
+async def check_redis(settings: Settings) -> list[Check]:
+    store = open_store(settings)
+    try:
+        await store.ping()
+        info = await store.server_info()
+    except OllabotError as error:
+        return [
+            Check(
+                "redis", False, f"{error.notice} Fix: start redis-server or fix OLLABOT_REDIS__URL"
+            )
+        ]
+    finally:
+        with contextlib.suppress(Exception):
+            await store.close()
+    checks = [Check("redis", True, f"reachable, version {info.get('redis_version', '?')}")]
+    durable = (
+        str(info.get("aof_enabled")) in ("1", "True", "yes")
+        and info.get("appendfsync") == "everysec"
+    )
+    checks.append(
+        Check(
+            "redis persistence",
+            durable,
+            "AOF with appendfsync everysec"
+            if durable
+            else "AOF is off: a crash loses recent conversations. Fix: appendonly yes, "
+            "appendfsync everysec (deploy/redis/ollabot.conf)",
+            warning_only=True,
+        )
+    )
+    policy = info.get("maxmemory_policy", "?")
+    checks.append(
+        Check(
+            "redis eviction",
+            policy == "noeviction",
+            f"maxmemory-policy {policy}"
+            + (
+                ""
+                if policy == "noeviction"
+                else ": conversations may be evicted silently. Fix: maxmemory-policy noeviction"
+            ),
+            warning_only=True,
+        )
+    )
+    return checks
+
+
+def check_tokens(settings: Settings) -> list[Check]:
+    telegram = settings.telegram.token is not None
+    slack = settings.slack.bot_token is not None and (
+        settings.slack.app_token is not None or settings.slack.signing_secret is not None
+    )
+    if not (telegram or slack):
+        return [
+            Check(
+                "platforms",
+                False,
+                "no Telegram or Slack token configured; only "
+                "`ollabot chat` will work. Fix: set OLLABOT_TELEGRAM__TOKEN or the "
+                "OLLABOT_SLACK__* tokens",
+                warning_only=True,
+            )
+        ]
+    names = [n for n, on in (("telegram", telegram), ("slack", slack)) if on]
+    return [Check("platforms", True, "configured: " + ", ".join(names))]
+
+
+async def check_fit(settings: Settings) -> list[Check]:
+    fit: Callable[[Settings], Awaitable[list[tuple[str, bool, str]]]]
+    try:
+        from bots.model_cli import doctor_fit as fit
+    except ImportError:
+        return []
+    return [Check(name, ok, detail, warning_only=True) for name, ok, detail in await fit(settings)]
