@@ -31,14 +31,14 @@ Store = RedisStore | MemoryStore
 def open_store(settings: Settings) -> Store:
     url = settings.redis.url.get_secret_value()
     options: dict[str, Any] = {
-        "prefix": settings.redis.prefix,
         "conversation_ttl_s": settings.redis.conversation_ttl_days * 86_400,
         "max_stored_turns": settings.redis.max_stored_turns,
     }
     if url.startswith("memory://"):
         log.warning("memory store in use: nothing persists after this process exits")
         return MemoryStore(**options)
-    return RedisStore.from_url(url, socket_timeout_s=settings.redis.socket_timeout_s, **options)
+    return RedisStore.from_url(url, socket_timeout_s=settings.redis.socket_timeout_s,
+                               prefix=settings.redis.prefix, **options)
 
 
 def open_llm(settings: Settings) -> OllamaLLM:

@@ -6,7 +6,7 @@ import asyncio
 import sys
 
 from adapters.console import PLATFORM, Console
-from bots.app import runtime
+from bots.app import Runtime, runtime
 from bots.settings import Settings
 from core.errors import OllabotError
 
@@ -20,7 +20,7 @@ async def chat(settings: Settings, channel: str, user: str) -> int:
     interactive = sys.stdin.isatty()
     async with runtime(settings, consumer=f"{PLATFORM}-{channel}") as rt:
         console = Console(rt.store, channel, user)
-        await recover(rt.store, rt.service, console, rt.consumer)
+        await recover(rt, console)
         rt.start_worker(PLATFORM, console.sinks)
         if interactive:
             print(BANNER.format(channel=channel, model=rt.model))
@@ -32,14 +32,15 @@ async def chat(settings: Settings, channel: str, user: str) -> int:
     return 0
 
 
-async def recover(store: object, service: object, console: Console, consumer: str) -> None:
+async def recover(rt: Runtime, console: Console) -> None:
     """Answer what a previous run of this console took but never finished."""
-    from adapters.redis_store import RedisStore  # noqa: F401  (typing only)
-
-    entries = await store.claim_abandoned(PLATFORM, consumer, 0)  # type: ignore[attr-defined]
-    for entry in entries:
-        if entry.message.conversation == console.conversation:
-            await service.handle(entry, console.sinks(entry.message))  # type: ignore[attr-defined]
+    idle_ms = int(rt.settings.chat.claim_idle_s * 1000)
+    try:
+        entries = await rt.store.claim_abandoned(PLATFORM, rt.consumer, idle_ms)
+        for entry in entries:
+            await rt.service.handle(entry, console.sinks(entry.message))
+    except OllabotError as error:
+        print(f"[{error.notice}]", flush=True)
 
 
 async def read_line(prompt: str) -> str | None:

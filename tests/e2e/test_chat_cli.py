@@ -1,0 +1,140 @@
+"""``ollabot chat`` end to end: a person typing into the console, Redis and Ollama behind it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from typing import Any
+
+from tests.e2e.conftest import Ollabot
+from tests.fakes.ollama import FakeOllama, Reply, unused_port
+
+
+async def stored_turns(redis_client: Any, prefix: str, channel: str = "default") -> list[dict]:
+    raw = await redis_client.lrange(f"{prefix}conv:console:{channel}", 0, -1)
+    return [json.loads(item) for item in raw]
+
+
+async def test_a_scripted_conversation_streams_replies_and_applies_admin_commands(
+    ollabot: Any, fake_ollama: FakeOllama, redis_client: Any, key_prefix: str
+) -> None:
+    fake_ollama.script(Reply(text="Hello Alice, how can I help?", chunks=4))
+    code, out, _ = await ollabot().chat(
+        "hello there", "/preset set temperature 0.2", "/preset set temperature 7", "and now?"
+    )
+    assert code == 0
+    assert "ollabot> Hello Alice, how can I help?" in out
+    assert "Set temperature = 0.2" in out
+    assert "temperature must be a number in 0 to 2" in out
+    second = fake_ollama.chat_requests[1]
+    assert second["options"]["temperature"] == 0.2
+    assert second["options"]["num_ctx"] == 8192
+    assert [m["content"] for m in second["messages"][1:]] == [
+        "hello there",
+        "Hello Alice, how can I help?",
+        "and now?",
+    ]
+    assert len(await stored_turns(redis_client, key_prefix)) == 4
+
+
+async def test_the_conversation_continues_across_runs(
+    ollabot: Any, fake_ollama: FakeOllama
+) -> None:
+    bot: Ollabot = ollabot()
+    await bot.chat("my name is Alice")
+    code, out, _ = await bot.chat("what is my name?")
+    assert code == 0 and "echo: what is my name?" in out
+    history = [m["content"] for m in fake_ollama.chat_requests[-1]["messages"]]
+    assert "my name is Alice" in history
+
+
+async def test_channels_keep_their_own_settings_and_history(
+    ollabot: Any, fake_ollama: FakeOllama
+) -> None:
+    bot: Ollabot = ollabot()
+    await bot.chat("/preset use precise", "first", channel="docs")
+    await bot.chat("second", channel="chitchat")
+    docs, chitchat = fake_ollama.chat_requests
+    assert docs["options"]["temperature"] == 0.1 and docs["options"]["num_predict"] == 2000
+    assert chitchat["options"]["temperature"] == 0.7
+    assert "first" not in [m["content"] for m in chitchat["messages"]]
+
+
+async def test_ollama_down_gives_a_notice_and_loses_nothing(
+    ollabot: Any, fake_ollama: FakeOllama, redis_client: Any, key_prefix: str
+) -> None:
+    down: Ollabot = ollabot(OLLABOT_OLLAMA__HOST=f"http://127.0.0.1:{unused_port()}")
+    code, out, err = await down.chat("are you there?", "/preset")
+    assert code == 0
+    assert "Ollama) is not reachable" in out
+    assert "Preset balanced" in out, "the process keeps serving after the failure"
+    assert "Traceback" not in err
+    assert await stored_turns(redis_client, key_prefix) == []
+    code, out, _ = await ollabot().chat("now?")
+    assert "echo: now?" in out
+    assert [m["content"] for m in fake_ollama.chat_requests[-1]["messages"][1:]] == ["now?"]
+
+
+async def test_missing_model_and_busy_server_are_named(
+    ollabot: Any, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(Reply.not_found(), Reply.busy(), Reply.busy(), Reply.busy())
+    _, out, _ = await ollabot().chat("one", "two")
+    assert "ollabot model pull llama3.1:8b" in out
+    assert "busy" in out
+
+
+async def test_bad_input_is_refused_with_a_reason(ollabot: Any, fake_ollama: FakeOllama) -> None:
+    _, out, _ = await ollabot(OLLABOT_CHAT__MAX_MESSAGE_CHARS="100").chat(
+        "   ", "x" * 150, "/frobnicate"
+    )
+    assert "Send me some text" in out
+    assert "150 characters; the limit is 100" in out
+    assert "Unknown command 'frobnicate'" in out
+    assert fake_ollama.chat_requests == []
+
+
+async def test_a_reply_cut_at_max_tokens_says_so(ollabot: Any, fake_ollama: FakeOllama) -> None:
+    fake_ollama.script(Reply(text="Once upon a time", done_reason="length"))
+    _, out, _ = await ollabot().chat("tell me a story")
+    assert "Once upon a time" in out and "cut short" in out
+
+
+async def test_a_message_interrupted_by_a_crash_is_answered_once_after_restart(
+    ollabot: Any, fake_ollama: FakeOllama, redis_client: Any, key_prefix: str
+) -> None:
+    held = asyncio.Event()
+    fake_ollama.script(
+        Reply(text="partial answer that never finishes", chunks=5, hold_gate=held, hold_after=1)
+    )
+    bot: Ollabot = ollabot()
+    process = await bot.start("chat", "--user", "alice")
+    assert process.stdin is not None
+    process.stdin.write(b"important question\n")
+    await process.stdin.drain()
+    await fake_ollama.wait_for_chat(1)
+    process.send_signal(signal.SIGKILL)
+    await process.wait()
+    held.set()
+
+    code, out, _ = await bot.chat()
+    assert code == 0
+    assert "echo: important question" in out
+    assert len(fake_ollama.chat_requests) == 2
+    turns = await stored_turns(redis_client, key_prefix)
+    assert [(t["role"], t["content"]) for t in turns] == [
+        ("user", "important question"),
+        ("assistant", "echo: important question"),
+    ]
+    _, out, _ = await bot.chat()
+    assert "important question" not in out, "answered exactly once"
+
+
+async def test_the_in_memory_store_works_without_redis(
+    ollabot: Any, fake_ollama: FakeOllama
+) -> None:
+    code, out, err = await ollabot(OLLABOT_REDIS__URL="memory://").chat("hi", "again")
+    assert code == 0 and "echo: hi" in out and "echo: again" in out
+    assert "nothing persists" in err
+    assert "hi" in [m["content"] for m in fake_ollama.chat_requests[1]["messages"]]

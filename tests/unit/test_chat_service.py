@@ -1,0 +1,199 @@
+"""The chat service on in-memory ports: what the user sees and what the history keeps."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+
+import pytest
+
+from adapters.memory_store import MemoryStore
+from core.chat import ChatConfig, ChatService
+from core.errors import LLMBusy, LLMFailed, LLMUnavailable
+from core.fewshot import FewShotCatalog
+from core.models import ChatRequest, DoneReason, IncomingMessage, StreamEvent
+
+
+@dataclass
+class ScriptedLLM:
+    """An LLM port that replays scripted pieces, or raises, and records every request."""
+
+    script: list[list[str | Exception]] = field(default_factory=list)
+    requests: list[ChatRequest] = field(default_factory=list)
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+        self.requests.append(request)
+        step = self.script.pop(0) if self.script else [f"echo: {request.messages[-1].content}"]
+        for piece in step:
+            if isinstance(piece, Exception):
+                raise piece
+            yield StreamEvent(delta=piece)
+        yield StreamEvent(done=True, done_reason=DoneReason.STOP, prompt_eval_count=50)
+
+
+@dataclass
+class RecordingSink:
+    updates: list[str] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    async def begin(self) -> None:
+        pass
+
+    async def update(self, text: str) -> None:
+        self.updates.append(text)
+
+    async def finish(self, text: str) -> None:
+        self.finished.append(text)
+
+    async def fail(self, notice: str) -> None:
+        self.failures.append(notice)
+
+
+class Harness:
+    def __init__(self, **config: int) -> None:
+        self.store = MemoryStore(block_ms=10)
+        self.llm = ScriptedLLM()
+        self.service = ChatService(
+            self.llm,
+            self.store,
+            self.store,
+            FewShotCatalog(),
+            ChatConfig(default_model="m", **config),
+            owner="me",
+        )
+        self.count = 0
+
+    async def say(
+        self,
+        text: str,
+        *,
+        admin: bool = False,
+        command: bool = False,
+        author: str = "alice",
+        message_id: str | None = None,
+    ) -> RecordingSink:
+        self.count += 1
+        message = IncomingMessage(
+            "test",
+            message_id or str(self.count),
+            "conv",
+            "chan",
+            author,
+            author.title(),
+            text,
+            is_admin=admin,
+            is_command=command,
+        )
+        await self.store.enqueue(message)
+        sink = RecordingSink()
+        for entry in await self.store.take("test", "worker", 10):
+            await self.service.handle(entry, sink)
+        return sink
+
+    async def history(self) -> list[tuple[str, str]]:
+        message = IncomingMessage("test", "probe", "conv", "chan", "x", "X", "")
+        context = await self.store.load_context(message, 100, 60)
+        return [(t.role, t.content) for t in context.history]
+
+
+async def test_a_reply_streams_and_both_turns_are_stored() -> None:
+    h = Harness()
+    h.llm.script = [["Hel", "lo", "!"]]
+    sink = await h.say("hi")
+    assert sink.updates == ["Hel", "Hello", "Hello!"]
+    assert sink.finished == ["Hello!"]
+    assert await h.history() == [("user", "hi"), ("assistant", "Hello!")]
+
+
+@pytest.mark.parametrize("error", [LLMUnavailable(), LLMBusy(), LLMFailed()])
+async def test_a_failed_generation_says_why_and_leaves_history_untouched(error: Exception) -> None:
+    h = Harness()
+    await h.say("first")
+    h.llm.script = [["half an ans", error]] if isinstance(error, LLMFailed) else [[error]]
+    sink = await h.say("second")
+    assert sink.failures == [error.notice]  # type: ignore[attr-defined]
+    assert sink.finished == []
+    assert await h.history() == [("user", "first"), ("assistant", "echo: first")]
+    assert await h.store.take("test", "worker", 10) == [], "the entry is acknowledged"
+
+
+async def test_a_redelivered_message_is_not_answered_twice() -> None:
+    h = Harness()
+    await h.say("hello", message_id="update-7")
+    sink = await h.say("hello", message_id="update-7")
+    assert sink.finished == [] and len(h.llm.requests) == 1
+
+
+async def test_a_message_answered_before_a_crash_is_redelivered_from_the_store() -> None:
+    h = Harness()
+    message = IncomingMessage("test", "m1", "conv", "chan", "alice", "Alice", "hi")
+    await h.store.enqueue(message)
+    [entry] = await h.store.take("test", "worker", 10)
+    await h.service.handle(entry, RecordingSink())
+    sink = RecordingSink()
+    await h.service.handle(entry, sink)
+    assert sink.finished == ["echo: hi"]
+    assert len(h.llm.requests) == 1
+    assert len(await h.history()) == 2
+
+
+async def test_too_many_messages_are_rate_limited() -> None:
+    h = Harness(rate_limit=2)
+    for text in ("a", "b"):
+        await h.say(text)
+    sink = await h.say("c")
+    assert "too fast" in sink.failures[0]
+    assert len(h.llm.requests) == 2
+
+
+async def test_only_admins_change_settings_and_changes_are_audited() -> None:
+    h = Harness()
+    refused = await h.say("preset set temperature 0.2", command=True, author="bob")
+    assert refused.failures == ["Sorry, only admins of this chat can change its settings."]
+    done = await h.say("preset set temperature 0.2", command=True, admin=True)
+    assert "temperature = 0.2" in done.finished[0]
+    await h.say("hi")
+    assert h.llm.requests[-1].options["temperature"] == 0.2
+    [audit] = await h.store.audit_log("chan", 10)
+    assert (audit.actor, audit.field, audit.old, audit.new) == (
+        "alice",
+        "preset",
+        "balanced",
+        "balanced temperature=0.2",
+    )
+
+
+async def test_a_bad_value_changes_nothing() -> None:
+    h = Harness()
+    sink = await h.say("preset set top_k 500", command=True, admin=True)
+    assert sink.failures == ["top_k must be a whole number in 1 to 100."]
+    assert await h.store.audit_log("chan", 10) == []
+    await h.say("hi")
+    assert h.llm.requests[-1].options["top_k"] == 40
+
+
+async def test_system_prompt_and_fewshot_reach_the_model_in_order() -> None:
+    h = Harness()
+    await h.say("system set Eres un clasificador.", command=True, admin=True)
+    await h.say("fewshot use sentiment", command=True, admin=True)
+    await h.say('Texto: "El servicio es excelente"')
+    roles = [(m.role, m.content[:12]) for m in h.llm.requests[-1].messages]
+    assert roles[0] == ("system", "Eres un clas")
+    assert [r for r, _ in roles] == ["system", "user", "assistant", "user", "assistant", "user"]
+
+
+async def test_reset_forgets_the_conversation() -> None:
+    h = Harness()
+    await h.say("remember me")
+    sink = await h.say("reset", command=True)
+    assert "forgotten" in sink.finished[0]
+    assert await h.history() == []
+
+
+async def test_max_tokens_cannot_exceed_half_the_context() -> None:
+    h = Harness(num_ctx=4096)
+    sink = await h.say("preset set max_tokens 4000", command=True, admin=True)
+    assert sink.failures == [
+        "max_tokens must be in 1 to 2048 (half of this deployment's context of 4096 tokens)."
+    ]
