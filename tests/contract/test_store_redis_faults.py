@@ -1,0 +1,86 @@
+"""Redis down or silent: every call fails fast with StoreUnavailable, and the store recovers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from adapters.redis_store import RedisStore
+from core.errors import StoreUnavailable
+from core.models import AuditEntry, ChannelSettings, InboxEntry, Outcome, Turn
+from tests.contract import incoming
+from tests.fixtures.redis import RedisServer
+
+Call = Callable[[RedisStore], Awaitable[object]]
+
+ENTRY = InboxEntry("1-1", incoming("1"))
+EVERY_CALL: dict[str, Call] = {
+    "ping": lambda s: s.ping(),
+    "server_info": lambda s: s.server_info(),
+    "enqueue": lambda s: s.enqueue(incoming("1")),
+    "take": lambda s: s.take("telegram", "worker-a", 10),
+    "claim_abandoned": lambda s: s.claim_abandoned("telegram", "worker-a", 0),
+    "keep_alive": lambda s: s.keep_alive("telegram", "worker-a", ["1-1"]),
+    "acknowledge": lambda s: s.acknowledge("telegram", "1-1"),
+    "load_context": lambda s: s.load_context(incoming("1"), 10, 60),
+    "complete": lambda s: s.complete(ENTRY, Outcome((Turn("user", "hi"),), 0, "hi"), "w"),
+    "clear_conversation": lambda s: s.clear_conversation("tg:42"),
+    "acquire_lock": lambda s: s.acquire_lock("tg:42", "worker-a", 1000),
+    "release_lock": lambda s: s.release_lock("tg:42", "worker-a"),
+    "get_settings": lambda s: s.get_settings("tg:42"),
+    "save_settings": lambda s: s.save_settings(
+        "tg:42", ChannelSettings(), AuditEntry("tg:42", "u1", "preset", "a", "b")
+    ),
+    "audit_log": lambda s: s.audit_log("tg:42", 10),
+}
+
+
+@pytest.fixture
+async def private_store(redis_server: RedisServer) -> AsyncIterator[RedisStore]:
+    store = RedisStore.from_url(redis_server.url, prefix="faults:", block_ms=200)
+    yield store
+    await store.close()
+
+
+async def fails_within(seconds: float, call: Awaitable[object]) -> float:
+    """Await ``call``, expect StoreUnavailable, and return how long it took."""
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable) as caught:
+        await call
+    elapsed = time.monotonic() - started
+    assert elapsed < seconds, f"took {elapsed:.1f}s"
+    assert "Redis" in caught.value.notice
+    return elapsed
+
+
+async def test_with_redis_stopped_every_call_fails_fast_then_recovers(
+    private_store: RedisStore, redis_server: RedisServer
+) -> None:
+    await private_store.ping()
+    redis_server.stop()
+
+    for call in EVERY_CALL.values():
+        await fails_within(5, call(private_store))
+
+    redis_server.start()
+    assert await private_store.enqueue(incoming("after-restart"))
+    [entry] = await private_store.take("telegram", "worker-a", 10)
+    assert entry.message.message_id == "after-restart"
+
+
+async def test_a_silent_redis_fails_within_seconds_then_recovers(
+    private_store: RedisStore, redis_server: RedisServer
+) -> None:
+    await private_store.enqueue(incoming("before"))
+    redis_server.pause()
+    try:
+        await fails_within(5, private_store.load_context(incoming("2"), 10, 60))
+        await fails_within(5, private_store.take("telegram", "worker-a", 10))
+    finally:
+        redis_server.resume()
+
+    [entry] = await private_store.take("telegram", "worker-a", 10)
+    assert entry.message.message_id == "before"
+    assert (await private_store.load_context(incoming("3"), 10, 60)).history == ()

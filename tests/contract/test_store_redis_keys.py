@@ -1,0 +1,114 @@
+"""What the Redis store leaves in Redis: expiring keys, single round trips, robust reads."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+from redis.asyncio.connection import Connection
+
+from adapters.redis_store import RedisStore
+from core.models import Outcome, Turn
+from tests.contract import incoming
+
+DAY = 86400
+
+
+async def test_every_conversation_key_expires(
+    redis_store: RedisStore, raw_redis: aioredis.Redis, key_prefix: str
+) -> None:
+    message = incoming("1", "hi")
+    await redis_store.enqueue(message)
+    [entry] = await redis_store.take("telegram", "worker-a", 1)
+    await redis_store.acquire_lock("tg:42", "worker-a", 30_000)
+    await redis_store.load_context(message, 10, 60)
+    lock_ttl_ms = await raw_redis.pttl(f"{key_prefix}lock:tg:42")
+    await redis_store.complete(entry, Outcome((Turn("user", "hi"),), 0, "hello"), "worker-a")
+
+    async def ttl(key: str) -> int:
+        return int(await raw_redis.ttl(f"{key_prefix}{key}"))
+
+    assert 29 * DAY < await ttl("conv:tg:42") <= 30 * DAY
+    assert 29 * DAY < await ttl("convmeta:tg:42") <= 30 * DAY
+    assert 0 < await ttl("seen:telegram:1") <= DAY
+    assert 0 < await ttl("answered:telegram:1") <= DAY
+    assert 0 < await ttl("rate:telegram:u1") <= 60
+    assert 0 < lock_ttl_ms <= 30_000
+    assert not await raw_redis.exists(f"{key_prefix}lock:tg:42")
+
+
+async def test_an_unreadable_inbox_entry_is_dropped_without_stopping_the_inbox(
+    redis_store: RedisStore, raw_redis: aioredis.Redis, key_prefix: str
+) -> None:
+    await raw_redis.xadd(f"{key_prefix}inbox:telegram", {"message": "{not json"})
+    await redis_store.enqueue(incoming("1", "a real question"))
+
+    taken = await redis_store.take("telegram", "worker-a", 10)
+
+    assert [entry.message.text for entry in taken] == ["a real question"]
+    assert await redis_store.claim_abandoned("telegram", "worker-b", 0) != []
+    assert await raw_redis.xlen(f"{key_prefix}inbox:telegram") == 1
+
+
+async def test_unreadable_channel_settings_fall_back_to_defaults(
+    redis_store: RedisStore, raw_redis: aioredis.Redis, key_prefix: str
+) -> None:
+    await raw_redis.set(f"{key_prefix}channel:tg:42", json.dumps({"preset": "precise", "x": 1}))
+    assert (await redis_store.get_settings("tg:42")).preset == "precise"
+
+    await raw_redis.set(f"{key_prefix}channel:tg:42", "{broken")
+    assert (await redis_store.get_settings("tg:42")).preset == "balanced"
+
+
+async def test_server_info_reports_what_doctor_checks(redis_store: RedisStore) -> None:
+    info = await redis_store.server_info()
+
+    assert info["redis_version"][0].isdigit()
+    assert info["aof_enabled"] == "0"  # the test server runs without AOF
+    assert info["appendfsync"] in {"always", "everysec", "no"}
+    assert info["maxmemory_policy"] == "noeviction"
+
+
+class CountingConnection(Connection):
+    """A real connection that counts how often it writes to the socket (one per round trip)."""
+
+    writes = 0
+
+    async def send_packed_command(self, command: object, check_health: bool = True) -> None:
+        CountingConnection.writes += 1
+        await super().send_packed_command(command, check_health)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def counted_store(redis_url: str, key_prefix: str) -> AsyncIterator[RedisStore]:
+    def client() -> aioredis.Redis:
+        return aioredis.Redis.from_url(
+            redis_url, decode_responses=True, connection_class=CountingConnection
+        )
+
+    store = RedisStore(client(), client(), prefix=key_prefix, block_ms=200)
+    await store.ping()  # connect first: the handshake is not the operation's round trip
+    yield store
+    await store.close()
+
+
+async def round_trips(operation: object) -> int:
+    before = CountingConnection.writes
+    await operation  # type: ignore[misc]
+    return CountingConnection.writes - before
+
+
+async def test_enqueue_load_and_complete_take_one_round_trip_each(
+    counted_store: RedisStore,
+) -> None:
+    message = incoming("1", "hi")
+    assert await round_trips(counted_store.enqueue(message)) == 1
+    [entry] = await counted_store.take("telegram", "worker-a", 1)
+    await counted_store.acquire_lock("tg:42", "worker-a", 30_000)
+
+    assert await round_trips(counted_store.load_context(message, 200, 60)) == 1
+    outcome = Outcome((Turn("user", "hi", 0), Turn("assistant", "hello", 1)), 0, "hello")
+    assert await round_trips(counted_store.complete(entry, outcome, "worker-a")) == 1
+    assert await round_trips(counted_store.enqueue(message)) == 1
