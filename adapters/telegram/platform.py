@@ -1,0 +1,155 @@
+"""The Telegram platform: receives updates into the inbox and builds reply sinks.
+
+Wiring: ``TelegramPlatform(settings.telegram, inbox)``; ``await start()``; give
+``platform.sinks`` to the ``InboxWorker``; ``await stop()`` on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from dataclasses import replace
+from urllib.parse import urlsplit
+
+from telegram import (
+    Bot,
+    BotCommand,
+    BotCommandScopeAllChatAdministrators,
+    BotCommandScopeChat,
+    BotCommandScopeDefault,
+    Update,
+)
+from telegram.error import TelegramError
+from telegram.request import BaseRequest
+
+from adapters.telegram.admins import AdminDirectory
+from adapters.telegram.inbound import BotIdentity, is_admin_command, translate
+from adapters.telegram.pacing import Limits, Pacers
+from adapters.telegram.receive import ALLOWED_UPDATES, Poller, WebhookServer
+from adapters.telegram.request import AiohttpRequest
+from adapters.telegram.sink import TelegramSink
+from bots.settings import TelegramSettings
+from core.models import IncomingMessage
+from core.ports import Inbox
+
+log = logging.getLogger("ollabot.telegram")
+
+PUBLIC_MENU = (
+    BotCommand("help", "What I can do"),
+    BotCommand("reset", "Forget this conversation"),
+    BotCommand("ask", "Ask me something (in groups)"),
+)
+ADMIN_MENU = (
+    *PUBLIC_MENU,
+    BotCommand("preset", "Show or change the generation preset"),
+    BotCommand("system", "Show or change the system prompt"),
+    BotCommand("fewshot", "Show or choose few-shot examples"),
+    BotCommand("model", "Show or change the model"),
+)
+
+
+class TelegramPlatform:
+    """Long polling (default) or webhook receiving, per-chat paced replies."""
+
+    name = "telegram"
+
+    def __init__(
+        self,
+        settings: TelegramSettings,
+        inbox: Inbox,
+        limits: Limits | None = None,
+        poll_timeout_s: int = 30,
+        request: BaseRequest | None = None,
+    ) -> None:
+        if settings.token is None:
+            raise ValueError("OLLABOT_TELEGRAM__TOKEN is not set")
+        self._settings = settings
+        self._inbox = inbox
+        self._poll_timeout_s = poll_timeout_s
+        self.bot = Bot(
+            settings.token.get_secret_value(),
+            base_url=settings.api_base_url,
+            request=request or AiohttpRequest(),
+            get_updates_request=AiohttpRequest(connections=2),
+        )
+        self._pacers = Pacers(limits or Limits())
+        self._admins = AdminDirectory(self.bot, settings.admin_ids)
+        self._me: BotIdentity | None = None
+        self._poller: Poller | None = None
+        self._polling: asyncio.Task[None] | None = None
+        self._webhook: WebhookServer | None = None
+        self.webhook_port: int | None = None
+
+    def sinks(self, message: IncomingMessage) -> TelegramSink:
+        """The ``SinkFactory``: a sink built from the message's ``reply_to`` alone."""
+        return TelegramSink(self.bot, self._pacers, message.reply_to)
+
+    async def start(self) -> None:
+        """Connect (getMe), register the command menus and start receiving."""
+        await self.bot.initialize()
+        self._me = BotIdentity(self.bot.id, self.bot.username)
+        await self._register_menus()
+        if self._settings.webhook_url:
+            await self._start_webhook(self._settings.webhook_url)
+        else:
+            await self.bot.delete_webhook()
+            self._poller = Poller(self.bot, self.receive, self._poll_timeout_s)
+            self._polling = asyncio.create_task(self._poller.run(), name="telegram-polling")
+        log.info("telegram receiving as @%s", self._me.username)
+
+    async def stop(self) -> None:
+        """Stop receiving; replies in progress are finished by the worker."""
+        if self._polling is not None:
+            self._polling.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TelegramError):
+                await self._polling
+            self._polling = None
+            if self._poller is not None:
+                await self._poller.confirm()
+        if self._webhook is not None:
+            await self._webhook.stop()
+            self._webhook = None
+
+    async def close(self) -> None:
+        """Release the HTTP sessions (after the worker has drained)."""
+        await self.bot.shutdown()
+
+    async def receive(self, update: Update) -> None:
+        """Persist one update as an ``IncomingMessage`` (or ignore it); returns once stored."""
+        assert self._me is not None, "start() first"
+        incoming = translate(update, self._me)
+        if incoming is None:
+            return
+        if incoming.is_command:
+            incoming = await self._with_admin_flag(incoming)
+        await self._inbox.enqueue(incoming)
+
+    async def _with_admin_flag(self, incoming: IncomingMessage) -> IncomingMessage:
+        if not is_admin_command(incoming):
+            return incoming
+        allowed = await self._admins.is_admin(
+            int(incoming.author_id), int(incoming.reply_to["chat_id"]), incoming.in_group
+        )
+        return replace(incoming, is_admin=allowed)
+
+    async def _register_menus(self) -> None:
+        scopes = [
+            (PUBLIC_MENU, BotCommandScopeDefault()),
+            (ADMIN_MENU, BotCommandScopeAllChatAdministrators()),
+            *((ADMIN_MENU, BotCommandScopeChat(user_id)) for user_id in self._settings.admin_ids),
+        ]
+        for menu, scope in scopes:
+            try:
+                await self.bot.set_my_commands(menu, scope=scope)
+            except TelegramError as error:
+                log.warning("could not register the command menu (%s): %s", scope.type, error)
+
+    async def _start_webhook(self, url: str) -> None:
+        secret = self._settings.webhook_secret
+        token = secret.get_secret_value() if secret else secrets.token_urlsafe(32)
+        host, _, port = self._settings.webhook_listen.rpartition(":")
+        self._webhook = WebhookServer(self.bot, self.receive, token, urlsplit(url).path or "/")
+        self.webhook_port = await self._webhook.start(host or "127.0.0.1", int(port))
+        await self.bot.set_webhook(url, secret_token=token, allowed_updates=ALLOWED_UPDATES)

@@ -1,0 +1,94 @@
+"""Model Markdown to Telegram text + entities, split into parts Telegram accepts.
+
+Entities (not MarkdownV2) cannot fail to parse on reserved characters. Telegram counts the
+4,096-character limit in UTF-16 code units after entity parsing; parts are cut at a paragraph,
+else a line, else a word boundary. An entity cut by a boundary (a code block, say) is clipped
+into both parts, so each part closes and reopens it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import telegramify_markdown
+from telegramify_markdown import MessageEntity, utf16_len
+
+TELEGRAM_LIMIT = 4096
+PART_LIMIT = 4000  # conservative: leaves room for a notice or an ellipsis
+_BREAKS = ("\n\n", "\n", " ")
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One Telegram message: text and its entities as Bot API dicts."""
+
+    text: str
+    entities: tuple[dict[str, object], ...] = ()
+
+    def plain(self) -> Part:
+        """The same text without formatting (the fallback when Telegram rejects entities)."""
+        return Part(self.text)
+
+
+def render(markdown: str, limit: int = PART_LIMIT) -> list[Part]:
+    """Render Markdown into one or more parts of at most ``limit`` UTF-16 units, in order."""
+    try:
+        text, entities = telegramify_markdown.convert(markdown)
+    except Exception:  # a renderer bug must not lose the reply: send it unformatted
+        text, entities = markdown, []
+    if not text.strip():
+        text, entities = markdown, []
+    return [_part(text, entities, start, end) for start, end in split_ranges(text, limit)]
+
+
+def split_ranges(text: str, limit: int) -> list[tuple[int, int]]:
+    """Character ranges of the parts; whitespace at the cuts is dropped."""
+    ranges: list[tuple[int, int]] = []
+    start = _skip_space(text, 0)
+    while start < len(text):
+        end = _fitting_end(text, start, limit)
+        if end < len(text):
+            end = _best_break(text, start, end)
+        trimmed = end
+        while trimmed > start and text[trimmed - 1].isspace():
+            trimmed -= 1
+        if trimmed > start:
+            ranges.append((start, trimmed))
+        start = _skip_space(text, end)
+    return ranges
+
+
+def _fitting_end(text: str, start: int, limit: int) -> int:
+    """The largest end such that ``text[start:end]`` has at most ``limit`` UTF-16 units."""
+    end = min(len(text), start + limit)
+    while utf16_len(text[start:end]) > limit:
+        end -= max(1, (utf16_len(text[start:end]) - limit) // 2)
+    return end
+
+
+def _best_break(text: str, start: int, end: int) -> int:
+    """Cut after the last paragraph break, else line break, else space, in the window."""
+    floor = start + (end - start) // 4  # a break too early would make a tiny part
+    for separator in _BREAKS:
+        position = text.rfind(separator, floor, end)
+        if position > start:
+            return position + len(separator)
+    return end
+
+
+def _skip_space(text: str, position: int) -> int:
+    while position < len(text) and text[position].isspace():
+        position += 1
+    return position
+
+
+def _part(text: str, entities: list[MessageEntity], start: int, end: int) -> Part:
+    offset = utf16_len(text[:start])
+    length = utf16_len(text[start:end])
+    clipped: list[dict[str, object]] = []
+    for entity in entities:
+        first = max(entity.offset, offset)
+        last = min(entity.offset + entity.length, offset + length)
+        if last > first:
+            clipped.append(entity.copy_with(offset=first - offset, length=last - first).to_dict())
+    return Part(text[start:end], tuple(clipped))

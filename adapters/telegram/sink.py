@@ -1,0 +1,193 @@
+"""The Telegram reply sink: typing, one streamed message, then the formatted final parts.
+
+Built from ``IncomingMessage.reply_to`` alone, so a message claimed after a restart is
+answered just the same. Streaming edits are optional (skipped when the chat has no room or
+the text is unchanged); the final parts are required and retried through 429s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+from telegram import Bot, ReplyParameters
+from telegram.constants import ChatAction
+from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
+
+from adapters.telegram.pacing import ChatPacer, Pacers
+from adapters.telegram.render import Part, render
+
+log = logging.getLogger("ollabot.telegram.sink")
+
+ATTEMPTS = 8
+_ELLIPSIS = " …"
+
+
+class TelegramSink:
+    """A ``ReplySink`` bound to one chat (and forum topic) of one incoming message."""
+
+    def __init__(self, bot: Bot, pacers: Pacers, reply_to: dict[str, str]) -> None:
+        self._bot = bot
+        self._limits = pacers.limits
+        self._chat_id = int(reply_to["chat_id"])
+        self._thread_id = int(reply_to["thread_id"]) if reply_to.get("thread_id") else None
+        self._quote = int(reply_to["message_id"]) if reply_to.get("message_id") else None
+        self._pacer: ChatPacer = pacers.for_chat(self._chat_id, bool(reply_to.get("group")))
+        self._message_id: int | None = None
+        self._shown: Part | None = None
+        self._latest = ""
+        self._first_text_at = 0.0
+        self._typing: asyncio.Task[None] | None = None
+        self._streaming = False
+
+    async def begin(self) -> None:
+        """Start the typing indicator (after a short delay, so instant replies skip it)."""
+        self._pacer.streams += 1
+        self._streaming = True
+        self._typing = asyncio.create_task(self._keep_typing())
+
+    async def update(self, text: str) -> None:
+        """Show the reply so far, when the chat's budget allows and the text changed."""
+        self._latest = text
+        now = time.monotonic()
+        if not self._first_text_at:
+            self._first_text_at = now
+        if now - self._first_text_at < self._limits.first_show_delay_s:
+            return
+        if not self._pacer.edit_allowed(now):
+            return
+        part = _preview(text)
+        if part != self._shown:
+            with contextlib.suppress(RetryAfter, TelegramError):
+                await self._show(part)
+
+    async def finish(self, text: str) -> None:
+        """Deliver the complete reply, formatted and split, every part in order."""
+        self._end_streaming()
+        await self._deliver_or_log(render(text))
+
+    async def fail(self, notice: str) -> None:
+        """Keep the partial reply visible and add the notice (or send the notice alone)."""
+        self._end_streaming()
+        if self._latest.strip():
+            full = f"{self._latest}{_ELLIPSIS}\n\n⚠️ {notice}"
+            await self._deliver_or_log(render(full))
+        else:
+            await self._deliver_or_log([Part(notice)])
+
+    async def _deliver_or_log(self, parts: list[Part]) -> None:
+        # Telegram refusing for good (bot blocked, chat gone) must not leave the entry
+        # pending forever: the reply is stored; log and move on.
+        try:
+            await self._deliver(parts)
+        except TelegramError as error:
+            log.warning("reply to chat %s not delivered: %s", self._chat_id, error)
+
+    async def _deliver(self, parts: list[Part]) -> None:
+        for index, part in enumerate(parts):
+            try:
+                await self._required(part, editing=index == 0)
+            except BadRequest as error:
+                if not _is_format_error(error):
+                    raise
+                log.warning("Telegram rejected the formatting, sending plain text: %s", error)
+                await self._required(part.plain(), editing=index == 0)
+
+    async def _required(self, part: Part, editing: bool) -> None:
+        for attempt in range(ATTEMPTS):
+            await self._pacer.wait_turn()
+            try:
+                if editing and self._message_id is not None:
+                    if part != self._shown:
+                        await self._edit(part)
+                else:
+                    await self._send(part)
+                return
+            except RetryAfter as error:
+                self._pacer.block(_seconds(error.retry_after))
+            except (TimedOut, NetworkError) as error:
+                if isinstance(error, BadRequest) or attempt == ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(min(0.25 * 2**attempt, 5.0))
+        raise NetworkError("Telegram kept refusing the reply")
+
+    async def _show(self, part: Part) -> None:
+        if self._message_id is None:
+            await self._send(part)
+        else:
+            await self._edit(part)
+
+    async def _send(self, part: Part) -> None:
+        message = await self._bot.send_message(
+            self._chat_id,
+            part.text,
+            entities=_entities(part),
+            message_thread_id=self._thread_id,
+            reply_parameters=self._reply_parameters(),
+            link_preview_options=None,
+        )
+        self._pacer.sent()
+        self._message_id, self._shown = message.message_id, part
+
+    async def _edit(self, part: Part) -> None:
+        try:
+            await self._bot.edit_message_text(
+                part.text, self._chat_id, self._message_id, entities=_entities(part)
+            )
+        except BadRequest as error:
+            if "not modified" not in error.message.lower():
+                raise
+        self._pacer.sent()
+        self._shown = part
+
+    def _reply_parameters(self) -> ReplyParameters | None:
+        if self._quote is None or self._message_id is not None:
+            return None
+        return ReplyParameters(self._quote, allow_sending_without_reply=True)
+
+    async def _keep_typing(self) -> None:
+        await asyncio.sleep(self._limits.typing_delay_s)
+        while self._message_id is None:
+            if time.monotonic() >= self._pacer.blocked_until:
+                with contextlib.suppress(TelegramError):
+                    await self._bot.send_chat_action(
+                        self._chat_id, ChatAction.TYPING, message_thread_id=self._thread_id
+                    )
+            await asyncio.sleep(self._limits.typing_every_s)
+
+    def _end_streaming(self) -> None:
+        if self._typing is not None:
+            self._typing.cancel()
+            self._typing = None
+        if self._streaming:
+            self._streaming = False
+            self._pacer.streams -= 1
+
+
+def _preview(text: str) -> Part:
+    """The first part of the reply so far; an ellipsis says that more is coming."""
+    parts = render(text)
+    if not parts:
+        return Part(_ELLIPSIS.strip())
+    first = parts[0]
+    return Part(first.text + _ELLIPSIS, first.entities)
+
+
+def _entities(part: Part) -> Any:
+    # PTB sends plain dicts as they are; building MessageEntity objects would only cost CPU.
+    return list(part.entities) or None
+
+
+def _is_format_error(error: BadRequest) -> bool:
+    text = error.message.lower()
+    return "parse entities" in text or "entit" in text
+
+
+def _seconds(retry_after: int | timedelta) -> float:
+    if isinstance(retry_after, timedelta):
+        return retry_after.total_seconds()
+    return float(retry_after)

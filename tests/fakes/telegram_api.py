@@ -1,0 +1,584 @@
+"""A fake Telegram Bot API server on loopback, strict about the limits the real one enforces.
+
+What it emulates (see ``shared/wire/README.md``, section telegram/): ``/bot<token>/<method>``
+with parameters as JSON, form or query string; answers ``{"ok": true, "result": ...}`` or
+``{"ok": false, "error_code": N, "description": ...}`` with HTTP status N. Methods: getMe,
+getUpdates (long polling; an ``offset`` confirms every earlier update, unconfirmed ones are
+delivered again), deleteWebhook, setWebhook, sendMessage, editMessageText, sendChatAction,
+setMyCommands, getMyCommands, getChatAdministrators, getChatMember.
+
+Limits, as Telegram words them: text longer than 4,096 UTF-16 units after entity parsing
+("message is too long"), empty text, an edit with unchanged text and entities ("message is not
+modified"), MarkdownV2 with an unescaped reserved character or an unclosed entity, HTML with an
+unknown or unclosed tag, entities outside the text ("can't parse entities"), and a per-chat
+rate: more than ``rate_count`` messages (sends and edits) within ``rate_window_s`` gets 429
+with ``parameters.retry_after``. Stricter than the real server where that is simpler (it
+rejects bad entities instead of dropping them). It does not emulate files, keyboards, inline
+mode or chats it has not seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html.parser
+import json
+import math
+import time
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+import pytest
+from aiohttp import web
+
+BOT = {"id": 7012345678, "is_bot": True, "first_name": "Ollabot", "username": "ollabot_bot"}
+TOKEN = "7012345678:AAF-fake-token-for-tests-0123456789ab"
+ALICE = {
+    "id": 123456789,
+    "is_bot": False,
+    "first_name": "Alice",
+    "last_name": "Moreno",
+    "username": "alice_m",
+    "language_code": "es",
+}
+BOB = {
+    "id": 987654321,
+    "is_bot": False,
+    "first_name": "Bob",
+    "username": "bobdev",
+    "language_code": "en",
+}
+LIMIT = 4096
+NOT_MODIFIED = (
+    "Bad Request: message is not modified: specified new message content and reply markup are "
+    "exactly the same as a current content and reply markup of the message"
+)
+MDV2_RESERVED = set("_*[]()~`>#+-=|{}.!")
+HTML_TAGS = {
+    "b",
+    "strong",
+    "i",
+    "em",
+    "u",
+    "ins",
+    "s",
+    "strike",
+    "del",
+    "span",
+    "tg-spoiler",
+    "a",
+    "code",
+    "pre",
+    "blockquote",
+    "tg-emoji",
+}
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status == error_code."""
+
+    def __init__(self, code: int, description: str, parameters: dict[str, Any] | None = None):
+        super().__init__(description)
+        self.code, self.description, self.parameters = code, description, parameters
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, Any]
+    status: int = 200
+    at: float = 0.0
+
+
+@dataclass
+class FakeTelegram:
+    """The server; tests push updates and read ``calls`` / ``messages``."""
+
+    token: str = TOKEN
+    rate_count: int = 1000
+    rate_window_s: float = 1.0
+    admins: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    calls: list[Call] = field(default_factory=list)
+    url: str = ""
+
+    def __post_init__(self) -> None:
+        self._updates: list[dict[str, Any]] = []
+        self._next_update_id = 815300100
+        self._next_message_id: dict[int, int] = defaultdict(lambda: 100)
+        self.messages: dict[tuple[int, int], dict[str, Any]] = {}
+        self.chats: dict[int, dict[str, Any]] = {}
+        self._recent: dict[int, deque[float]] = defaultdict(deque)
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self.webhook: dict[str, Any] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> FakeTelegram:
+        app = web.Application()
+        app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
+        self._runner = web.AppRunner(
+            app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}/bot"
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- what tests use -------------------------------------------------------------------------
+
+    def push(self, update: dict[str, Any]) -> int:
+        """Queue an update (``update_id`` assigned unless given); returns its id."""
+        if "update_id" not in update:
+            update = {"update_id": self._next_update_id, **update}
+        self._next_update_id = max(self._next_update_id, update["update_id"]) + 1
+        message = update.get("message") or {}
+        if "chat" in message:
+            self.chats[message["chat"]["id"]] = message["chat"]
+        self._updates.append(update)
+        self._notify()
+        return int(update["update_id"])
+
+    def sent(self, chat_id: int, thread_id: int | None = None) -> list[dict[str, Any]]:
+        """The bot's messages in a chat (and topic), oldest first, as they are now."""
+        return [
+            m
+            for (c, _), m in sorted(self.messages.items())
+            if c == chat_id and (thread_id is None or m.get("message_thread_id") == thread_id)
+        ]
+
+    def calls_to(self, method: str, status: int | None = None) -> list[Call]:
+        return [
+            c for c in self.calls if c.method == method and (status is None or c.status == status)
+        ]
+
+    def errors(self, code: int) -> list[Call]:
+        return [c for c in self.calls if c.status == code]
+
+    async def wait_until(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:  # noqa: ASYNC109
+        """Wait until ``condition()`` holds; it is checked after every recorded call."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(condition)
+
+    def pending_updates(self) -> int:
+        return len(self._updates)
+
+    # -- the HTTP side ------------------------------------------------------------------------
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        if request.match_info["token"] != self.token:
+            return _answer(ApiError(401, "Unauthorized"))
+        method = request.match_info["method"]
+        params = await _params(request)
+        call = Call(method, params, at=time.monotonic())
+        handler = getattr(self, f"_m_{method}", None)
+        try:
+            if handler is None:
+                raise ApiError(404, "Not Found: method not found")
+            result = await handler(params)
+        except ApiError as error:
+            call.status = error.code
+            await self._record(call)
+            return _answer(error)
+        await self._record(call)
+        return web.json_response({"ok": True, "result": result})
+
+    async def _record(self, call: Call) -> None:
+        if call.method != "getUpdates":
+            self.calls.append(call)
+            async with self._changed:
+                self._changed.notify_all()
+
+    def _notify(self) -> None:
+        async def notify() -> None:
+            async with self._changed:
+                self._changed.notify_all()
+
+        task = asyncio.get_running_loop().create_task(notify())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- methods --------------------------------------------------------------------------------
+
+    async def _m_getMe(self, params: dict[str, Any]) -> Any:
+        return {
+            **BOT,
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+        }
+
+    async def _m_getUpdates(self, params: dict[str, Any]) -> Any:
+        offset = int(params.get("offset") or 0)
+        if offset:
+            self._updates = [u for u in self._updates if u["update_id"] >= offset]
+        limit = int(params.get("limit") or 100)
+        timeout = float(params.get("timeout") or 0)
+        allowed = params.get("allowed_updates") or None
+
+        def ready() -> list[dict[str, Any]]:
+            return [u for u in self._updates if allowed is None or any(k in u for k in allowed)]
+
+        if not ready() and timeout > 0:
+            try:
+                async with asyncio.timeout(timeout), self._changed:
+                    await self._changed.wait_for(lambda: bool(ready()))
+            except TimeoutError:
+                pass
+        return ready()[:limit]
+
+    async def _m_deleteWebhook(self, params: dict[str, Any]) -> Any:
+        self.webhook = None
+        return True
+
+    async def _m_setWebhook(self, params: dict[str, Any]) -> Any:
+        self.webhook = params
+        return True
+
+    async def _m_setMyCommands(self, params: dict[str, Any]) -> Any:
+        if not isinstance(params.get("commands"), list):
+            raise ApiError(400, "Bad Request: can't parse commands JSON object")
+        return True
+
+    async def _m_getMyCommands(self, params: dict[str, Any]) -> Any:
+        scope = params.get("scope") or {"type": "default"}
+        found = [
+            c
+            for c in reversed(self.calls_to("setMyCommands", 200))
+            if (c.params.get("scope") or {"type": "default"}) == scope
+        ]
+        return found[0].params["commands"] if found else []
+
+    async def _m_sendChatAction(self, params: dict[str, Any]) -> Any:
+        self._chat(params)
+        return True
+
+    async def _m_getChatAdministrators(self, params: dict[str, Any]) -> Any:
+        chat = self._chat(params)
+        return [
+            _member(user, index == 0) for index, user in enumerate(self.admins.get(chat["id"], []))
+        ]
+
+    async def _m_getChatMember(self, params: dict[str, Any]) -> Any:
+        chat = self._chat(params)
+        user_id = int(params["user_id"])
+        for index, user in enumerate(self.admins.get(chat["id"], [])):
+            if user["id"] == user_id:
+                return _member(user, index == 0)
+        return {"status": "member", "user": {"id": user_id, "is_bot": False, "first_name": "?"}}
+
+    async def _m_sendMessage(self, params: dict[str, Any]) -> Any:
+        chat = self._chat(params)
+        text, entities = _formatted(params)
+        self._rate(chat["id"])
+        message_id = self._next_message_id[chat["id"]] = self._next_message_id[chat["id"]] + 1
+        message: dict[str, Any] = {
+            "message_id": message_id,
+            "from": BOT,
+            "chat": chat,
+            "date": int(time.time()),
+            "text": text,
+        }
+        if entities:
+            message["entities"] = entities
+        if params.get("message_thread_id") and chat.get("is_forum"):
+            message["message_thread_id"] = int(params["message_thread_id"])
+            message["is_topic_message"] = True
+        self.messages[(chat["id"], message_id)] = message
+        return message
+
+    async def _m_editMessageText(self, params: dict[str, Any]) -> Any:
+        chat = self._chat(params)
+        message = self.messages.get((chat["id"], int(params.get("message_id") or 0)))
+        if message is None:
+            raise ApiError(400, "Bad Request: message to edit not found")
+        text, entities = _formatted(params)
+        if text == message["text"] and entities == message.get("entities", []):
+            raise ApiError(400, NOT_MODIFIED)
+        self._rate(chat["id"])
+        message.update(text=text, entities=entities, edit_date=int(time.time()))
+        if not entities:
+            message.pop("entities")
+        return message
+
+    # -- checks ---------------------------------------------------------------------------------
+
+    def _chat(self, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            chat_id = int(params["chat_id"])
+        except (KeyError, ValueError):
+            raise ApiError(400, "Bad Request: chat_id is empty") from None
+        chat = self.chats.get(chat_id)
+        if chat is None:
+            raise ApiError(400, "Bad Request: chat not found")
+        return chat
+
+    def _rate(self, chat_id: int) -> None:
+        now = time.monotonic()
+        recent = self._recent[chat_id]
+        while recent and recent[0] <= now - self.rate_window_s:
+            recent.popleft()
+        if len(recent) >= self.rate_count:
+            retry = max(1, math.ceil(recent[0] + self.rate_window_s - now))
+            raise ApiError(429, f"Too Many Requests: retry after {retry}", {"retry_after": retry})
+        recent.append(now)
+
+
+# -- formatting checks ---------------------------------------------------------------------------
+
+
+def utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _formatted(params: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """The message text after entity parsing, and its entities; raises like Telegram."""
+    raw = params.get("text")
+    if not isinstance(raw, str) or not raw.strip():
+        raise ApiError(400, "Bad Request: message text is empty")
+    mode = (params.get("parse_mode") or "").lower()
+    if mode == "markdownv2":
+        text = _parse_markdown_v2(raw)
+        entities: list[dict[str, Any]] = []
+    elif mode == "html":
+        text = _parse_html(raw)
+        entities = []
+    else:
+        text, entities = raw, _check_entities(raw, params.get("entities") or [])
+    if utf16_len(text) > LIMIT:
+        raise ApiError(400, "Bad Request: message is too long")
+    if not text.strip():
+        raise ApiError(400, "Bad Request: message text is empty")
+    return text, entities
+
+
+def _check_entities(text: str, entities: Any) -> list[dict[str, Any]]:
+    if isinstance(entities, str):
+        entities = json.loads(entities)
+    size = utf16_len(text)
+    for entity in entities:
+        offset, length = entity.get("offset"), entity.get("length")
+        if (
+            not (isinstance(offset, int) and isinstance(length, int))
+            or offset < 0
+            or length < 1
+            or offset + length > size
+            or not entity.get("type")
+        ):
+            raise ApiError(400, f"Bad Request: can't parse entities: wrong entity {entity}")
+    return [dict(e) for e in entities]
+
+
+def _parse_markdown_v2(raw: str) -> str:
+    """Strip MarkdownV2 markup, rejecting what Telegram rejects (a close approximation)."""
+    out: list[str] = []
+    open_marks: list[str] = []
+    i = 0
+    while i < len(raw):
+        char = raw[i]
+        if char == "\\" and i + 1 < len(raw):
+            out.append(raw[i + 1])
+            i += 2
+            continue
+        mark = (
+            raw[i : i + 2]
+            if raw[i : i + 2] in ("__", "||")
+            else raw[i : i + 3]
+            if raw[i : i + 3] == "```"
+            else char
+        )
+        if mark in ("*", "_", "__", "~", "||", "`", "```"):
+            if open_marks and open_marks[-1] == mark:
+                open_marks.pop()
+            else:
+                open_marks.append(mark)
+            i += len(mark)
+            continue
+        if char in MDV2_RESERVED and not (open_marks and open_marks[-1] in ("`", "```")):
+            byte = len(raw[:i].encode())
+            raise ApiError(
+                400,
+                "Bad Request: can't parse entities: Character "
+                f"'{char}' is reserved and must be escaped with the preceding '\\' "
+                f"(byte offset {byte})",
+            )
+        out.append(char)
+        i += 1
+    if open_marks:
+        raise ApiError(
+            400,
+            f"Bad Request: can't parse entities: Can't find end of the entity '{open_marks[-1]}'",
+        )
+    return "".join(out)
+
+
+class _HtmlChecker(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in HTML_TAGS:
+            raise ApiError(
+                400, f'Bad Request: can\'t parse entities: Unsupported start tag "{tag}"'
+            )
+        self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack.pop() != tag:
+            raise ApiError(400, f'Bad Request: can\'t parse entities: Unmatched end tag "{tag}"')
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def _parse_html(raw: str) -> str:
+    checker = _HtmlChecker()
+    checker.feed(raw)
+    checker.close()
+    if checker.stack or "<" in "".join(checker.text):
+        raise ApiError(400, "Bad Request: can't parse entities: Can't find end tag")
+    return "".join(checker.text)
+
+
+# -- request / response plumbing -------------------------------------------------------------------
+
+
+async def _params(request: web.Request) -> dict[str, Any]:
+    params: dict[str, Any] = dict(request.query)
+    body = await request.read()
+    kind = request.content_type
+    if body and kind == "application/json":
+        params.update(json.loads(body))
+    elif body and kind == "application/x-www-form-urlencoded":
+        for key, value in parse_qsl(body.decode()):
+            params[key] = _maybe_json(value)
+    return params
+
+
+def _maybe_json(value: str) -> Any:
+    if value[:1] in ("[", "{"):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _answer(error: ApiError) -> web.Response:
+    body: dict[str, Any] = {"ok": False, "error_code": error.code, "description": error.description}
+    if error.parameters:
+        body["parameters"] = error.parameters
+    return web.json_response(body, status=error.code)
+
+
+def _member(user: dict[str, Any], owner: bool) -> dict[str, Any]:
+    if owner:
+        return {"status": "creator", "user": user, "is_anonymous": False}
+    rights = (
+        "can_manage_chat",
+        "can_delete_messages",
+        "can_manage_video_chats",
+        "can_restrict_members",
+        "can_promote_members",
+        "can_change_info",
+        "can_invite_users",
+        "can_post_stories",
+        "can_edit_stories",
+        "can_delete_stories",
+    )
+    return {
+        "status": "administrator",
+        "user": user,
+        "can_be_edited": False,
+        "is_anonymous": False,
+        **dict.fromkeys(rights, True),
+    }
+
+
+# -- update builders (shapes as in shared/wire/telegram/) ---------------------------------------
+
+
+def private_chat(user: dict[str, Any]) -> dict[str, Any]:
+    chat = {"id": user["id"], "first_name": user["first_name"], "type": "private"}
+    if "username" in user:
+        chat["username"] = user["username"]
+    return chat
+
+
+def supergroup(
+    chat_id: int = -1001987654321, title: str = "LLM Lab", forum: bool = False
+) -> dict[str, Any]:
+    chat: dict[str, Any] = {"id": chat_id, "title": title, "type": "supergroup"}
+    if forum:
+        chat["is_forum"] = True
+    return chat
+
+
+_message_ids = iter(range(1000, 10**9))
+
+
+def message(
+    chat: dict[str, Any], user: dict[str, Any], text: str | None, **extra: Any
+) -> dict[str, Any]:
+    """A ``message`` update body; ``text=None`` gives a sticker message."""
+    body: dict[str, Any] = {
+        "message_id": next(_message_ids),
+        "from": user,
+        "chat": chat,
+        "date": int(time.time()),
+    }
+    if text is None:
+        body["sticker"] = {
+            "file_id": "CAACAgIAAxkBAAIBQmYfake",
+            "file_unique_id": "AgADfake",
+            "type": "regular",
+            "width": 512,
+            "height": 512,
+            "is_animated": False,
+            "is_video": False,
+            "emoji": "👍",
+        }
+    else:
+        body["text"] = text
+        entities = _implicit_entities(text)
+        if entities:
+            body["entities"] = entities
+    body.update(extra)
+    return {"message": body}
+
+
+def _implicit_entities(text: str) -> list[dict[str, Any]]:
+    """The mention / bot_command entities Telegram would attach."""
+    entities: list[dict[str, Any]] = []
+    if text.startswith("/"):
+        length = utf16_len(text.split(" ", 1)[0])
+        entities.append({"offset": 0, "length": length, "type": "bot_command"})
+    position = 0
+    for word in text.split(" "):
+        if word.startswith("@") and len(word) > 1:
+            entities.append(
+                {"offset": utf16_len(text[:position]), "length": utf16_len(word), "type": "mention"}
+            )
+        position += len(word) + 1
+    return entities
+
+
+@pytest.fixture
+async def fake_telegram() -> AsyncIterator[FakeTelegram]:
+    """A started FakeTelegram (no rate limit unless a test sets one), stopped after the test."""
+    fake = await FakeTelegram().start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()

@@ -1,0 +1,110 @@
+"""The whole Telegram bot on real parts: PTB against the fake Bot API, Redis, fake Ollama."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import pytest
+from pydantic import SecretStr
+
+from adapters.ollama_llm import OllamaLLM
+from adapters.redis_store import RedisStore
+from adapters.telegram.pacing import Limits
+from adapters.telegram.platform import TelegramPlatform
+from bots.settings import TelegramSettings
+from core.chat import ChatConfig, ChatService
+from core.fewshot import FewShotCatalog
+from core.worker import InboxWorker, WorkerConfig
+from tests.fakes.ollama import FakeOllama
+from tests.fakes.telegram_api import ALICE, TOKEN, FakeTelegram
+from tests.fakes.telegram_api import fake_telegram as fake_telegram  # the fixture
+
+# Fast cadence so that streaming is visible within a test; Telegram's figures in production.
+TEST_LIMITS = Limits(
+    private_interval_s=0.05,
+    group_per_minute=600,
+    group_reserve=4,
+    first_show_delay_s=0.0,
+    typing_delay_s=0.0,
+    typing_every_s=0.2,
+)
+
+
+@dataclass
+class RunningBot:
+    """One ollabot process's worth of Telegram objects."""
+
+    platform: TelegramPlatform
+    worker: InboxWorker
+    store: RedisStore
+    llm: OllamaLLM
+    stop_event: asyncio.Event
+    task: asyncio.Task[None]
+
+    async def stop(self, drain_s: float = 5.0) -> None:
+        """Stop receiving, finish replies in progress, close connections."""
+        await self.platform.stop()
+        self.stop_event.set()
+        await self.task
+        await self.worker.drain(drain_s)
+        await self.platform.close()
+        await self.llm.close()
+        await self.store.close()
+
+    async def kill(self) -> None:
+        """Like ``kill -9`` as far as Telegram and Redis can tell: nothing is confirmed."""
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        await self.worker.drain(0)
+        assert self.platform._polling is not None
+        self.platform._polling.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.platform._polling
+        await self.platform.close()
+        await self.llm.close()
+        await self.store.close()
+
+
+StartBot = Callable[..., Awaitable[RunningBot]]
+
+
+@pytest.fixture
+async def start_bot(
+    fake_telegram: FakeTelegram, fake_ollama: FakeOllama, redis_url: str, key_prefix: str
+) -> AsyncIterator[StartBot]:
+    """Starts bots (several, for restart tests) and stops whatever is left afterwards."""
+    running: list[RunningBot] = []
+
+    async def start(
+        admin_ids: tuple[int, ...] = (ALICE["id"],),
+        consumer: str = "worker-1",
+        claim_idle_ms: int = 60_000,
+        limits: Limits = TEST_LIMITS,
+        ollama_url: str | None = None,
+    ) -> RunningBot:
+        settings = TelegramSettings(
+            token=SecretStr(TOKEN), api_base_url=fake_telegram.url, admin_ids=list(admin_ids)
+        )
+        store = RedisStore.from_url(redis_url, prefix=key_prefix, block_ms=100)
+        llm = OllamaLLM(ollama_url or fake_ollama.url, retries=0, backoff_s=0.01)
+        service = ChatService(
+            llm, store, store, FewShotCatalog(), ChatConfig(default_model="llama3.1:8b"), consumer
+        )
+        platform = TelegramPlatform(settings, store, limits=limits, poll_timeout_s=1)
+        await platform.start()
+        config = WorkerConfig(platform="telegram", consumer=consumer, claim_idle_ms=claim_idle_ms)
+        worker = InboxWorker(store, service, platform.sinks, config)
+        stop_event = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop_event))
+        bot = RunningBot(platform, worker, store, llm, stop_event, task)
+        running.append(bot)
+        return bot
+
+    yield start
+    for bot in running:
+        if not bot.task.done():
+            await bot.stop(drain_s=1.0)
