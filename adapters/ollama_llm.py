@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import AsyncGenerator, Awaitable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import httpx
 import ollama
@@ -31,6 +31,7 @@ T = TypeVar("T")
 log = structlog.get_logger(__name__)
 
 CUT_OFF = "The reply was cut off: the model server stopped before finishing; please try again."
+DROPPED = "The model server closed the connection before answering; please try again shortly."
 TIMED_OUT = "The model server did not answer in time; please try again shortly."
 # ValueError covers a truncated NDJSON line (JSONDecodeError) and a malformed chunk.
 LIBRARY_ERRORS = (ollama.ResponseError, ConnectionError, httpx.HTTPError, ValueError)
@@ -73,6 +74,7 @@ class OllamaLLM:
             await asyncio.sleep(self._backoff(attempt))
 
     async def _attempt(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+        received = False
         try:
             parts = await self._client.chat(
                 model=request.model,
@@ -81,15 +83,19 @@ class OllamaLLM:
                 stream=True,
                 keep_alive=self._keep_alive,
             )
-            async with contextlib.aclosing(parts) as chunks:  # closes the HTTP stream
+            # The client returns an async generator; closing it closes the HTTP stream, and
+            # only then does Ollama stop generating.
+            generator = cast(AsyncGenerator[ollama.ChatResponse, None], parts)
+            async with contextlib.aclosing(generator) as chunks:
                 async for part in chunks:
+                    received = True
                     if part.done:
                         yield final_event(part)
                         return
                     if part.message.content:
                         yield StreamEvent(delta=part.message.content)
         except LIBRARY_ERRORS as error:
-            raise translate(error, request.model) from error
+            raise translate(error, request.model, received) from error
         log.warning("ollama_stream_cut_off", model=request.model)
         raise LLMFailed(CUT_OFF)
 
@@ -99,7 +105,8 @@ class OllamaLLM:
     async def version(self) -> str:
         """The server's version (``GET /api/version``)."""
         # ollama-python has no version() method; _request_raw keeps its URL and error handling.
-        response = await self._guarded(self._client._request_raw("GET", "/api/version"))
+        call = self._client._request_raw("GET", "/api/version")  # type: ignore[no-untyped-call]
+        response = await self._guarded(call)
         return str(response.json()["version"])
 
     async def installed_models(self) -> list[str]:
@@ -114,7 +121,7 @@ class OllamaLLM:
 
     async def close(self) -> None:
         """Close the HTTP connection pool."""
-        await self._client.close()
+        await self._client.close()  # type: ignore[no-untyped-call]
 
     async def _guarded(self, call: Awaitable[T], model: str = "") -> T:
         try:
@@ -136,8 +143,8 @@ def final_event(part: ollama.ChatResponse) -> StreamEvent:
     )
 
 
-def translate(error: Exception, model: str) -> LLMError:
-    """The core error (with its user notice) for a library error."""
+def translate(error: Exception, model: str, received: bool = False) -> LLMError:
+    """The core error (with its user notice) for a library error; ``received``: after a chunk."""
     if isinstance(error, ollama.ResponseError):
         return from_status(error, model)
     if isinstance(error, CONNECT_ERRORS):
@@ -145,7 +152,7 @@ def translate(error: Exception, model: str) -> LLMError:
     if isinstance(error, httpx.TimeoutException):
         return LLMUnavailable(TIMED_OUT)
     log.warning("ollama_stream_broken", model=model, error=repr(error))
-    return LLMFailed(CUT_OFF)
+    return LLMFailed(CUT_OFF) if received else LLMUnavailable(DROPPED)
 
 
 def from_status(error: ollama.ResponseError, model: str) -> LLMError:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
 import json
 import os
 import re
@@ -189,7 +190,7 @@ class FakeOllama:
         app.router.add_get("/api/version", self._version)
         app.router.add_post("/api/pull", self._pull)
         self._runner = web.AppRunner(
-            app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None
+            app, handler_cancellation=True, shutdown_timeout=0.1, access_log=None
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -266,6 +267,15 @@ class FakeOllama:
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)
         reply = self._replies.popleft() if self._replies else Reply()
+        try:
+            return await self._answer(request, body, reply)
+        except (ConnectionError, asyncio.CancelledError):
+            await self._note_disconnect()
+            raise
+
+    async def _answer(
+        self, request: web.Request, body: dict[str, Any], reply: Reply
+    ) -> web.StreamResponse:
         model = str(body.get("model", ""))
         if reply.first_byte_gate is not None:
             await reply.first_byte_gate.wait()
@@ -278,11 +288,7 @@ class FakeOllama:
         pieces = split_text(text, reply.chunks)
         if body.get("stream") is False:
             return json_response(whole_reply(model, text, body, reply))
-        try:
-            return await self._stream_chat(request, model, pieces, body, reply)
-        except (ConnectionError, asyncio.CancelledError):
-            await self._note_disconnect()
-            raise
+        return await self._stream_chat(request, model, pieces, body, reply)
 
     async def _stream_chat(
         self,
@@ -343,12 +349,39 @@ def full_name(model: str) -> str:
     return model if ":" in model else f"{model}:latest"
 
 
+# Approximate GGUF sizes of Llama 3.1 (bytes) by parameter count and quantization.
+SIZES = {
+    ("8.0B", "Q4_K_M"): 4_920_753_328,
+    ("8.0B", "Q5_K_M"): 5_733_981_376,
+    ("8.0B", "Q8_0"): 8_540_775_840,
+    ("8.0B", "F16"): 16_068_891_904,
+    ("70.6B", "Q4_K_M"): 42_520_395_584,
+    ("70.6B", "Q8_0"): 74_975_068_000,
+}
+
+
+def quantization_of(model: str) -> tuple[str, str]:
+    """Parameter size and quantization named by a tag (Ollama's defaults: 8B, Q4_K_M)."""
+    tag = model.lower()
+    params = "70.6B" if ":70b" in tag else "8.0B"
+    found = re.search(r"(q\d_[0-9a-z_]+|fp16)$", tag)
+    if found is None:
+        return params, "Q4_K_M"
+    quant = found.group(1)
+    return params, "F16" if quant == "fp16" else quant.upper()
+
+
 def tag_entry(model: str) -> dict[str, Any]:
-    """A ``/api/tags`` entry: the wire file's entry for this quantization, renamed."""
-    wire_models = wire_json("tags_response.json")["models"]
-    q8 = "q8_0" in model.lower()
-    entry = copy.deepcopy(wire_models[0] if q8 else wire_models[1])
-    entry.update(name=model, model=model)
+    """The wire file's ``/api/tags`` entry, or one shaped like it for this tag."""
+    recorded = {m["model"]: m for m in wire_json("tags_response.json")["models"]}
+    if model in recorded:
+        return dict(recorded[model])
+    entry: dict[str, Any] = copy.deepcopy(recorded["llama3.1:8b"])
+    params, quant = quantization_of(model)
+    size = SIZES.get((params, quant), entry["size"])
+    digest = hashlib.sha256(model.encode()).hexdigest()
+    entry.update(name=model, model=model, size=size, digest=digest)
+    entry["details"].update(parameter_size=params, quantization_level=quant)
     return entry
 
 
