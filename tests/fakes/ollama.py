@@ -95,7 +95,8 @@ class Reply:
     ``text=None`` means the default echo. ``status`` != 200 answers with that HTTP error
     (``error`` or the real sentence for 404/500/503). ``error_midway`` sends an error line after
     the chunks; ``done=False`` ends the stream without a ``done`` chunk (``abort`` drops the
-    connection instead of ending the response). ``first_byte_gate`` holds the response before
+    connection instead of ending the response; ``hang_up`` drops it before any byte, as a crashed
+    server does). ``first_byte_gate`` holds the response before
     its first byte, ``hold_after`` holds the stream after that many chunks until ``hold_gate``.
     """
 
@@ -107,6 +108,7 @@ class Reply:
     error_midway: str | None = None
     done: bool = True
     abort: bool = False
+    hang_up: bool = False
     first_byte_gate: asyncio.Event | None = None
     hold_gate: asyncio.Event | None = None
     hold_after: int = 1
@@ -279,6 +281,9 @@ class FakeOllama:
         model = str(body.get("model", ""))
         if reply.first_byte_gate is not None:
             await reply.first_byte_gate.wait()
+        if reply.hang_up and request.transport is not None:
+            request.transport.abort()
+            return web.Response()
         if reply.status == 200 and full_name(model) not in self.models:
             reply = Reply.not_found()
         if reply.status != 200:

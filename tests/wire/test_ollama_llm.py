@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from adapters.ollama_llm import CUT_OFF, TIMED_OUT, OllamaLLM
+from adapters.ollama_llm import CUT_OFF, DROPPED, TIMED_OUT, OllamaLLM
 from core import presets
 from core.errors import LLMBusy, LLMFailed, LLMUnavailable, ModelNotFound
 from core.models import ChatMessage, ChatRequest, DoneReason, StreamEvent
@@ -125,6 +125,17 @@ async def test_stream_without_done_chunk_is_a_cut_off_failure(
 
     assert text_of(events) == "The answer is"
     assert failure.value.notice == CUT_OFF
+    assert len(fake_ollama.chat_requests) == 1
+
+
+async def test_connection_dropped_before_any_text_is_unavailable(
+    fake_ollama: FakeOllama, llm: OllamaLLM
+) -> None:
+    fake_ollama.script(Reply(hang_up=True))
+    with pytest.raises(LLMUnavailable) as failure:
+        await collect(llm, ask("are you there?"), [])
+
+    assert failure.value.notice == DROPPED
     assert len(fake_ollama.chat_requests) == 1
 
 
