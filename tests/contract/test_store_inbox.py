@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.contract import incoming
 from tests.fixtures.store import AgePending, Reopen, Store
 
@@ -41,6 +43,15 @@ async def test_take_respects_count_and_gives_each_entry_to_one_consumer(store: S
 
     assert [e.message.message_id for e in first] == ["0", "1"]
     assert [e.message.message_id for e in second] == ["2"]
+
+
+async def test_a_waiting_take_receives_a_message_that_arrives_meanwhile(store: Store) -> None:
+    waiting = asyncio.create_task(store.take("telegram", "worker-a", 10))
+    await store.enqueue(incoming("1", "just arrived"))
+
+    taken = await waiting
+
+    assert [entry.message.text for entry in taken] == ["just arrived"]
 
 
 async def test_take_with_nothing_new_returns_empty_after_waiting(store: Store) -> None:
