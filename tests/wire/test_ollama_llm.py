@@ -6,11 +6,13 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
+import httpx
+import ollama
 import pytest
 
-from adapters.ollama_llm import CUT_OFF, DROPPED, TIMED_OUT, OllamaLLM
+from adapters.ollama_llm import CUT_OFF, DROPPED, TIMED_OUT, OllamaLLM, is_retryable, translate
 from core import presets
-from core.errors import LLMBusy, LLMFailed, LLMUnavailable, ModelNotFound
+from core.errors import LLMBusy, LLMError, LLMFailed, LLMUnavailable, ModelNotFound
 from core.models import ChatMessage, ChatRequest, DoneReason, StreamEvent
 from tests.fakes.ollama import FakeOllama, Reply, unused_port, wire_json
 
@@ -254,3 +256,30 @@ async def test_doctor_questions_raise_unavailable_when_ollama_is_down() -> None:
     with pytest.raises(LLMUnavailable):
         await llm.installed_models()
     await llm.close()
+
+
+def mapped(error: Exception) -> LLMError:
+    """The core error the adapter raises for a library error (chained as at the boundary)."""
+    try:
+        raise translate(error, "llama3.1:8b") from error
+    except LLMError as core_error:
+        return core_error
+
+
+@pytest.mark.parametrize(
+    ("error", "retried"),
+    [
+        (ConnectionError("Failed to connect to Ollama."), True),
+        (httpx.ConnectError("connection refused"), True),
+        (httpx.ConnectTimeout("timed out"), True),
+        (ollama.ResponseError("server busy", 503), True),
+        (httpx.ReadTimeout("timed out"), False),
+        (ollama.ResponseError("llama runner process has terminated", 500), False),
+        (ollama.ResponseError("unexpected EOF"), False),
+    ],
+    ids=["refused", "httpx-refused", "connect-timeout", "503", "read-timeout", "500", "midway"],
+)
+def test_only_connection_failures_and_a_busy_server_are_retried(
+    error: Exception, retried: bool
+) -> None:
+    assert is_retryable(mapped(error)) is retried
