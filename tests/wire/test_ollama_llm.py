@@ -283,3 +283,23 @@ def test_only_connection_failures_and_a_busy_server_are_retried(
     error: Exception, retried: bool
 ) -> None:
     assert is_retryable(mapped(error)) is retried
+
+
+async def test_cancelling_a_reply_in_progress_closes_the_connection(
+    fake_ollama: FakeOllama, llm: OllamaLLM
+) -> None:
+    still_generating, first_text = asyncio.Event(), asyncio.Event()
+    fake_ollama.script(Reply(text="one two three four", hold_gate=still_generating))
+
+    async def reply() -> None:
+        async for _ in llm.stream(ask("count")):
+            first_text.set()
+
+    worker = asyncio.create_task(reply())
+    await first_text.wait()
+    worker.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await worker
+
+    async with asyncio.timeout(5):
+        await fake_ollama.disconnected.wait()
