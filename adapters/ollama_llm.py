@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import re
 from collections.abc import AsyncGenerator, Awaitable
 from typing import Any, TypeVar, cast
 
@@ -53,7 +54,7 @@ class OllamaLLM:
     ) -> None:
         timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
         self._client = ollama.AsyncClient(host=host, timeout=timeout)
-        self._keep_alive = keep_alive
+        self._keep_alive = keep_alive_value(keep_alive)
         self._retries = retries
         self._backoff_s = backoff_s
 
@@ -128,6 +129,14 @@ class OllamaLLM:
             return await call
         except LIBRARY_ERRORS as error:
             raise translate(error, model) from error
+
+
+def keep_alive_value(keep_alive: str | int) -> str | int:
+    """Ollama reads a string as a Go duration ("30m") and a number as seconds (-1: forever),
+    so a bare number from the environment ("-1", "600") must travel as a number."""
+    if isinstance(keep_alive, str) and re.fullmatch(r"-?\d+", keep_alive.strip()):
+        return int(keep_alive)
+    return keep_alive
 
 
 def final_event(part: ollama.ChatResponse) -> StreamEvent:

@@ -279,6 +279,8 @@ class FakeOllama:
         self, request: web.Request, body: dict[str, Any], reply: Reply
     ) -> web.StreamResponse:
         model = str(body.get("model", ""))
+        if (problem := bad_keep_alive(body.get("keep_alive"))) is not None:
+            return json_response({"error": problem}, status=400)
         if reply.first_byte_gate is not None:
             await reply.first_byte_gate.wait()
         if reply.hang_up and request.transport is not None:
@@ -347,6 +349,16 @@ async def start_ndjson(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": NDJSON})
     await response.prepare(request)
     return response
+
+
+GO_DURATION = re.compile(r"[-+]?(\d+(\.\d*)?(ns|us|µs|ms|s|m|h))+|[-+]?0")
+
+
+def bad_keep_alive(value: Any) -> str | None:
+    """Go's complaint about a ``keep_alive`` string that is not a duration (numbers are seconds)."""
+    if not isinstance(value, str) or GO_DURATION.fullmatch(value):
+        return None
+    return f'time: missing unit in duration "{value}"'
 
 
 def full_name(model: str) -> str:

@@ -166,3 +166,13 @@ async def test_instant_mode_sends_the_same_stream(fake_ollama: FakeOllama) -> No
     parsed = [json.loads(line) for line in raw.decode().splitlines()]
     assert "".join(p["message"]["content"] for p in parsed) == "echo: quick"
     assert parsed[-1]["done"] is True
+
+
+async def test_a_keep_alive_string_without_unit_is_refused_like_go_does(
+    fake_ollama: FakeOllama,
+) -> None:
+    body = chat_body("hi") | {"keep_alive": "-1"}
+    status, _, raw = await post(fake_ollama, "/api/chat", body)
+
+    assert status == 400
+    assert json.loads(raw) == {"error": 'time: missing unit in duration "-1"'}

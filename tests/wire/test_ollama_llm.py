@@ -81,6 +81,17 @@ async def test_request_carries_options_as_a_dict_with_context_and_keep_alive(
     ]
 
 
+@pytest.mark.parametrize(("configured", "sent"), [("-1", -1), ("600", 600), ("1h", "1h")])
+async def test_keep_alive_from_the_environment_travels_as_ollama_reads_it(
+    fake_ollama: FakeOllama, configured: str, sent: str | int
+) -> None:
+    llm = OllamaLLM(fake_ollama.url, keep_alive=configured)
+    await collect(llm, ask("hello"), [])
+    await llm.close()
+
+    assert (await fake_ollama.wait_for_chat(1))["keep_alive"] == sent
+
+
 async def test_special_tokens_in_the_reply_arrive_as_literal_text(
     fake_ollama: FakeOllama, llm: OllamaLLM
 ) -> None:
