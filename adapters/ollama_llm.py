@@ -3,6 +3,7 @@
 Library errors are translated here, at the boundary, into the core's error tree:
 
     connection refused, connect or read timeout   -> LLMUnavailable
+    connection dropped before the first chunk     -> LLMUnavailable
     HTTP 404 (model not pulled)                   -> ModelNotFound (says how to pull it)
     HTTP 503 (Ollama's queue is full)             -> LLMBusy
     HTTP 500, other statuses, error mid-stream    -> LLMFailed
