@@ -1,0 +1,517 @@
+"""`ollabot model recommend|pull|status`, the `auto` model tag, start-up warm-up, doctor's fit.
+
+Thin: the probe and Ollama adapters gather facts, ``core.modelfit`` decides, this module
+prints. Also runnable alone: ``python -m bots.model_cli recommend --json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from adapters.hardware import probe_host
+from adapters.ollama_models import LoadedModel, OllamaModels, PullUpdate
+from bots.settings import Settings
+from core.errors import OllabotError
+from core.modelfit import (
+    CandidateFit,
+    Deployment,
+    GiB,
+    Gpu,
+    Host,
+    Recommendation,
+    fit_candidate,
+    gib,
+    library_file,
+    recommend,
+)
+
+log = structlog.get_logger(__name__)
+Probe = Callable[[], Host]
+
+
+def add_model_parser(subparsers: Any) -> None:
+    """Add ``model recommend|pull|status`` with the flags of the issue to an argparse CLI."""
+    model = subparsers.add_parser("model", help="recommend, pull and inspect the model")
+    actions = model.add_subparsers(dest="model_command", required=True)
+    rec = actions.add_parser("recommend", help="which quantisation fits this host, and why")
+    rec.add_argument(
+        "--vram-gib",
+        type=_gib_list,
+        metavar="X[,X...]",
+        help="GPU memory in GiB instead of probing (one per GPU; 0: no GPU)",
+    )
+    rec.add_argument("--ram-gib", type=float, metavar="Y", help="system RAM in GiB")
+    rec.add_argument("--num-ctx", type=_positive_int, metavar="N", help="context per request")
+    rec.add_argument("--parallel", type=_positive_int, metavar="P", help="OLLAMA_NUM_PARALLEL")
+    rec.add_argument(
+        "--kv-cache-type",
+        choices=("f16", "q8_0", "q4_0"),
+        help="OLLAMA_KV_CACHE_TYPE (quantised types need OLLAMA_FLASH_ATTENTION=1)",
+    )
+    rec.add_argument("--json", action="store_true", help="print one JSON object")
+    pull = actions.add_parser("pull", help="pull a model with progress and verify it")
+    pull.add_argument("tag", nargs="?", help="default: the recommended tag")
+    actions.add_parser("status", help="what Ollama has loaded, and where")
+
+
+async def run_model_command(
+    args: argparse.Namespace, settings: Settings, probe: Probe = probe_host
+) -> int:
+    """Run ``ollabot model ...``; returns the exit code (0 ok, 1 failed)."""
+    if args.model_command == "recommend":
+        return await _recommend(args, settings, probe)
+    if args.model_command == "pull":
+        tag = args.tag or (await _recommendation(settings, probe)).pick.model.tag
+        return await pull_and_verify(settings, tag)
+    return await _status(settings)
+
+
+async def _recommend(args: argparse.Namespace, settings: Settings, probe: Probe) -> int:
+    host = await asyncio.to_thread(_host_from_args, args, probe)
+    deployment = Deployment(
+        args.num_ctx or settings.ollama.num_ctx,
+        args.parallel or settings.ollama.num_parallel,
+        args.kv_cache_type or kv_cache_type(settings),
+    )
+    choice = recommend(host, deployment)
+    print(json.dumps(recommendation_json(choice)) if args.json else render_recommendation(choice))
+    return 0
+
+
+def _host_from_args(args: argparse.Namespace, probe: Probe) -> Host:
+    probed = probe() if args.vram_gib is None or args.ram_gib is None else None
+    if args.vram_gib is None:
+        assert probed is not None
+        gpus, driver, source = probed.gpus, probed.driver, probed.source
+    else:
+        sizes = [int(x * GiB) for x in args.vram_gib if x > 0]
+        gpus = tuple(Gpu(i, "given", size, size) for i, size in enumerate(sizes))
+        driver, source = None, "given"
+    ram = int(args.ram_gib * GiB) if args.ram_gib is not None else probed.ram_bytes  # type: ignore[union-attr]
+    cores = probed.cpu_cores if probed else os.cpu_count() or 1
+    return Host(gpus, ram, cores, driver, source)
+
+
+def recommendation_json(choice: Recommendation) -> dict[str, Any]:
+    """The pick and every candidate as plain JSON (``--json``)."""
+    pick, host, deployment = choice.pick, choice.host, choice.deployment
+    return {
+        "tag": pick.model.tag,
+        "quantization": pick.model.quantization,
+        "estimate_bytes": pick.estimate.total,
+        "available_bytes": pick.available,
+        "fits": pick.fits,
+        "placement": choice.placement,
+        "gpus_used": pick.gpus_used,
+        "reason": choice.reason,
+        "warnings": list(choice.warnings),
+        "notes": list(choice.notes),
+        "num_ctx": deployment.num_ctx,
+        "num_parallel": deployment.num_parallel,
+        "kv_cache_type": deployment.kv_cache_type,
+        "host": {
+            "source": host.source,
+            "driver": host.driver,
+            "ram_bytes": host.ram_bytes,
+            "cpu_cores": host.cpu_cores,
+            "gpus": [
+                {
+                    "index": g.index,
+                    "name": g.name,
+                    "total_bytes": g.total_bytes,
+                    "free_bytes": g.free_bytes,
+                }
+                for g in host.gpus
+            ],
+        },
+        "candidates": [
+            {
+                "tag": c.model.tag,
+                "quantization": c.model.quantization,
+                "file_bytes": c.model.size_bytes,
+                "kv_cache_bytes": c.estimate.kv_cache,
+                "graph_bytes": c.estimate.graph,
+                "overhead_bytes": c.estimate.overhead,
+                "estimate_bytes": c.estimate.total,
+                "available_bytes": c.available,
+                "fits": c.fits,
+                "cpu_only_ram_bytes": c.ram_estimate.total,
+            }
+            for c in choice.candidates
+        ],
+    }
+
+
+async def pull_and_verify(settings: Settings, tag: str) -> int:
+    """Pull ``tag`` with a progress bar on stderr, then check its quantisation with /api/show."""
+    models = _client(settings)
+    try:
+        progress = PullProgress(sys.stderr)
+        async for update in models.pull(tag):
+            progress.show(update)
+        progress.close()
+        actual = await models.quantization(tag)
+    except OllabotError as error:
+        print(f"ollabot: {error.notice}", file=sys.stderr)
+        return 1
+    finally:
+        await models.close()
+    return _verify(tag, actual)
+
+
+def _verify(tag: str, actual: str) -> int:
+    known = library_file(tag)
+    if known and actual.upper() != known.quantization.upper():
+        print(
+            f"ollabot: {tag} was pulled but Ollama serves it as {actual or 'unknown'}, "
+            f"not {known.quantization}.",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"{tag} is ready ({actual or 'quantisation not reported'}, checked with /api/show).")
+    return 0
+
+
+async def _status(settings: Settings) -> int:
+    models = _client(settings)
+    try:
+        loaded = await models.loaded()
+    except OllabotError as error:
+        print(f"ollabot: {error.notice}", file=sys.stderr)
+        return 1
+    finally:
+        await models.close()
+    print(render_loaded(loaded))
+    return 0
+
+
+async def resolve_model_tag(settings: Settings, probe: Probe = probe_host) -> str:
+    """The tag to serve: the configured one, or for ``auto`` the recommendation for this host.
+
+    When that tag is not pulled yet, pulls it if ``OLLABOT_OLLAMA__AUTO_PULL`` is set, else
+    logs how to pull it. Ollama being down is logged, not raised: the bot still starts.
+    """
+    if settings.ollama.model != "auto":
+        return settings.ollama.model
+    choice = await _recommendation(settings, probe)
+    tag = choice.pick.model.tag
+    log.info("model_auto", tag=tag, placement=choice.placement, reason=choice.reason)
+    models = _client(settings)
+    try:
+        if tag not in await models.installed():
+            await _missing(settings, tag)
+    except OllabotError as error:
+        log.warning("model_check_failed", tag=tag, error=error.notice)
+    finally:
+        await models.close()
+    return tag
+
+
+async def _missing(settings: Settings, tag: str) -> None:
+    if not settings.ollama.auto_pull:
+        log.warning("model_missing", tag=tag, fix=f"ollabot model pull {tag}")
+        return
+    log.info("model_pulling", tag=tag)
+    if await pull_and_verify(settings, tag) != 0:
+        log.warning("model_pull_failed", tag=tag, fix=f"ollabot model pull {tag}")
+
+
+async def warm_up(host: str, tag: str, num_ctx: int, keep_alive: str) -> bool:
+    """Load ``tag`` with the deployment's ``num_ctx`` and ``keep_alive``; False (logged) if not."""
+    models = OllamaModels(host)
+    try:
+        await models.load(tag, num_ctx, keep_alive)
+    except OllabotError as error:
+        log.warning("model_warm_up_failed", tag=tag, error=error.notice)
+        return False
+    finally:
+        await models.close()
+    log.info("model_warm", tag=tag, num_ctx=num_ctx, keep_alive=keep_alive)
+    return True
+
+
+async def doctor_fit(settings: Settings, probe: Probe = probe_host) -> list[tuple[str, bool, str]]:
+    """Checks for ``ollabot doctor``: (name, ok, what it found or how to fix it)."""
+    choice = await _recommendation(settings, probe)
+    configured = settings.ollama.model
+    tag = choice.pick.model.tag if configured == "auto" else configured
+    checks = [_fit_check(choice, configured)]
+    models = _client(settings)
+    try:
+        installed, loaded = await models.installed(), await models.loaded()
+    except OllabotError as error:
+        return [*checks, ("model pulled", False, error.notice)]
+    finally:
+        await models.close()
+    pulled = (
+        tag in installed,
+        f"{tag} is pulled"
+        if tag in installed
+        else f"{tag} is missing: run `ollabot model pull {tag}`",
+    )
+    return [*checks, ("model pulled", *pulled), _memory_check(loaded)]
+
+
+def _fit_check(choice: Recommendation, configured: str) -> tuple[str, bool, str]:
+    if configured == "auto":
+        details = "; ".join((choice.reason, *choice.warnings))
+        return "hardware fit", choice.placement == "gpu", f"{choice.pick.model.tag}: {details}"
+    known = library_file(configured)
+    if known is None:
+        return "hardware fit", True, f"{configured}: no size known, not estimated"
+    fit = fit_candidate(known, choice.host, choice.deployment)
+    verdict = "fits" if fit.fits else "does not fit"
+    text = f"{configured} {verdict}: {gib(fit.estimate.total)} of {gib(fit.available)} usable"
+    if not fit.fits:
+        text += f"; `ollabot model recommend` suggests {choice.pick.model.tag}"
+    return "hardware fit", fit.fits, text
+
+
+def _memory_check(loaded: list[Any]) -> tuple[str, bool, str]:
+    spilled = [m for m in loaded if m.size_vram < m.size]
+    if not loaded:
+        return "model in GPU memory", True, "no model loaded right now"
+    if spilled:
+        names = ", ".join(f"{m.name} ({m.gpu_share:.0%} on GPU)" for m in spilled)
+        return "model in GPU memory", False, f"partly in system memory: {names}"
+    return "model in GPU memory", True, ", ".join(m.name for m in loaded) + " fully on GPU"
+
+
+async def _recommendation(settings: Settings, probe: Probe) -> Recommendation:
+    host = await asyncio.to_thread(probe)
+    return recommend(host, deployment_from(settings))
+
+
+def deployment_from(settings: Settings) -> Deployment:
+    """The deployment's context, parallel slots and KV cache type as the memory model sees them."""
+    ollama = settings.ollama
+    return Deployment(ollama.num_ctx, ollama.num_parallel, kv_cache_type(settings))
+
+
+def kv_cache_type(settings: Settings) -> str:
+    """``settings.ollama.kv_cache_type`` once that field exists; Ollama's default f16 until then."""
+    return str(getattr(settings.ollama, "kv_cache_type", "f16"))
+
+
+def _client(settings: Settings) -> OllamaModels:
+    ollama = settings.ollama
+    return OllamaModels(ollama.host, ollama.connect_timeout_s, ollama.read_timeout_s)
+
+
+def _gib_list(text: str) -> list[float]:
+    try:
+        sizes = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give GiB per GPU, e.g. 24 or 24,24") from None
+    if not sizes or any(size < 0 for size in sizes):
+        raise argparse.ArgumentTypeError(f"{text!r}: sizes must be 0 or more GiB")
+    return sizes
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole number of 1 or more")
+    return int(text)
+
+
+def render_recommendation(choice: Recommendation) -> str:
+    """The host, a table of every candidate, the pick with its reason, warnings and notes."""
+    deployment = choice.deployment
+    lines = [
+        _describe_host(choice.host),
+        f"Deployment: num_ctx {deployment.num_ctx} x {deployment.num_parallel} parallel, "
+        f"KV cache {deployment.kv_cache_type}",
+        "",
+        _row(
+            (
+                "tag",
+                "quant",
+                "file",
+                "KV cache",
+                "compute+overhead",
+                "estimate",
+                "usable",
+                "GPU fit",
+                "CPU-only RAM",
+            )
+        ),
+        *(_candidate_row(c) for c in choice.candidates),
+        "",
+        f"Pick: {choice.pick.model.tag} ({choice.pick.model.quantization}, {choice.placement})",
+        f"Why: {choice.reason}",
+        *(f"Warning: {w}" for w in choice.warnings),
+        *(f"Note: {n}" for n in choice.notes),
+        f"Next: ollabot model pull {choice.pick.model.tag}",
+    ]
+    return "\n".join(lines)
+
+
+COLUMNS = (30, 8, 11, 10, 18, 11, 11, 14, 0)
+
+
+def _row(cells: tuple[str, ...]) -> str:
+    return "".join(cell.ljust(width) for cell, width in zip(cells, COLUMNS, strict=True)).rstrip()
+
+
+def _candidate_row(c: CandidateFit) -> str:
+    verdict = "-" if c.gpus_used == 0 else ("fits" if c.fits else "no")
+    if c.fits and c.gpus_used > 1:
+        verdict = f"fits ({c.gpus_used} GPUs)"
+    return _row(
+        (
+            c.model.tag,
+            c.model.quantization,
+            gib(c.model.size_bytes),
+            gib(c.estimate.kv_cache),
+            gib(c.estimate.graph + c.estimate.overhead),
+            gib(c.estimate.total),
+            gib(c.available) if c.gpus_used else "-",
+            verdict,
+            gib(c.ram_estimate.total),
+        )
+    )
+
+
+def _describe_host(host: Host) -> str:
+    gpus = "; ".join(_describe_gpu(g, host.source) for g in host.gpus) or "no NVIDIA GPU"
+    driver = f", driver {host.driver}" if host.driver else ""
+    return (
+        f"Host ({host.source}{driver}): {gpus}; RAM {gib(host.ram_bytes)}, "
+        f"{host.cpu_cores} CPU cores"
+    )
+
+
+def _describe_gpu(gpu: Gpu, source: str) -> str:
+    if source == "given":
+        return f"GPU {gpu.index} {gib(gpu.total_bytes)}"
+    return f"GPU {gpu.index} {gpu.name} {gib(gpu.total_bytes)} ({gib(gpu.free_bytes)} free)"
+
+
+class PullProgress:
+    """A terminal progress bar on a TTY (bytes, speed, ETA); else a line per layer and 10 %."""
+
+    def __init__(self, stream: Any, clock: Callable[[], float] = time.monotonic) -> None:
+        self.stream, self.clock = stream, clock
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.digest: str | None = None
+        self.layer_start = (0.0, 0)
+        self.decile = -1
+        self.bar_open = False
+
+    def show(self, update: PullUpdate) -> None:
+        """Render one line of the pull stream."""
+        if update.digest and update.total:
+            self._layer(update.status, update.digest, update.total, update.completed or 0)
+            return
+        self.close()
+        print(update.status, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        """End the bar line, if one is open."""
+        if self.bar_open:
+            print(file=self.stream, flush=True)
+            self.bar_open = False
+
+    def _layer(self, status: str, digest: str, total: int, completed: int) -> None:
+        if digest != self.digest:
+            self.close()
+            self.digest, self.layer_start, self.decile = digest, (self.clock(), completed), -1
+        line = f"{status} {progress_line(completed, total, self._speed(completed))}"
+        if self.tty:
+            self.stream.write(f"\r{line}\x1b[K")
+            self.stream.flush()
+            self.bar_open = True
+        elif completed * 10 // total > self.decile:
+            self.decile = completed * 10 // total
+            print(line, file=self.stream, flush=True)
+
+    def _speed(self, completed: int) -> float | None:
+        started, start_bytes = self.layer_start
+        elapsed = self.clock() - started
+        return (completed - start_bytes) / elapsed if elapsed > 0 else None
+
+
+def progress_line(completed: int, total: int, bytes_per_s: float | None, width: int = 20) -> str:
+    """``[#####---] 45% 2.2/4.9 GB 85.3 MB/s ETA 0:32`` (decimal units, as Ollama prints)."""
+    done = min(completed, total) / total if total else 1.0
+    bar = "#" * int(done * width) + "-" * (width - int(done * width))
+    speed, eta = "--", "--"
+    if bytes_per_s:
+        speed = f"{_decimal(bytes_per_s)}/s"
+        eta = _clock_time((total - completed) / bytes_per_s)
+    return f"[{bar}] {done:4.0%} {_decimal(completed)}/{_decimal(total)} {speed} ETA {eta}"
+
+
+def _decimal(n: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def _clock_time(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def render_loaded(loaded: list[LoadedModel], now: datetime | None = None) -> str:
+    """``ollabot model status``: each loaded model, where it sits, and a warning when it spills."""
+    if not loaded:
+        return "Ollama has no model loaded (it loads one on the first request or at start-up)."
+    now = now or datetime.now(UTC)
+    header = f"{'NAME':32}{'QUANT':8}{'SIZE':11}{'PROCESSOR':18}{'CONTEXT':9}UNTIL"
+    rows = [
+        f"{m.name:32}{m.quantization or '?':8}{gib(m.size):11}{_processor(m):18}"
+        f"{m.context_length or '?'!s:9}{_until(m.expires_at, now)}"
+        for m in loaded
+    ]
+    warnings = [
+        f"Warning: {m.name} has {gib(m.size - m.size_vram)} of {gib(m.size)} in system "
+        "memory: replies are slower; see `ollabot model recommend`"
+        for m in loaded
+        if m.size_vram < m.size
+    ]
+    return "\n".join([header, *rows, *warnings])
+
+
+def _processor(model: LoadedModel) -> str:
+    if model.size_vram >= model.size:
+        return "100% GPU"
+    if model.size_vram == 0:
+        return "100% CPU"
+    gpu = round(model.gpu_share * 100)
+    return f"{100 - gpu}%/{gpu}% CPU/GPU"
+
+
+def _until(expires_at: datetime | None, now: datetime) -> str:
+    if expires_at is None:
+        return "?"
+    seconds = (expires_at - now).total_seconds()
+    if seconds > 365 * 86400:
+        return "forever (keep_alive -1)"
+    if seconds < 60:
+        return "under a minute"
+    return f"in {seconds / 60:.0f} min" if seconds < 5400 else f"in {seconds / 3600:.1f} h"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry: ``python -m bots.model_cli recommend|pull|status ...``."""
+    parser = argparse.ArgumentParser(prog="ollabot")
+    add_model_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["model", *(sys.argv[1:] if argv is None else argv)])
+    return asyncio.run(run_model_command(args, Settings()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
