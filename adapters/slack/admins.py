@@ -1,0 +1,54 @@
+"""Who may change a channel's settings: configured ids plus workspace admins and owners."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiohttp import ClientError
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+log = logging.getLogger("ollabot.slack.admins")
+
+
+class AdminDirectory:
+    """Answers "is this user an admin?" from the configuration or ``users.info``.
+
+    Answers from Slack are cached for ``ttl_s``. A lookup happens while a slash command
+    waits for its acknowledgement, so it is bounded by ``lookup_timeout_s`` and never
+    retried: a slow or rate-limited Slack makes the user a non-admin for this command.
+    """
+
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        configured: list[str],
+        ttl_s: float = 300.0,
+        lookup_timeout_s: float = 1.0,
+    ) -> None:
+        self._client = client
+        self._configured = frozenset(configured)
+        self._ttl = ttl_s
+        self._timeout = lookup_timeout_s
+        self._cache: dict[str, tuple[bool, float]] = {}
+
+    def is_configured(self, user_id: str) -> bool:
+        return user_id in self._configured
+
+    async def is_admin(self, user_id: str) -> bool:
+        if self.is_configured(user_id):
+            return True
+        cached = self._cache.get(user_id)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        try:
+            response = await asyncio.wait_for(self._client.users_info(user=user_id), self._timeout)
+        except (SlackApiError, ClientError, TimeoutError) as error:
+            log.warning("users.info for %s failed, treating as non-admin: %s", user_id, error)
+            return False
+        user = response.get("user") or {}
+        admin = any(bool(user.get(flag)) for flag in ("is_admin", "is_owner", "is_primary_owner"))
+        self._cache[user_id] = (admin, time.monotonic() + self._ttl)
+        return admin

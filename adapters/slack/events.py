@@ -1,0 +1,110 @@
+"""Slack events and slash commands translated into the core's ``IncomingMessage``.
+
+Conversation keys: a DM is ``slack:{team}:{channel}`` and a thread inside a DM is
+``slack:{team}:{channel}:{thread_ts}``; in channels every thread is one conversation,
+``slack:{team}:{channel}:{thread_ts or ts}``. Settings apply per ``slack:{team}:{channel}``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from adapters.slack.sink import EPHEMERAL, SlackAddress
+from core.models import IncomingMessage
+
+PLATFORM = "slack"
+# Subtypes that are still a person writing to us; every other subtype (edits, deletions,
+# joins, bot_message...) is ignored.
+PERSON_SUBTYPES = frozenset({"thread_broadcast", "file_share"})
+DIRECT_CHANNEL_TYPES = frozenset({"im"})
+
+
+@dataclass(frozen=True, slots=True)
+class BotIdentity:
+    """Who we are in the workspace, from ``auth.test``."""
+
+    team_id: str
+    user_id: str
+    bot_id: str
+
+
+def is_from_person(event: dict[str, Any], bot: BotIdentity) -> bool:
+    """True for a message a person wrote: not ours, not another bot's, no edit or join."""
+    if event.get("bot_id") or event.get("subtype", "") not in PERSON_SUBTYPES | {""}:
+        return False
+    user = event.get("user")
+    return bool(user) and user != bot.user_id
+
+
+def is_direct(event: dict[str, Any]) -> bool:
+    return event.get("channel_type") in DIRECT_CHANNEL_TYPES
+
+
+def mentions(event: dict[str, Any], bot: BotIdentity) -> bool:
+    return f"<@{bot.user_id}" in str(event.get("text", ""))
+
+
+def strip_mention(text: str, bot: BotIdentity) -> str:
+    """Remove ``<@BOT>`` / ``<@BOT|name>`` from the text and tidy the spaces."""
+    return re.sub(rf"<@{re.escape(bot.user_id)}(\|[^>]*)?>", " ", text).strip()
+
+
+def team_of(body: dict[str, Any], bot: BotIdentity) -> str:
+    event = body.get("event", {})
+    return str(body.get("team_id") or event.get("team") or bot.team_id)
+
+
+def thread_of(event: dict[str, Any]) -> str:
+    """The thread a channel message belongs to (a top-level message opens its own)."""
+    return str(event.get("thread_ts") or event["ts"])
+
+
+def message_from_event(body: dict[str, Any], bot: BotIdentity) -> IncomingMessage:
+    """Build the inbox message for a DM, a mention or a thread reply in ``body``."""
+    event = body["event"]
+    team, channel = team_of(body, bot), str(event["channel"])
+    direct = is_direct(event)
+    thread = str(event.get("thread_ts") or "") if direct else thread_of(event)
+    conversation = f"{PLATFORM}:{team}:{channel}" + (f":{thread}" if thread else "")
+    user = str(event["user"])
+    return IncomingMessage(
+        platform=PLATFORM,
+        message_id=str(body["event_id"]),
+        conversation=conversation,
+        channel=f"{PLATFORM}:{team}:{channel}",
+        author_id=user,
+        author_name=_display_name(event),
+        text=strip_mention(str(event.get("text", "")), bot),
+        in_group=not direct,
+        reply_to=SlackAddress(channel, thread, user).to_reply_to(),
+    )
+
+
+def message_from_command(
+    payload: dict[str, Any], bot: BotIdentity, prefix: str, is_admin: bool
+) -> IncomingMessage:
+    """Build the inbox message for ``/ollabot …``; an empty command asks for help."""
+    team = str(payload.get("team_id") or bot.team_id)
+    channel, user = str(payload["channel_id"]), str(payload["user_id"])
+    return IncomingMessage(
+        platform=PLATFORM,
+        message_id=f"command:{payload['trigger_id']}",
+        conversation=f"{PLATFORM}:{team}:{channel}",
+        channel=f"{PLATFORM}:{team}:{channel}",
+        author_id=user,
+        author_name=str(payload.get("user_name") or user),
+        text=str(payload.get("text", "")).strip() or "help",
+        is_admin=is_admin,
+        in_group=not channel.startswith("D"),
+        is_command=True,
+        command_prefix=f"{prefix} ",
+        reply_to=SlackAddress(channel, "", user, EPHEMERAL).to_reply_to(),
+    )
+
+
+def _display_name(event: dict[str, Any]) -> str:
+    profile = event.get("user_profile") or {}
+    name = profile.get("display_name") or profile.get("real_name")
+    return str(name or event.get("user", ""))

@@ -1,0 +1,211 @@
+"""The Slack platform: a slack-bolt ``AsyncApp`` in Socket Mode or HTTP mode.
+
+Listeners only translate and write to the inbox; Bolt acknowledges when they return
+(``process_before_response=True``), so every event is in Redis before Slack hears back,
+and no Web API call happens before the acknowledgement (the one exception: a bounded
+``users.info`` for an admin-only command from a user not cached yet).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import aiohttp
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack import events
+from adapters.slack.admins import AdminDirectory
+from adapters.slack.events import BotIdentity
+from adapters.slack.http_mode import SlackHttpServer
+from adapters.slack.sink import SlackSinks
+from bots.settings import SlackSettings
+from core import commands
+from core.errors import InvalidCommand, OllabotError
+from core.ports import Inbox
+
+log = logging.getLogger("ollabot.slack")
+
+COMMAND = "/ollabot"
+Ack = Callable[..., Awaitable[Any]]
+
+
+class ThreadRegistry(Protocol):
+    """Remembers the channel threads the bot takes part in."""
+
+    async def join(self, team: str, channel: str, thread_ts: str) -> None: ...
+
+    async def takes_part(self, team: str, channel: str, thread_ts: str) -> bool: ...
+
+
+class SlackPlatform:
+    """Receives DMs, mentions, thread replies and ``/ollabot``; ``sinks`` answers them."""
+
+    def __init__(
+        self,
+        settings: SlackSettings,
+        inbox: Inbox,
+        threads: ThreadRegistry,
+        *,
+        command: str = COMMAND,
+        update_interval_s: float = 1.2,
+        admin_cache_s: float = 300.0,
+    ) -> None:
+        if settings.bot_token is None:
+            raise ValueError("OLLABOT_SLACK__BOT_TOKEN is required for Slack")
+        self._settings = settings
+        self._inbox = inbox
+        self._threads = threads
+        self._command = command
+        self.client = AsyncWebClient(
+            token=settings.bot_token.get_secret_value(), base_url=settings.api_base_url
+        )
+        self.sinks = SlackSinks(self.client, update_interval_s)
+        self._admins = AdminDirectory(self.client, settings.admin_ids, admin_cache_s)
+        self._session: aiohttp.ClientSession | None = None
+        self._socket: AsyncSocketModeHandler | None = None
+        self.http: SlackHttpServer | None = None
+        self.identity: BotIdentity | None = None
+
+    @property
+    def http_mode(self) -> bool:
+        """HTTP mode when a signing secret and a listen address are set, else Socket Mode."""
+        return bool(self._settings.signing_secret and self._settings.http_listen)
+
+    async def start(self) -> None:
+        """Learn who we are (``auth.test``), then connect or listen; returns when ready."""
+        self._session = aiohttp.ClientSession()
+        self.client.session = self._session
+        auth = await self.client.auth_test()
+        self.identity = BotIdentity(
+            str(auth["team_id"]), str(auth["user_id"]), str(auth.get("bot_id") or "")
+        )
+        app = self._build_app(
+            AuthorizeResult.from_auth_test_response(
+                auth_test_response=auth, bot_token=self.client.token
+            )
+        )
+        if self.http_mode:
+            await self._listen(app)
+        else:
+            await self._connect(app)
+
+    async def stop(self) -> None:
+        """Stop receiving; replies in progress still reach Slack (call ``aclose`` after)."""
+        if self._socket is not None:
+            await self._socket.close_async()
+            self._socket = None
+        if self.http is not None:
+            await self.http.stop()
+            self.http = None
+
+    async def aclose(self) -> None:
+        """Release the HTTP connection pool once the worker has drained."""
+        self.client.session = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _connect(self, app: AsyncApp) -> None:
+        token = self._settings.app_token
+        if token is None:
+            raise ValueError(
+                "Slack needs OLLABOT_SLACK__APP_TOKEN (Socket Mode) or "
+                "OLLABOT_SLACK__SIGNING_SECRET with OLLABOT_SLACK__HTTP_LISTEN (HTTP mode)"
+            )
+        opener = AsyncWebClient(base_url=self._settings.api_base_url, session=self._session)
+        self._socket = AsyncSocketModeHandler(app, token.get_secret_value(), web_client=opener)
+        await self._socket.connect_async()
+
+    async def _listen(self, app: AsyncApp) -> None:
+        secret = self._settings.signing_secret
+        assert secret is not None and self._settings.http_listen is not None
+        self.http = SlackHttpServer(
+            app, secret.get_secret_value(), self._settings.http_listen, self._settings.events_path
+        )
+        await self.http.start()
+
+    def _build_app(self, authorized: AuthorizeResult) -> AsyncApp:
+        async def authorize() -> AuthorizeResult:
+            return authorized
+
+        app = AsyncApp(
+            client=self.client,
+            authorize=authorize,
+            process_before_response=True,
+            request_verification_enabled=False,  # HTTP mode verifies before Bolt sees it
+        )
+
+        async def on_mention(body: dict[str, Any]) -> None:
+            await self._on_mention(body)
+
+        async def on_message(body: dict[str, Any]) -> None:
+            await self._on_message(body)
+
+        async def on_command(body: dict[str, Any], ack: Ack) -> None:
+            await self._on_command(body, ack)
+
+        app.event("app_mention")(on_mention)
+        app.event("message")(on_message)
+        app.command(self._command)(on_command)
+        return app
+
+    @property
+    def _bot(self) -> BotIdentity:
+        assert self.identity is not None, "start() first"
+        return self.identity
+
+    async def _on_mention(self, body: dict[str, Any]) -> None:
+        event = body["event"]
+        if not events.is_from_person(event, self._bot):
+            return
+        if not events.is_direct(event):
+            team = events.team_of(body, self._bot)
+            await self._threads.join(team, event["channel"], events.thread_of(event))
+        await self._enqueue(body)
+
+    async def _on_message(self, body: dict[str, Any]) -> None:
+        event = body["event"]
+        if not events.is_from_person(event, self._bot):
+            return
+        if events.is_direct(event):
+            await self._enqueue(body)
+            return
+        if events.mentions(event, self._bot) or not event.get("thread_ts"):
+            return  # mentions arrive as app_mention; other channel chatter is not for us
+        team = events.team_of(body, self._bot)
+        if await self._threads.takes_part(team, event["channel"], event["thread_ts"]):
+            await self._enqueue(body)
+
+    async def _enqueue(self, body: dict[str, Any]) -> None:
+        message = events.message_from_event(body, self._bot)
+        if not await self._inbox.enqueue(message):
+            log.info("event %s already received; not answering twice", message.message_id)
+
+    async def _on_command(self, payload: dict[str, Any], ack: Ack) -> None:
+        admin = await self._decide_admin(payload)
+        message = events.message_from_command(payload, self._bot, self._command, admin)
+        try:
+            await self._inbox.enqueue(message)
+        except OllabotError as error:
+            await ack(text=f":warning: {error.notice}")
+            return
+        await ack()
+
+    async def _decide_admin(self, payload: dict[str, Any]) -> bool:
+        """Ask Slack only when the command needs an admin and the user is not configured."""
+        user = str(payload["user_id"])
+        if _admin_only(str(payload.get("text", ""))):
+            return await self._admins.is_admin(user)
+        return self._admins.is_configured(user)
+
+
+def _admin_only(text: str) -> bool:
+    try:
+        return commands.parse(text).admin_only
+    except InvalidCommand:
+        return False

@@ -1,0 +1,200 @@
+"""Reply sinks for Slack: a streamed reply in the conversation, or an ephemeral command answer.
+
+A streamed reply is a placeholder message ("thinking") posted by ``begin``, edited with
+``chat.update`` at most once per ``update_interval_s`` while tokens arrive, and replaced
+by the final mrkdwn text; text beyond 4,000 characters continues in further messages.
+Everything a sink needs is in the message's ``reply_to``, so a sink built after a restart
+works the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.formatting import preview, split_message, to_mrkdwn
+from adapters.slack.pacing import ChannelCooldowns, retry_after_s
+from core.models import IncomingMessage
+from core.ports import ReplySink
+
+log = logging.getLogger("ollabot.slack.sink")
+
+THINKING = ":hourglass_flowing_sand: _thinking…_"
+WARNING = ":warning:"
+EPHEMERAL = "ephemeral"
+THREAD = "thread"
+
+
+@dataclass(frozen=True, slots=True)
+class SlackAddress:
+    """Where a reply goes: channel, thread (empty: top level), the asking user, and how."""
+
+    channel: str
+    thread_ts: str
+    user: str
+    kind: str = THREAD
+
+    def to_reply_to(self) -> dict[str, str]:
+        return {
+            "channel": self.channel,
+            "thread_ts": self.thread_ts,
+            "user": self.user,
+            "kind": self.kind,
+        }
+
+    @classmethod
+    def from_reply_to(cls, reply_to: dict[str, str]) -> SlackAddress:
+        return cls(
+            reply_to["channel"],
+            reply_to.get("thread_ts", ""),
+            reply_to.get("user", ""),
+            reply_to.get("kind", THREAD),
+        )
+
+
+class SlackSinks:
+    """The ``SinkFactory`` of the Slack platform: one sink per message taken from the inbox."""
+
+    def __init__(self, client: AsyncWebClient, update_interval_s: float = 1.2) -> None:
+        self._client = client
+        self._interval = update_interval_s
+        self.cooldowns = ChannelCooldowns()
+
+    def __call__(self, message: IncomingMessage) -> ReplySink:
+        address = SlackAddress.from_reply_to(message.reply_to)
+        if address.kind == EPHEMERAL:
+            return EphemeralSink(self._client, address, self.cooldowns)
+        return ThreadReplySink(self._client, address, self.cooldowns, self._interval)
+
+
+class ThreadReplySink:
+    """A reply that streams into one message and is finalised in mrkdwn."""
+
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        address: SlackAddress,
+        cooldowns: ChannelCooldowns,
+        update_interval_s: float,
+    ) -> None:
+        self._client = client
+        self._to = address
+        self._cooldowns = cooldowns
+        self._interval = update_interval_s
+        self._ts: str | None = None
+        self._shown = ""
+        self._partial = ""
+        self._next_update = 0.0
+
+    async def begin(self) -> None:
+        if self._ts is None:
+            self._ts = await self._post(THINKING)
+            self._shown = THINKING
+
+    async def update(self, text: str) -> None:
+        self._partial = text
+        now = time.monotonic()
+        if now < self._next_update or self._cooldowns.cooling(self._to.channel):
+            return
+        shown = preview(text)
+        if not shown or shown == self._shown:
+            return
+        self._next_update = now + self._interval
+        try:
+            if self._ts is None:
+                self._ts = await self._post(shown)
+            else:
+                await self._client.chat_update(channel=self._to.channel, ts=self._ts, text=shown)
+            self._shown = shown
+        except SlackApiError as error:
+            self._skip_preview(error)
+
+    async def finish(self, text: str) -> None:
+        await self._deliver(split_message(to_mrkdwn(text)))
+
+    async def fail(self, notice: str) -> None:
+        partial = to_mrkdwn(self._partial)
+        note = f"{WARNING} {notice}"
+        await self._deliver(split_message(f"{partial}\n\n{note}" if partial else note))
+
+    async def _deliver(self, parts: list[str]) -> None:
+        first, *rest = parts
+        await self._replace_or_post(first)
+        for part in rest:
+            await self._post(part)
+
+    async def _replace_or_post(self, text: str) -> None:
+        if self._ts is None:
+            self._ts = await self._post(text)
+            return
+        if text == self._shown:
+            return
+        ts = self._ts
+        try:
+            await self._cooldowns.call(
+                self._to.channel,
+                lambda: self._client.chat_update(channel=self._to.channel, ts=ts, text=text),
+            )
+        except SlackApiError as error:
+            if retry_after_s(error) is not None:
+                raise
+            log.warning(
+                "chat.update failed (%s); posting the text instead", error.response.get("error")
+            )
+            self._ts = await self._post(text)
+        self._shown = text
+
+    async def _post(self, text: str) -> str:
+        response = await self._cooldowns.call(
+            self._to.channel,
+            lambda: self._client.chat_postMessage(
+                channel=self._to.channel, thread_ts=self._to.thread_ts or None, text=text
+            ),
+        )
+        return str(response["ts"])
+
+    def _skip_preview(self, error: SlackApiError) -> None:
+        wait = retry_after_s(error)
+        if wait is not None:
+            self._cooldowns.note(self._to.channel, wait)
+        else:
+            log.warning("preview update failed: %s", error.response.get("error"))
+
+
+class EphemeralSink:
+    """A command answer only the asking user sees."""
+
+    def __init__(
+        self, client: AsyncWebClient, address: SlackAddress, cooldowns: ChannelCooldowns
+    ) -> None:
+        self._client = client
+        self._to = address
+        self._cooldowns = cooldowns
+
+    async def begin(self) -> None:
+        pass
+
+    async def update(self, text: str) -> None:
+        pass
+
+    async def finish(self, text: str) -> None:
+        for part in split_message(to_mrkdwn(text)):
+            await self._send(part)
+
+    async def fail(self, notice: str) -> None:
+        await self._send(f"{WARNING} {notice}")
+
+    async def _send(self, text: str) -> None:
+        await self._cooldowns.call(
+            self._to.channel,
+            lambda: self._client.chat_postEphemeral(
+                channel=self._to.channel,
+                user=self._to.user,
+                text=text,
+                thread_ts=self._to.thread_ts or None,
+            ),
+        )

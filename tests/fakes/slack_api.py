@@ -1,0 +1,524 @@
+"""A fake Slack on 127.0.0.1: the Web API methods ollabot uses and a Socket Mode WebSocket.
+
+It speaks the real wire format (shapes from ``../shared/wire/slack``): form, query or JSON
+bodies with a Bearer token; ``{"ok": ...}`` answers; HTTP 429 with ``Retry-After`` past a
+per-channel rate (``chat.postMessage`` about 1/s, ``chat.update`` about 50/min, small
+bursts allowed); ``msg_too_long`` above 4,000 characters on ``chat.update``; Socket Mode
+``hello``, envelopes and acknowledgements. It can also play Slack in HTTP mode, sending
+signed requests. Honest limits: one workspace, no blocks or files, no pagination.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import itertools
+import json
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+TEAM = "T07TEAM0001"
+BOT_USER = "U07OLLABOT1"
+BOT_ID = "B07OLLABOT1"
+APP_ID = "A07OLLABOT1"
+ALICE = "U07ALICE001"
+BOB = "U07BOB00001"
+DM_CHANNEL = "D07DMALICE1"
+LAB_CHANNEL = "C07LLMLAB01"
+BOT_TOKEN = "xoxb-7-fake-bot-token"
+APP_TOKEN = "xapp-1-fake-app-token"
+UPDATE_LIMIT = 4000
+POST_LIMIT = 40000
+
+
+@dataclass
+class ApiCall:
+    method: str
+    args: dict[str, Any]
+    at: float
+    status: int = 200
+    error: str = ""
+
+
+@dataclass
+class Message:
+    """A message as Slack stores it; ``edits`` counts successful chat.update calls."""
+
+    channel: str
+    ts: str
+    text: str
+    thread_ts: str = ""
+    user: str = BOT_USER
+    edits: int = 0
+    streaming: bool = False
+
+
+@dataclass
+class Ephemeral:
+    channel: str
+    user: str
+    text: str
+
+
+@dataclass
+class Envelope:
+    envelope_id: str
+    kind: str
+    payload: dict[str, Any]
+    sent_at: float
+    acked_at: float | None = None
+    ack_payload: dict[str, Any] | None = None
+
+
+@dataclass
+class Bucket:
+    """A token bucket: ``capacity`` calls at once, refilled at ``per_s`` per second."""
+
+    capacity: float
+    per_s: float
+    tokens: float = -1.0
+    stamp: float = field(default_factory=time.monotonic)
+
+    def take(self) -> float:
+        """0 when allowed, else the whole seconds to wait (Slack's ``Retry-After``)."""
+        now = time.monotonic()
+        if self.tokens < 0:
+            self.tokens = self.capacity
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.per_s)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0
+        return max(1, math.ceil((1 - self.tokens) / self.per_s))
+
+
+class FakeSlack:
+    """One fake workspace with our bot, Alice (a workspace admin) and Bob (a member)."""
+
+    def __init__(
+        self,
+        post_rate: tuple[float, float] = (3, 1.0),
+        update_rate: tuple[float, float] = (5, 50 / 60),
+    ) -> None:
+        self.port = 0
+        self.calls: list[ApiCall] = []
+        self.messages: dict[tuple[str, str], Message] = {}
+        self.ephemerals: list[Ephemeral] = []
+        self.envelopes: dict[str, Envelope] = {}
+        self.users: dict[str, dict[str, Any]] = {
+            ALICE: {"name": "alice", "is_admin": True, "is_owner": False},
+            BOB: {"name": "bob", "is_admin": False, "is_owner": False},
+        }
+        self.rates = {"chat.postMessage": post_rate, "chat.update": update_rate}
+        self.injected: dict[str, list[tuple[int, dict[str, Any], dict[str, str]]]] = {}
+        self._buckets: dict[tuple[str, str], Bucket] = {}
+        self._ts = itertools.count(1)
+        self._sockets: list[web.WebSocketResponse] = []
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The Web API base URL (``OLLABOT_SLACK__API_BASE_URL``)."""
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_get("/link/", self._socket)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        for ws in list(self._sockets):
+            await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # ---- what tests look at -----------------------------------------------------------
+
+    def next_ts(self) -> str:
+        return f"1767270000.{next(self._ts):06d}"
+
+    async def wait_until(self, condition: Callable[[], bool], within_s: float = 10.0) -> None:
+        """Wait until ``condition()`` holds, re-checked whenever the fake records something."""
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(condition), within_s)
+
+    def bot_messages(self, channel: str, thread_ts: str = "") -> list[Message]:
+        """The bot's messages in a thread (or at the top level), oldest first."""
+        return sorted(
+            (
+                m
+                for m in self.messages.values()
+                if m.channel == channel and m.thread_ts == thread_ts and m.user == BOT_USER
+            ),
+            key=lambda m: m.ts,
+        )
+
+    def calls_to(self, method: str) -> list[ApiCall]:
+        return [c for c in self.calls if c.method == method]
+
+    def inject(self, method: str, status: int, body: dict[str, Any], **headers: str) -> None:
+        """Answer the next call of ``method`` with this response instead."""
+        self.injected.setdefault(method, []).append((status, body, headers))
+
+    # ---- Socket Mode -----------------------------------------------------------------
+
+    async def deliver(self, kind: str, payload: dict[str, Any], retry_attempt: int = 0) -> Envelope:
+        """Send an envelope (``events_api`` or ``slash_commands``) to the connected app."""
+        await self.wait_until(lambda: bool(self._sockets))
+        envelope_id = str(uuid.uuid4())
+        frame: dict[str, Any] = {
+            "envelope_id": envelope_id,
+            "payload": payload,
+            "type": kind,
+            "accepts_response_payload": kind != "events_api",
+        }
+        if kind == "events_api":
+            frame["retry_attempt"] = retry_attempt
+            frame["retry_reason"] = "timeout" if retry_attempt else ""
+        envelope = Envelope(envelope_id, kind, payload, time.monotonic())
+        self.envelopes[envelope_id] = envelope
+        await self._sockets[-1].send_str(json.dumps(frame))
+        return envelope
+
+    async def wait_for_ack(self, envelope: Envelope, within_s: float = 5.0) -> float:
+        """Wait for the acknowledgement; returns the seconds it took."""
+        await self.wait_until(lambda: envelope.acked_at is not None, within_s)
+        assert envelope.acked_at is not None
+        return envelope.acked_at - envelope.sent_at
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self._sockets.append(ws)
+        await ws.send_json(
+            {
+                "type": "hello",
+                "num_connections": len(self._sockets),
+                "debug_info": {"host": "applink-fake", "approximate_connection_time": 18060},
+                "connection_info": {"app_id": APP_ID},
+            }
+        )
+        await self._notify()
+        try:
+            async for frame in ws:
+                if frame.type == aiohttp.WSMsgType.TEXT:
+                    await self._record_ack(json.loads(frame.data))
+        finally:
+            self._sockets.remove(ws)
+        return ws
+
+    async def _record_ack(self, ack: dict[str, Any]) -> None:
+        envelope = self.envelopes.get(str(ack.get("envelope_id")))
+        if envelope is not None and envelope.acked_at is None:
+            envelope.acked_at = time.monotonic()
+            envelope.ack_payload = ack.get("payload")
+        await self._notify()
+
+    # ---- HTTP mode: Slack calling the app ----------------------------------------------
+
+    @staticmethod
+    def sign(secret: str, timestamp: str, body: bytes) -> str:
+        base = b"v0:" + timestamp.encode() + b":" + body
+        return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+    async def send_http(
+        self,
+        url: str,
+        body: bytes,
+        secret: str,
+        *,
+        content_type: str = "application/json",
+        timestamp: int | None = None,
+        signature: str | None = None,
+        retry_num: int | None = None,
+    ) -> tuple[int, str, float]:
+        """POST a signed request like Slack does; returns status, body and seconds taken."""
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        headers = {
+            "Content-Type": content_type,
+            "X-Slack-Request-Timestamp": stamp,
+            "X-Slack-Signature": signature or self.sign(secret, stamp, body),
+        }
+        if retry_num is not None:
+            headers["X-Slack-Retry-Num"] = str(retry_num)
+            headers["X-Slack-Retry-Reason"] = "http_timeout"
+        started = time.monotonic()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url, data=body, headers=headers) as response,
+        ):
+            return response.status, await response.text(), time.monotonic() - started
+
+    # ---- payloads Slack would send -----------------------------------------------------
+
+    def event_body(self, event: dict[str, Any]) -> dict[str, Any]:
+        """An ``event_callback`` body around ``event`` with a fresh ``event_id``."""
+        return {
+            "token": "vErIfIcAtIoNtOkEn0000000",
+            "team_id": TEAM,
+            "context_team_id": TEAM,
+            "context_enterprise_id": None,
+            "api_app_id": APP_ID,
+            "event": event,
+            "type": "event_callback",
+            "event_id": f"Ev{uuid.uuid4().hex[:10].upper()}",
+            "event_time": int(time.time()),
+            "authorizations": [
+                {
+                    "enterprise_id": None,
+                    "team_id": TEAM,
+                    "user_id": BOT_USER,
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
+            "is_ext_shared_channel": False,
+            "event_context": "4-opaque",
+        }
+
+    def user_message(
+        self,
+        text: str,
+        *,
+        channel: str = DM_CHANNEL,
+        user: str = ALICE,
+        thread_ts: str = "",
+        kind: str = "message",
+    ) -> dict[str, Any]:
+        """A person's ``message`` (or ``app_mention``) event; DMs when the channel is D…."""
+        ts = self.next_ts()
+        event: dict[str, Any] = {
+            "user": user,
+            "type": kind,
+            "ts": ts,
+            "client_msg_id": str(uuid.uuid4()),
+            "text": text,
+            "team": TEAM,
+            "channel": channel,
+            "event_ts": ts,
+        }
+        if kind == "message":
+            event["channel_type"] = "im" if channel.startswith("D") else "channel"
+        if thread_ts:
+            event["thread_ts"] = thread_ts
+            event["parent_user_id"] = ALICE
+        self.messages[(channel, ts)] = Message(channel, ts, text, thread_ts, user)
+        return self.event_body(event)
+
+    def command_payload(
+        self, text: str, *, user: str = ALICE, channel: str = LAB_CHANNEL
+    ) -> dict[str, str]:
+        """A ``/ollabot`` slash command as Socket Mode delivers it (all values strings)."""
+        return {
+            "token": "vErIfIcAtIoNtOkEn0000000",
+            "team_id": TEAM,
+            "team_domain": "ollalab",
+            "channel_id": channel,
+            "channel_name": "llm-lab",
+            "user_id": user,
+            "user_name": str(self.users.get(user, {}).get("name", user)),
+            "command": "/ollabot",
+            "text": text,
+            "api_app_id": APP_ID,
+            "is_enterprise_install": "false",
+            "response_url": f"http://127.0.0.1:{self.port}/commands/{TEAM}/1/x",
+            "trigger_id": f"{uuid.uuid4().int % 10**13}.7300000000001.{uuid.uuid4().hex}",
+        }
+
+    @staticmethod
+    def command_form(payload: dict[str, str]) -> bytes:
+        return urlencode(payload).encode()
+
+    # ---- the Web API -------------------------------------------------------------------
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        args = await _arguments(request)
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        call = ApiCall(method, args, time.monotonic())
+        self.calls.append(call)
+        status, body, headers = self._answer(method, token or str(args.get("token", "")), args)
+        call.status, call.error = status, str(body.get("error", ""))
+        await self._notify()
+        return web.json_response(body, status=status, headers=headers)
+
+    def _answer(
+        self, method: str, token: str, args: dict[str, Any]
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        if self.injected.get(method):
+            return self.injected[method].pop(0)
+        expected = APP_TOKEN if method == "apps.connections.open" else BOT_TOKEN
+        if token != expected:
+            return 200, {"ok": False, "error": "invalid_auth"}, {}
+        handler = getattr(self, "_" + method.replace(".", "_"), None)
+        if handler is None:
+            return 200, {"ok": False, "error": "unknown_method"}, {}
+        wait = self._rate_limit(method, str(args.get("channel", "")))
+        if wait:
+            return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(wait)}
+        result: dict[str, Any] = handler(args)
+        return 200, result, {}
+
+    def _rate_limit(self, method: str, channel: str) -> int:
+        rate = self.rates.get(method)
+        if rate is None:
+            return 0
+        bucket = self._buckets.setdefault((method, channel), Bucket(*rate))
+        return int(bucket.take())
+
+    def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "url": "https://ollalab.slack.com/",
+            "team": "Olla Lab",
+            "user": "ollabot",
+            "team_id": TEAM,
+            "user_id": BOT_USER,
+            "bot_id": BOT_ID,
+            "is_enterprise_install": False,
+        }
+
+    def _apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        ticket = uuid.uuid4()
+        return {"ok": True, "url": f"ws://127.0.0.1:{self.port}/link/?ticket={ticket}"}
+
+    def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        user = self.users.get(str(args.get("user")))
+        if user is None:
+            return {"ok": False, "error": "user_not_found"}
+        return {
+            "ok": True,
+            "user": {
+                "id": args["user"],
+                "team_id": TEAM,
+                "name": user["name"],
+                "deleted": False,
+                "real_name": user["name"].title(),
+                "profile": {"display_name": user["name"], "real_name": user["name"].title()},
+                "is_admin": user["is_admin"],
+                "is_owner": user["is_owner"],
+                "is_primary_owner": False,
+                "is_bot": False,
+            },
+        }
+
+    def _chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
+        text, channel = str(args.get("text") or ""), str(args.get("channel") or "")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        if not text:
+            return {"ok": False, "error": "no_text"}
+        if len(text) > POST_LIMIT:
+            return {"ok": False, "error": "msg_too_long"}
+        message = Message(channel, self.next_ts(), text, str(args.get("thread_ts") or ""))
+        self.messages[(channel, message.ts)] = message
+        return {"ok": True, "channel": channel, "ts": message.ts, "message": _echo(message)}
+
+    def _chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        message = self.messages.get((str(args.get("channel")), str(args.get("ts"))))
+        text = str(args.get("text") or "")
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        if message.user != BOT_USER:
+            return {"ok": False, "error": "cant_update_message"}
+        if message.streaming:
+            return {"ok": False, "error": "streaming_state_conflict"}
+        if len(text) > UPDATE_LIMIT:
+            return {"ok": False, "error": "msg_too_long"}
+        message.text, message.edits = text, message.edits + 1
+        echo = _echo(message) | {"edited": {"user": BOT_ID, "ts": self.next_ts()}}
+        return {
+            "ok": True,
+            "channel": message.channel,
+            "ts": message.ts,
+            "text": text,
+            "message": echo,
+        }
+
+    def _chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        text = str(args.get("text") or "")
+        if not text:
+            return {"ok": False, "error": "no_text"}
+        self.ephemerals.append(Ephemeral(str(args["channel"]), str(args["user"]), text))
+        return {"ok": True, "message_ts": self.next_ts()}
+
+    def _chat_startStream(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = str(args.get("channel") or "")
+        thread = str(args.get("thread_ts") or "")
+        if not channel.startswith("D") and not args.get("recipient_user_id"):
+            return {"ok": False, "error": "missing_recipient_user_id"}
+        text = str(args.get("markdown_text") or "")
+        message = Message(channel, self.next_ts(), text, thread, streaming=True)
+        self.messages[(channel, message.ts)] = message
+        return {"ok": True, "channel": channel, "ts": message.ts}
+
+    def _chat_appendStream(self, args: dict[str, Any]) -> dict[str, Any]:
+        message = self.messages.get((str(args.get("channel")), str(args.get("ts"))))
+        if message is None or not message.streaming:
+            return {"ok": False, "error": "message_not_in_streaming_state"}
+        message.text += str(args.get("markdown_text") or "")
+        return {"ok": True, "channel": message.channel, "ts": message.ts}
+
+    def _chat_stopStream(self, args: dict[str, Any]) -> dict[str, Any]:
+        message = self.messages.get((str(args.get("channel")), str(args.get("ts"))))
+        if message is None or not message.streaming:
+            return {"ok": False, "error": "message_not_in_streaming_state"}
+        message.text += str(args.get("markdown_text") or "")
+        message.streaming = False
+        echo = _echo(message) | {"streaming_state": "completed"}
+        return {"ok": True, "channel": message.channel, "ts": message.ts, "message": echo}
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+
+def _echo(message: Message) -> dict[str, Any]:
+    echo: dict[str, Any] = {
+        "user": BOT_USER,
+        "type": "message",
+        "ts": message.ts,
+        "bot_id": BOT_ID,
+        "app_id": APP_ID,
+        "text": message.text,
+        "team": TEAM,
+    }
+    if message.thread_ts:
+        echo |= {"thread_ts": message.thread_ts, "parent_user_id": ALICE}
+    return echo
+
+
+async def _arguments(request: web.Request) -> dict[str, Any]:
+    args: dict[str, Any] = dict(request.query)
+    if request.content_type == "application/json":
+        args.update(await request.json())
+    elif request.can_read_body:
+        args.update(dict(await request.post()))
+    return args
+
+
+@pytest.fixture
+async def fake_slack() -> AsyncIterator[FakeSlack]:
+    """A fresh fake Slack per test."""
+    server = FakeSlack()
+    await server.start()
+    yield server
+    await server.stop()

@@ -1,0 +1,95 @@
+"""The whole Slack bot for one test: real Bolt, slack_sdk and Redis, fake Slack and Ollama.
+
+``start_bot(...)`` wires a ``RedisStore`` (inbox and conversations), the ``OllamaLLM``
+adapter on the fake Ollama, the ``ChatService`` and its ``InboxWorker``, and the
+``SlackPlatform`` connected to the fake Slack (Socket Mode, or HTTP mode when given a
+signing secret). Everything is stopped after the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import pytest
+import redis.asyncio as aioredis
+from pydantic import SecretStr
+
+from adapters.ollama_llm import OllamaLLM
+from adapters.redis_store import RedisStore
+from adapters.slack.platform import SlackPlatform
+from adapters.slack.threads import RedisThreadRegistry
+from bots.settings import SlackSettings
+from core.chat import ChatConfig, ChatService
+from core.fewshot import FewShotCatalog
+from core.worker import InboxWorker, WorkerConfig
+from tests.fakes.ollama import FakeOllama
+from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, FakeSlack, fake_slack  # noqa: F401
+
+SIGNING_SECRET = "c0ffee00ba5eba11c0ffee00ba5eba11"
+
+
+@dataclass
+class SlackBot:
+    """A running bot and the handles a test needs."""
+
+    platform: SlackPlatform
+    store: RedisStore
+    worker: InboxWorker
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+    @property
+    def events_url(self) -> str:
+        assert self.platform.http is not None
+        return self.platform.http.url
+
+
+StartBot = Callable[..., Awaitable[SlackBot]]
+
+
+@pytest.fixture
+async def start_bot(
+    fake_slack: FakeSlack,  # noqa: F811
+    fake_ollama: FakeOllama,
+    redis_url: str,
+    key_prefix: str,
+) -> AsyncIterator[StartBot]:
+    """Start the bot; ``http=True`` for HTTP mode, ``ollama_url`` to point elsewhere."""
+    started: list[tuple[SlackBot, aioredis.Redis]] = []
+
+    async def start(
+        *, http: bool = False, ollama_url: str | None = None, admin_ids: list[str] | None = None
+    ) -> SlackBot:
+        settings = SlackSettings(
+            bot_token=SecretStr(BOT_TOKEN),
+            app_token=None if http else SecretStr(APP_TOKEN),
+            signing_secret=SecretStr(SIGNING_SECRET) if http else None,
+            http_listen="127.0.0.1:0" if http else None,
+            api_base_url=fake_slack.url,
+            admin_ids=admin_ids or [],
+        )
+        store = RedisStore.from_url(redis_url, prefix=key_prefix, block_ms=200)
+        threads_client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        llm = OllamaLLM(ollama_url or fake_ollama.url, connect_timeout_s=1.0, retries=0)
+        config = ChatConfig(default_model="llama3.1:8b")
+        service = ChatService(llm, store, store, FewShotCatalog(), config, owner="test")
+        platform = SlackPlatform(settings, store, RedisThreadRegistry(threads_client, key_prefix))
+        worker = InboxWorker(store, service, platform.sinks, WorkerConfig("slack", "test"))
+        stop = asyncio.Event()
+        await platform.start()
+        task = asyncio.create_task(worker.run(stop))
+        bot = SlackBot(platform, store, worker, stop, task)
+        started.append((bot, threads_client))
+        return bot
+
+    yield start
+    for bot, threads_client in started:
+        await bot.platform.stop()
+        bot.stop.set()
+        await bot.task
+        await bot.worker.drain(5)
+        await bot.platform.aclose()
+        await bot.store.close()
+        await threads_client.aclose()
