@@ -106,7 +106,8 @@ async def test_doctor_reports_a_configured_model_too_big_for_the_gpu(
         (
             "hardware fit",
             False,
-            f"{Q8} does not fit: 10.2 GiB of 7.2 GiB usable; `ollabot model recommend` suggests {Q4}",
+            f"{Q8} does not fit: 10.2 GiB of 7.2 GiB usable; "
+            f"`ollabot model recommend` suggests {Q4}",
         ),
         ("model pulled", True, f"{Q8} is pulled"),
         ("model in GPU memory", False, f"partly in system memory: {Q8} (69% on GPU)"),
