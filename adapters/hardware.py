@@ -6,6 +6,7 @@ No GPU is a normal answer (an empty tuple), not an error.
 from __future__ import annotations
 
 import csv
+import importlib
 import os
 import subprocess
 from typing import Any
@@ -30,22 +31,19 @@ def probe_gpus(
     nvml: Any = None, nvidia_smi: str = "nvidia-smi"
 ) -> tuple[tuple[Gpu, ...], str | None, str]:
     """GPUs, driver version and which probe answered: ``nvml``, ``nvidia-smi`` or ``none``."""
-    for source, probe in (
-        ("nvml", lambda: gpus_from_nvml(nvml)),
-        ("nvidia-smi", lambda: gpus_from_nvidia_smi(nvidia_smi)),
-    ):
-        try:
-            gpus, driver = probe()
-        except NoGpuFound:
-            continue
-        return gpus, driver, source
-    return (), None, "none"
+    try:
+        return (*gpus_from_nvml(nvml), "nvml")
+    except NoGpuFound:
+        pass
+    try:
+        return (*gpus_from_nvidia_smi(nvidia_smi), "nvidia-smi")
+    except NoGpuFound:
+        return (), None, "none"
 
 
 def gpus_from_nvml(nvml: Any = None) -> tuple[tuple[Gpu, ...], str | None]:
     """Ask NVML (``nvidia-ml-py``) for every GPU's name and memory."""
-    if nvml is None:
-        import pynvml as nvml
+    nvml = nvml or importlib.import_module("pynvml")
     try:
         nvml.nvmlInit()
     except nvml.NVMLError as error:

@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -89,17 +90,16 @@ async def _recommend(args: argparse.Namespace, settings: Settings, probe: Probe)
 
 
 def _host_from_args(args: argparse.Namespace, probe: Probe) -> Host:
-    probed = probe() if args.vram_gib is None or args.ram_gib is None else None
-    if args.vram_gib is None:
-        assert probed is not None
-        gpus, driver, source = probed.gpus, probed.driver, probed.source
-    else:
+    """The probed host, with the sizes given on the command line in place of probed ones."""
+    given_all = args.vram_gib is not None and args.ram_gib is not None
+    host = Host((), 0, os.cpu_count() or 1) if given_all else probe()
+    if args.vram_gib is not None:
         sizes = [int(x * GiB) for x in args.vram_gib if x > 0]
         gpus = tuple(Gpu(i, "given", size, size) for i, size in enumerate(sizes))
-        driver, source = None, "given"
-    ram = int(args.ram_gib * GiB) if args.ram_gib is not None else probed.ram_bytes  # type: ignore[union-attr]
-    cores = probed.cpu_cores if probed else os.cpu_count() or 1
-    return Host(gpus, ram, cores, driver, source)
+        host = replace(host, gpus=gpus, driver=None, source="given")
+    if args.ram_gib is not None:
+        host = replace(host, ram_bytes=int(args.ram_gib * GiB))
+    return host
 
 
 def recommendation_json(choice: Recommendation) -> dict[str, Any]:
@@ -124,15 +124,7 @@ def recommendation_json(choice: Recommendation) -> dict[str, Any]:
             "driver": host.driver,
             "ram_bytes": host.ram_bytes,
             "cpu_cores": host.cpu_cores,
-            "gpus": [
-                {
-                    "index": g.index,
-                    "name": g.name,
-                    "total_bytes": g.total_bytes,
-                    "free_bytes": g.free_bytes,
-                }
-                for g in host.gpus
-            ],
+            "gpus": [asdict(gpu) for gpu in host.gpus],
         },
         "candidates": [
             {
