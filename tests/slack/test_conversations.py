@@ -197,3 +197,18 @@ async def test_ollama_down_gives_a_one_line_notice_in_the_thread(
     await fake_slack.wait_until(lambda: "Ollama" in final_text(fake_slack, LAB_CHANNEL, thread_ts))
     text = final_text(fake_slack, LAB_CHANNEL, thread_ts)
     assert text.startswith(":warning:") and "not reachable" in text and "\n" not in text
+
+
+async def test_a_fast_stream_is_edited_sparingly_and_never_with_unchanged_text(
+    start_bot: StartBot, fake_slack: FakeSlack, fake_ollama: FakeOllama
+) -> None:
+    await start_bot()
+    words = " ".join(f"w{n}" for n in range(300))
+    fake_ollama.script(Reply(text=words, chunks=300))
+    await fake_slack.deliver("events_api", fake_slack.user_message("stream"))
+
+    await fake_slack.wait_until(lambda: final_text(fake_slack, DM_CHANNEL) == words)
+    updates = [c.args["text"] for c in fake_slack.calls_to("chat.update")]
+    assert 1 <= len(updates) <= 3, "300 tokens in well under a second: one preview, one final"
+    assert len(set(updates)) == len(updates)
+    assert not [c for c in fake_slack.calls if c.status == 429]

@@ -1,0 +1,43 @@
+"""Slack formatting: Markdown to mrkdwn, and long text cut where a reader expects it."""
+
+from __future__ import annotations
+
+from adapters.slack.formatting import preview, split_message, to_mrkdwn
+
+
+def test_markdown_becomes_mrkdwn() -> None:
+    text = "# Title\n**bold**, *italic* and [a link](https://example.com)\n- one\n- two"
+
+    assert (
+        to_mrkdwn(text)
+        == "*Title*\n*bold*, _italic_ and <https://example.com|a link>\n• one\n• two"
+    )
+
+
+def test_long_text_is_cut_on_paragraphs_in_order() -> None:
+    paragraphs = [f"paragraph {n} " + "y" * 900 for n in range(10)]
+
+    parts = split_message("\n\n".join(paragraphs), limit=4000)
+
+    assert all(len(part) <= 4000 for part in parts)
+    assert "\n\n".join(parts).split("\n\n") == paragraphs
+
+
+def test_a_code_block_cut_in_two_stays_a_code_block_on_both_sides() -> None:
+    code = "```\n" + "\n".join(f"print({n})" for n in range(800)) + "\n```"
+
+    parts = split_message(code, limit=4000)
+
+    assert len(parts) >= 2
+    assert all(part.startswith("```") and part.endswith("```") for part in parts)
+    assert all(len(part) <= 4000 for part in parts)
+
+
+def test_a_word_longer_than_a_message_is_cut_hard() -> None:
+    assert [len(part) for part in split_message("z" * 9000, limit=4000)] == [3996, 3996, 1008]
+
+
+def test_a_preview_never_exceeds_one_message() -> None:
+    shown = preview("word " * 2000)
+
+    assert len(shown) <= 4000 and shown.endswith("…")
