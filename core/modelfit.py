@@ -150,13 +150,11 @@ def estimate_memory(model: ModelFile, deployment: Deployment, gpu_count: int = 1
     """Ollama's estimate for loading ``model`` whole on ``gpu_count`` GPUs (0: system RAM)."""
     kv = kv_cache_bytes(model.arch, deployment)
     layer_buffer = (model.size_bytes + kv) // model.arch.layers
-    if gpu_count == 0:
-        return MemoryEstimate(
-            model.size_bytes, kv, graph_full_offload(model.arch, deployment), layer_buffer
-        )
-    graph = (graph_full_offload if gpu_count == 1 else graph_partial_offload)(
-        model.arch, deployment
-    )
+    if gpu_count <= 1:
+        minimum = CUDA_MINIMUM_MEMORY if gpu_count == 1 else 0
+        graph = graph_full_offload(model.arch, deployment)
+        return MemoryEstimate(model.size_bytes, kv, graph, minimum + layer_buffer)
+    graph = graph_partial_offload(model.arch, deployment)
     per_gpu = CUDA_MINIMUM_MEMORY + layer_buffer
     return MemoryEstimate(model.size_bytes, kv, graph * gpu_count, per_gpu * gpu_count)
 
