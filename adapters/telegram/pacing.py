@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+import warnings
 from collections import deque
 from dataclasses import dataclass
+from datetime import timedelta
+
+from telegram.error import RetryAfter
+from telegram.warnings import PTBDeprecationWarning
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,3 +109,11 @@ class Pacers:
         for chat_id, pacer in list(self._by_chat.items()):
             if pacer.streams == 0 and pacer.idle_since(now) > self._forget_after_s:
                 del self._by_chat[chat_id]
+
+
+def retry_seconds(error: RetryAfter) -> float:
+    """A 429's ``retry_after`` in seconds (PTB 22 is moving it from int to timedelta)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value: int | timedelta = error.retry_after
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)

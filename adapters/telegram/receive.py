@@ -13,12 +13,12 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 
 from aiohttp import web
 from telegram import Bot, Update
 from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
 
+from adapters.telegram.pacing import retry_seconds
 from core.errors import StoreUnavailable
 
 log = logging.getLogger("ollabot.telegram.receive")
@@ -49,7 +49,7 @@ class Poller:
                 log.error("Telegram rejected the bot token; polling stops")
                 raise
             except RetryAfter as error:
-                await asyncio.sleep(_seconds(error.retry_after))
+                await asyncio.sleep(retry_seconds(error))
             except (TelegramError, StoreUnavailable) as error:
                 if isinstance(error, Conflict):
                     log.warning("another getUpdates or a webhook is active for this bot")
@@ -117,9 +117,3 @@ class WebhookServer:
         except StoreUnavailable:
             return web.Response(status=503)  # Telegram retries later
         return web.Response(status=200)
-
-
-def _seconds(retry_after: int | timedelta) -> float:
-    if isinstance(retry_after, timedelta):
-        return retry_after.total_seconds()
-    return float(retry_after)

@@ -64,8 +64,7 @@ class AiohttpRequest(BaseRequest):
         if request_data is not None and request_data.contains_files:
             raise NetworkError("file uploads are not supported by AiohttpRequest")
         if self._session is None:
-            await self.initialize()
-        assert self._session is not None
+            raise NetworkError("the Bot API session is closed")
         body = json.dumps(request_data.parameters if request_data else {}).encode()
         timeout = aiohttp.ClientTimeout(
             sock_read=_seconds(read_timeout, self._read_timeout),

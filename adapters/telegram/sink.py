@@ -11,19 +11,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from datetime import timedelta
 from typing import Any
 
 from telegram import Bot, ReplyParameters
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
 
-from adapters.telegram.pacing import ChatPacer, Pacers
+from adapters.telegram.pacing import ChatPacer, Pacers, retry_seconds
 from adapters.telegram.render import Part, render
 
 log = logging.getLogger("ollabot.telegram.sink")
 
 ATTEMPTS = 8
+TYPING_AT_MOST_S = 600.0
 _ELLIPSIS = " …"
 
 
@@ -108,7 +108,7 @@ class TelegramSink:
                     await self._send(part)
                 return
             except RetryAfter as error:
-                self._pacer.block(_seconds(error.retry_after))
+                self._pacer.block(retry_seconds(error))
             except (TimedOut, NetworkError) as error:
                 if isinstance(error, BadRequest) or attempt == ATTEMPTS - 1:
                     raise
@@ -150,13 +150,19 @@ class TelegramSink:
         return ReplyParameters(self._quote, allow_sending_without_reply=True)
 
     async def _keep_typing(self) -> None:
+        """Until the first text shows; ends on its own if the reply was abandoned."""
         await asyncio.sleep(self._limits.typing_delay_s)
-        while self._message_id is None:
+        deadline = time.monotonic() + TYPING_AT_MOST_S
+        while self._message_id is None and time.monotonic() < deadline:
             if time.monotonic() >= self._pacer.blocked_until:
-                with contextlib.suppress(TelegramError):
+                try:
                     await self._bot.send_chat_action(
                         self._chat_id, ChatAction.TYPING, message_thread_id=self._thread_id
                     )
+                except RetryAfter as error:
+                    self._pacer.block(retry_seconds(error))
+                except TelegramError:
+                    return
             await asyncio.sleep(self._limits.typing_every_s)
 
     def _end_streaming(self) -> None:
@@ -185,9 +191,3 @@ def _entities(part: Part) -> Any:
 def _is_format_error(error: BadRequest) -> bool:
     text = error.message.lower()
     return "parse entities" in text or "entit" in text
-
-
-def _seconds(retry_after: int | timedelta) -> float:
-    if isinstance(retry_after, timedelta):
-        return retry_after.total_seconds()
-    return float(retry_after)

@@ -166,8 +166,12 @@ class FakeTelegram:
 
     async def wait_until(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:  # noqa: ASYNC109
         """Wait until ``condition()`` holds; it is checked after every recorded call."""
-        async with asyncio.timeout(timeout), self._changed:
-            await self._changed.wait_for(condition)
+        try:
+            async with asyncio.timeout(timeout), self._changed:
+                await self._changed.wait_for(condition)
+        except TimeoutError:
+            recent = [(c.method, c.status, c.params.get("text")) for c in self.calls[-8:]]
+            raise AssertionError(f"not reached in {timeout}s; last calls: {recent}") from None
 
     def pending_updates(self) -> int:
         return len(self._updates)
