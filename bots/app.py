@@ -37,8 +37,12 @@ def open_store(settings: Settings) -> Store:
     if url.startswith("memory://"):
         log.warning("memory store in use: nothing persists after this process exits")
         return MemoryStore(**options)
-    return RedisStore.from_url(url, socket_timeout_s=settings.redis.socket_timeout_s,
-                               prefix=settings.redis.prefix, **options)
+    return RedisStore.from_url(
+        url,
+        socket_timeout_s=settings.redis.socket_timeout_s,
+        prefix=settings.redis.prefix,
+        **options,
+    )
 
 
 def open_llm(settings: Settings) -> OllamaLLM:
@@ -98,7 +102,9 @@ class Runtime:
         """Stop taking work, let replies in progress finish (bounded), close clients."""
         self.stop.set()
         for worker, task in self.workers:
-            await task
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
             await worker.drain(self.settings.chat.stop_timeout_s)
         await self.llm.close()
         await self.store.close()
@@ -110,7 +116,9 @@ async def runtime(
 ) -> AsyncIterator[Runtime]:
     model = await resolve_model(settings)
     store, llm = open_store(settings), open_llm(settings)
-    owner = instance_id()
+    # A fixed consumer name (the console's) is also the lock owner, so that a restarted
+    # console takes its crashed run's lock back at once instead of waiting for it to expire.
+    owner = consumer or instance_id()
     config = ChatConfig(
         default_model=model,
         num_ctx=settings.ollama.num_ctx,
@@ -124,7 +132,7 @@ async def runtime(
         ),
     )
     service = ChatService(llm, store, store, load_catalog(settings), config, owner, metrics=metrics)
-    rt = Runtime(settings, store, llm, service, model, consumer or owner)
+    rt = Runtime(settings, store, llm, service, model, owner)
     try:
         yield rt
     finally:

@@ -138,3 +138,32 @@ async def test_the_in_memory_store_works_without_redis(
     assert code == 0 and "echo: hi" in out and "echo: again" in out
     assert "nothing persists" in err
     assert "hi" in [m["content"] for m in fake_ollama.chat_requests[1]["messages"]]
+
+
+async def test_a_silent_redis_gives_a_notice_in_seconds_and_the_chat_recovers(
+    ollabot: Any, fake_ollama: FakeOllama, redis_server: Any
+) -> None:
+    bot: Ollabot = ollabot(OLLABOT_REDIS__URL=redis_server.url)
+    process = await bot.start("chat")
+    assert process.stdin is not None and process.stdout is not None
+
+    async def say(line: str) -> str:
+        process.stdin.write(f"{line}\n".encode())  # type: ignore[union-attr]
+        await process.stdin.drain()  # type: ignore[union-attr]
+        async with asyncio.timeout(8):
+            return (await process.stdout.readline()).decode()  # type: ignore[union-attr]
+
+    assert "echo: before" in await say("before")
+    redis_server.pause()
+    try:
+        assert "Redis) is not reachable" in await say("during")
+    finally:
+        redis_server.resume()
+    # The XADD sent while Redis was frozen runs when it wakes: "during" is not lost either.
+    later = [await say("after")]
+    while "echo: after" not in later[-1]:
+        async with asyncio.timeout(8):
+            later.append((await process.stdout.readline()).decode())
+    assert sum("echo: during" in line for line in later) <= 1
+    process.stdin.close()
+    assert await process.wait() == 0

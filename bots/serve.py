@@ -1,0 +1,144 @@
+"""``ollabot run``: serve the configured platforms, with health, metrics and systemd notify."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Protocol
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from adapters.ops_http import CheckResults, OpsServer
+from adapters.prometheus_metrics import PrometheusMetrics
+from adapters.systemd_notify import notify, watchdog_interval
+from bots.app import Runtime, on_termination, runtime
+from bots.model_cli import warm_up
+from bots.settings import Settings
+from core.errors import OllabotError
+from core.ports import SinkFactory
+
+log = structlog.get_logger("ollabot.serve")
+PLATFORM_NAMES = ("telegram", "slack")
+
+
+class Platform(Protocol):
+    """What a chat platform offers the composition root."""
+
+    sinks: SinkFactory
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def configured_platforms(settings: Settings) -> list[str]:
+    names = []
+    if settings.telegram.token is not None:
+        names.append("telegram")
+    if settings.slack.bot_token is not None:
+        names.append("slack")
+    return names
+
+
+def build_platform(name: str, settings: Settings, rt: Runtime) -> Platform:
+    if name == "telegram":
+        from adapters.telegram.platform import TelegramPlatform
+
+        return TelegramPlatform(settings.telegram, rt.store)
+    from adapters.slack.platform import SlackPlatform
+
+    return SlackPlatform(settings.slack, rt.store)
+
+
+async def serve(settings: Settings, requested: list[str]) -> int:
+    names = requested or configured_platforms(settings)
+    unknown = sorted(set(names) - set(PLATFORM_NAMES))
+    if unknown or not names:
+        log.error(
+            "nothing to serve",
+            unknown=unknown,
+            hint="set OLLABOT_TELEGRAM__TOKEN or OLLABOT_SLACK__BOT_TOKEN, "
+            "or name platforms: ollabot run telegram slack",
+        )
+        return 2
+    registry = CollectorRegistry()
+    async with runtime(settings, PrometheusMetrics(registry)) as rt:
+        stopping = asyncio.Event()
+        on_termination(stopping.set)
+        ops = (
+            OpsServer(settings.ops.listen, health_checks(rt), registry)
+            if settings.ops.listen
+            else None
+        )
+        if ops is not None:
+            await ops.start()
+        o = settings.ollama
+        await warm_up(o.host, rt.model, o.num_ctx, o.keep_alive)
+        platforms = []
+        try:
+            for name in names:
+                platform = build_platform(name, settings, rt)
+                rt.start_worker(name, platform.sinks)
+                await platform.start()
+                platforms.append(platform)
+        except Exception:
+            log.exception("a platform failed to start")
+            stopping.set()
+        else:
+            notify("READY=1")
+            log.info("serving", platforms=names, model=rt.model)
+        async with watchdog(rt):
+            await stopping.wait()
+        notify("STOPPING=1")
+        for platform in platforms:
+            await platform.stop()
+        if ops is not None:
+            await ops.stop()
+    return 0 if len(platforms) == len(names) else 1
+
+
+def health_checks(rt: Runtime):  # type: ignore[no-untyped-def]
+    async def checks() -> CheckResults:
+        results: CheckResults = {}
+        try:
+            await rt.store.ping()
+            results["redis"] = (True, "reachable")
+        except OllabotError as error:
+            results["redis"] = (False, error.notice)
+        try:
+            loaded = [m.get("name", m.get("model")) for m in await rt.llm.loaded_models()]
+            results["ollama"] = (True, "reachable")
+            results["model"] = (
+                rt.model in loaded,
+                f"{rt.model} loaded"
+                if rt.model in loaded
+                else f"{rt.model} not loaded (loaded: {loaded or 'none'})",
+            )
+        except OllabotError as error:
+            results["ollama"] = (False, error.notice)
+        return results
+
+    return checks
+
+
+@contextlib.asynccontextmanager
+async def watchdog(rt: Runtime):  # type: ignore[no-untyped-def]
+    """Ping systemd's watchdog while the loop runs and every worker is alive.
+
+    Redis or Ollama being down is not a reason: a restart would not bring them back.
+    """
+    interval = watchdog_interval()
+
+    async def ping_while_healthy() -> None:
+        assert interval is not None
+        while all(not task.done() for _, task in rt.workers):
+            notify("WATCHDOG=1")
+            await asyncio.sleep(interval / 2)
+
+    task = asyncio.create_task(ping_while_healthy()) if interval else None
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
