@@ -37,12 +37,11 @@ DEFAULT_MODELS = ("llama3.1:8b-instruct-q8_0", "llama3.1:8b")
 
 
 def wire_dir() -> Path:
-    """Where the reference payloads live: ``$OLLABOT_WIRE_DIR`` or ``shared/wire/ollama``."""
+    """Where the reference payloads live: ``$OLLABOT_WIRE_DIR`` or the copy beside this file
+    (taken from the project's shared/wire/ollama reference set)."""
     if env := os.environ.get("OLLABOT_WIRE_DIR"):
         return Path(env)
-    root = Path(__file__).resolve().parents[2]
-    candidates = [root / "shared" / "wire" / "ollama", root.parent / "shared" / "wire" / "ollama"]
-    return next((path for path in candidates if path.is_dir()), candidates[-1])
+    return Path(__file__).resolve().parent / "wire" / "ollama"
 
 
 def wire_json(name: str) -> Any:
