@@ -94,6 +94,9 @@ class ThreadReplySink:
         if self._ts is None:
             self._ts = await self._post(THINKING)
             self._shown = THINKING
+            # the first preview waits one interval too: a quick reply then costs one
+            # post and one final update, and the message is never edited twice in a row fast
+            self._next_update = time.monotonic() + self._interval
 
     async def update(self, text: str) -> None:
         self._partial = text
