@@ -100,6 +100,7 @@ class FakeTelegram:
     rate_count: int = 1000
     rate_window_s: float = 1.0
     admins: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    reject_entities: bool = False  # act like a server that cannot parse our formatting
     calls: list[Call] = field(default_factory=list)
     url: str = ""
 
@@ -223,8 +224,10 @@ class FakeTelegram:
 
     async def _m_getUpdates(self, params: dict[str, Any]) -> Any:
         offset = int(params.get("offset") or 0)
-        if offset:
+        if offset and self._updates and self._updates[0]["update_id"] < offset:
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
+            async with self._changed:
+                self._changed.notify_all()
         limit = int(params.get("limit") or 100)
         timeout = float(params.get("timeout") or 0)
         allowed = params.get("allowed_updates") or None
@@ -282,7 +285,7 @@ class FakeTelegram:
 
     async def _m_sendMessage(self, params: dict[str, Any]) -> Any:
         chat = self._chat(params)
-        text, entities = _formatted(params)
+        text, entities = _formatted(params, self.reject_entities)
         self._rate(chat["id"])
         message_id = self._next_message_id[chat["id"]] = self._next_message_id[chat["id"]] + 1
         message: dict[str, Any] = {
@@ -305,7 +308,7 @@ class FakeTelegram:
         message = self.messages.get((chat["id"], int(params.get("message_id") or 0)))
         if message is None:
             raise ApiError(400, "Bad Request: message to edit not found")
-        text, entities = _formatted(params)
+        text, entities = _formatted(params, self.reject_entities)
         if text == message["text"] and entities == message.get("entities", []):
             raise ApiError(400, NOT_MODIFIED)
         self._rate(chat["id"])
@@ -344,7 +347,9 @@ def utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def _formatted(params: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+def _formatted(
+    params: dict[str, Any], reject_entities: bool = False
+) -> tuple[str, list[dict[str, Any]]]:
     """The message text after entity parsing, and its entities; raises like Telegram."""
     raw = params.get("text")
     if not isinstance(raw, str) or not raw.strip():
@@ -358,6 +363,8 @@ def _formatted(params: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         entities = []
     else:
         text, entities = raw, _check_entities(raw, params.get("entities") or [])
+    if entities and reject_entities:
+        raise ApiError(400, "Bad Request: can't parse entities: unsupported entity")
     if utf16_len(text) > LIMIT:
         raise ApiError(400, "Bad Request: message is too long")
     if not text.strip():

@@ -1,0 +1,103 @@
+"""Receiving: an update is in the inbox before Telegram hears it arrived (polling and webhook)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+import pytest
+from pydantic import SecretStr
+
+from adapters.redis_store import RedisStore
+from adapters.telegram.platform import TelegramPlatform
+from bots.settings import TelegramSettings
+from tests.fakes.ollama import FakeOllama
+from tests.fakes.telegram_api import ALICE, TOKEN, FakeTelegram, message, private_chat
+from tests.telegram.conftest import StartBot
+
+SECRET = "webhook-secret-for-tests"
+HOOK = "https://bot.example.com/telegram/hook"
+MakePlatform = Callable[..., TelegramPlatform]
+
+
+@pytest.fixture
+async def inbox(redis_url: str, key_prefix: str) -> AsyncIterator[RedisStore]:
+    store = RedisStore.from_url(redis_url, prefix=key_prefix, block_ms=100)
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def make_platform(
+    fake_telegram: FakeTelegram, inbox: RedisStore
+) -> AsyncIterator[MakePlatform]:
+    made: list[TelegramPlatform] = []
+
+    def make(**settings: object) -> TelegramPlatform:
+        config = TelegramSettings(
+            token=SecretStr(TOKEN), api_base_url=fake_telegram.url, **settings
+        )
+        made.append(TelegramPlatform(config, inbox, poll_timeout_s=1))
+        return made[-1]
+
+    yield make
+    for platform in made:
+        await platform.stop()
+        await platform.close()
+
+
+async def test_polling_confirms_an_update_only_after_it_is_in_the_inbox(
+    make_platform: MakePlatform, fake_telegram: FakeTelegram, inbox: RedisStore
+) -> None:
+    platform = make_platform()
+    await platform.start()
+    update_id = fake_telegram.push(message(private_chat(ALICE), ALICE, "persist me"))
+
+    await fake_telegram.wait_until(lambda: fake_telegram.pending_updates() == 0)
+    entries = await inbox.take("telegram", "probe", 10)
+    assert [(e.message.message_id, e.message.text) for e in entries] == [
+        (str(update_id), "persist me")
+    ]
+
+
+async def test_webhook_checks_the_secret_and_answers_after_the_inbox_write(
+    make_platform: MakePlatform, fake_telegram: FakeTelegram, inbox: RedisStore
+) -> None:
+    platform = make_platform(
+        webhook_url=HOOK, webhook_listen="127.0.0.1:0", webhook_secret=SecretStr(SECRET)
+    )
+    await platform.start()
+    assert fake_telegram.webhook is not None
+    assert fake_telegram.webhook["url"] == HOOK
+    assert fake_telegram.webhook["secret_token"] == SECRET
+    update = {"update_id": 815309999, **message(private_chat(ALICE), ALICE, "via webhook")}
+    url = f"http://127.0.0.1:{platform.webhook_port}/telegram/hook"
+
+    async with aiohttp.ClientSession() as http:
+        for wrong in ({}, {"X-Telegram-Bot-Api-Secret-Token": "guess"}):
+            async with http.post(url, json=update, headers=wrong) as response:
+                assert response.status == 403
+        assert await inbox.take("telegram", "probe", 10) == []
+        headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+        async with http.post(url, json=update, headers=headers) as response:
+            assert response.status == 200
+        entries = await inbox.take("telegram", "probe", 10)
+        assert [e.message.text for e in entries] == ["via webhook"]
+        async with http.post(url, data=b"not json", headers=headers) as response:
+            assert response.status == 400
+
+
+async def test_rejected_formatting_falls_back_to_plain_text(
+    start_bot: StartBot, fake_telegram: FakeTelegram, fake_ollama: FakeOllama
+) -> None:
+    from tests.fakes.ollama import Reply
+
+    fake_telegram.reject_entities = True
+    fake_ollama.script(Reply(text="A **bold** claim with `code`."))
+    await start_bot()
+    fake_telegram.push(message(private_chat(ALICE), ALICE, "format"))
+
+    await fake_telegram.wait_until(
+        lambda: [m["text"] for m in fake_telegram.sent(ALICE["id"])] == ["A bold claim with code."]
+    )
+    assert fake_telegram.errors(400)  # it was refused once, then delivered as plain text

@@ -1,0 +1,140 @@
+"""Pure parts of the Telegram adapter: reading real updates, splitting, group pacing."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from telegram import Bot, Update
+
+from adapters.telegram.inbound import BotIdentity, translate
+from adapters.telegram.pacing import ChatPacer, Limits
+from adapters.telegram.render import render, split_ranges
+from tests.fakes.telegram_api import TOKEN, utf16_len
+
+ME = BotIdentity(7012345678, "ollabot_bot")
+
+
+def wire_update(name: str) -> Update:
+    """One of the reference updates in ``shared/wire/telegram``."""
+    env = os.environ.get("OLLABOT_WIRE_DIR")
+    root = Path(__file__).resolve().parents[2]
+    candidates = [Path(env).parent / "telegram"] if env else []
+    candidates += [root / "shared" / "wire" / "telegram", root.parent / "shared/wire/telegram"]
+    folder = next((path for path in candidates if path.is_dir()), candidates[-1])
+    data: dict[str, Any] = json.loads((folder / name).read_text(encoding="utf-8"))
+    return Update.de_json(data, Bot(TOKEN))
+
+
+def test_private_text_is_one_conversation_per_chat() -> None:
+    incoming = translate(wire_update("update_private_text.json"), ME)
+    assert incoming is not None
+    assert (incoming.conversation, incoming.channel, incoming.in_group) == (
+        "tg:123456789",
+        "tg:123456789",
+        False,
+    )
+    assert incoming.text == "Hola, ¿qué es un KV cache?"
+    assert incoming.message_id == "815300101"  # the update_id: the dedupe key
+
+
+def test_group_mention_is_stripped_and_the_author_named() -> None:
+    incoming = translate(wire_update("update_group_mention.json"), ME)
+    assert incoming is not None and incoming.in_group
+    assert incoming.text == "🇪🇸 ¿cómo se dice «KV cache» en español? #llm"
+    assert incoming.author_name == "Bob"
+    assert incoming.reply_to["chat_id"] == "-1001987654321" and incoming.reply_to["message_id"]
+
+
+def test_forum_topic_message_is_its_own_conversation() -> None:
+    incoming = translate(wire_update("update_forum_topic.json"), ME)
+    assert incoming is not None
+    assert incoming.conversation == "tg:-1002233445566:77"
+    assert incoming.channel == "tg:-1002233445566"
+    assert incoming.reply_to["thread_id"] == "77"
+
+
+def test_forum_topic_without_mention_is_not_a_reply_to_the_bot() -> None:
+    update = wire_update("update_forum_topic.json").to_dict()
+    update["message"]["text"] = "just talking in the topic"
+    update["message"].pop("entities")
+    assert translate(Update.de_json(update, Bot(TOKEN)), ME) is None
+
+
+def test_reply_to_the_bot_in_a_basic_group_is_answered() -> None:
+    incoming = translate(wire_update("update_group_reply_to_bot.json"), ME)
+    assert incoming is not None and incoming.conversation == "tg:-4123456789"
+
+
+def test_command_for_us_becomes_the_grammar_text() -> None:
+    incoming = translate(wire_update("update_command.json"), ME)
+    assert incoming is not None and incoming.is_command
+    assert incoming.text == "preset set temperature 0.2"
+
+
+@pytest.mark.parametrize("name", ["update_edited_message.json", "update_channel_post.json"])
+def test_edits_and_channel_posts_are_ignored(name: str) -> None:
+    assert translate(wire_update(name), ME) is None
+
+
+def test_sticker_in_private_chat_is_passed_on_empty() -> None:
+    incoming = translate(wire_update("update_sticker.json"), ME)
+    assert incoming is not None and incoming.text == ""
+
+
+def test_split_prefers_paragraphs_then_lines_then_words() -> None:
+    def split(text: str, limit: int) -> list[str]:
+        return [text[start:end] for start, end in split_ranges(text, limit)]
+
+    words = "c" * 10 + " " + "d" * 10
+    lines = "b" * 20 + "\n" + words
+    assert split("a" * 30 + "\n\n" + lines, 60) == ["a" * 30, lines]
+    assert split(lines, 35) == ["b" * 20, words]
+    assert split(words, 15) == ["c" * 10, "d" * 10]
+    assert split("e" * 25, 10) == ["e" * 10, "e" * 10, "e" * 5]
+
+
+def test_split_counts_utf16_units() -> None:
+    text = "😀" * 3000  # 6,000 UTF-16 units, no break anywhere
+    parts = render(text)
+    assert all(utf16_len(part.text) <= 4096 for part in parts)
+    assert "".join(part.text for part in parts) == text
+
+
+def test_code_block_cut_in_two_is_closed_and_reopened() -> None:
+    code = "```python\n" + "".join(f"x_{n} = {n}\n" for n in range(800)) + "```"
+    parts = render(code)
+    assert len(parts) >= 2
+    for part in parts:
+        assert [e["type"] for e in part.entities] == ["pre"]
+        assert part.entities[0]["length"] == utf16_len(part.text)
+
+
+def test_group_edits_slow_down_with_more_replies_streaming() -> None:
+    pacer = ChatPacer(group=True, limits=Limits(group_per_minute=20, group_reserve=4))
+    now = 1_000.0
+    pacer.streams = 1
+    assert pacer.edit_allowed(now)
+    pacer.last_sent = now
+    assert not pacer.edit_allowed(now + 2.9) and pacer.edit_allowed(now + 3.0)
+    pacer.streams = 3  # three conversations of the group stream at once
+    assert not pacer.edit_allowed(now + 8.9) and pacer.edit_allowed(now + 9.0)
+
+
+def test_group_keeps_room_for_final_texts() -> None:
+    pacer = ChatPacer(group=True, limits=Limits(group_per_minute=20, group_reserve=4))
+    for _ in range(16):
+        pacer.sent()
+    pacer.last_sent -= 60.0 / 20  # spacing is not what stops it
+    assert not pacer.edit_allowed(pacer.last_sent + 3.0)
+
+
+def test_a_429_blocks_only_its_chat() -> None:
+    blocked = ChatPacer(group=False, limits=Limits())
+    other = ChatPacer(group=False, limits=Limits())
+    blocked.block(30)
+    assert not blocked.edit_allowed(blocked.blocked_until - 1)
+    assert other.edit_allowed(blocked.blocked_until - 1)
