@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bots.settings import Settings
 from tests.ops.wheel import build_wheel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,8 +77,11 @@ def test_install_twice_gives_the_same_tree(
     wants = tmp_path / "etc/systemd/system/multi-user.target.wants/ollabot.service"
     assert os.readlink(wants) == "/etc/systemd/system/ollabot.service"
     assert stat.S_IMODE((tmp_path / "etc/ollabot/credentials").stat().st_mode) == 0o700
-    env_lines = (tmp_path / "etc/ollabot/ollabot.env").read_text().splitlines()
+    env_file = tmp_path / "etc/ollabot/ollabot.env"
+    env_lines = env_file.read_text().splitlines()
     assert not [line for line in env_lines for name in SECRETS if f"OLLABOT_{name}=" in line]
+    settings = Settings(_env_file=env_file)
+    assert settings.telegram.token is None and settings.slack.bot_token is None
 
     # The operator edits the env file and reruns: the file stays theirs, Ollama follows it.
     edited = "# ours\nOLLABOT_OLLAMA__NUM_CTX=16384\nOLLABOT_OLLAMA__NUM_PARALLEL=2\n"
