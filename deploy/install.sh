@@ -176,11 +176,11 @@ ollama_dropin() {
 install_units() {
     put 0644 "$DEPLOY/systemd/ollabot.service" "$UNITS/ollabot.service"
     if [ "$GPU_PROBE" = 1 ]; then
-        put 0644 "$DEPLOY/systemd/ollabot.service.d/20-gpu-probe.conf" "$GPU_PROBE_DROPIN"
+        put 0644 "$DEPLOY/systemd/optional/ollabot-gpu-probe.conf" "$GPU_PROBE_DROPIN"
     fi
     ollama_dropin | put 0644 - "$OLLAMA_DROPIN"
     if [ "$HARDEN_OLLAMA" = 1 ]; then
-        put 0644 "$DEPLOY/systemd/ollama.service.d/20-hardening.conf" "$OLLAMA_HARDENING"
+        put 0644 "$DEPLOY/systemd/optional/ollama-hardening.conf" "$OLLAMA_HARDENING"
     fi
     put 0644 "$DEPLOY/systemd/redis-server.service.d/50-ollabot-durability.conf" "$REDIS_DROPIN"
     put 0644 "$DEPLOY/sysctl.d/90-ollabot.conf" "$SYSCTL"

@@ -17,6 +17,7 @@ from tests.fixtures.redis import RedisServer
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 UNITS = DEPLOY / "systemd"
+OPTIONAL = UNITS / "optional"
 # Ollama's own unit, as its install script writes it (ExecStart filled in by the test).
 STOCK_OLLAMA = """[Unit]
 Description=Ollama Service
@@ -75,6 +76,7 @@ def ollama_unit(tmp_path: Path, program: Path) -> Path:
     """Ollama's stock unit with our drop-ins beside it, as in /etc/systemd/system."""
     folder = tmp_path / "ollama-units"
     shutil.copytree(UNITS / "ollama.service.d", folder / "ollama.service.d")
+    shutil.copy(OPTIONAL / "ollama-hardening.conf", folder / "ollama.service.d/20-hardening.conf")
     unit = folder / "ollama.service"
     unit.write_text(STOCK_OLLAMA.format(binary=program))
     return unit
@@ -94,7 +96,9 @@ def test_the_ollabot_unit_is_rated_2_or_lower(ollabot_unit: Path) -> None:
 def test_with_the_gpu_probe_drop_in_it_verifies_and_stays_at_2_or_lower(
     ollabot_unit: Path,
 ) -> None:
-    shutil.copytree(UNITS / "ollabot.service.d", ollabot_unit.parent / "ollabot.service.d")
+    dropins = ollabot_unit.parent / "ollabot.service.d"
+    dropins.mkdir()
+    shutil.copy(OPTIONAL / "ollabot-gpu-probe.conf", dropins / "20-gpu-probe.conf")
 
     result = analyze("verify", str(ollabot_unit))
 
@@ -114,7 +118,7 @@ def test_the_ollama_drop_ins_verify_and_harden_the_stock_unit(ollama_unit: Path)
 
 
 def test_the_ollama_hardening_keeps_the_gpu_devices() -> None:
-    text = (UNITS / "ollama.service.d" / "20-hardening.conf").read_text()
+    text = (OPTIONAL / "ollama-hardening.conf").read_text()
 
     assert "PrivateDevices=yes" not in text
     allowed = directives(text, "DeviceAllow")
@@ -143,6 +147,7 @@ def test_the_unit_orders_after_its_backends_and_reads_secrets_from_credentials()
     assert {"network-online.target", "ollama.service", "redis-server.service"} <= set(after)
     assert directives(text, "Type") == ["notify"]
     assert directives(text, "Restart") == ["on-failure"]
+    assert directives(text, "RestartPreventExitStatus") == ["2"]
     assert directives(text, "EnvironmentFile") == ["/etc/ollabot/ollabot.env"]
     assert directives(text, "LoadCredential") == ["ollabot:/etc/ollabot/credentials"]
     assert not [line for line in directives(text, "Environment") if "TOKEN" in line.upper()]
