@@ -111,6 +111,7 @@ class FakeSlack:
         update_rate: tuple[float, float] = (5, 50 / 60),
     ) -> None:
         self.port = 0
+        self.connections = 0
         self.calls: list[ApiCall] = []
         self.messages: dict[tuple[str, str], Message] = {}
         self.ephemerals: list[Ephemeral] = []
@@ -182,7 +183,6 @@ class FakeSlack:
 
     async def deliver(self, kind: str, payload: dict[str, Any], retry_attempt: int = 0) -> Envelope:
         """Send an envelope (``events_api`` or ``slash_commands``) to the connected app."""
-        await self.wait_until(lambda: bool(self._sockets))
         envelope_id = str(uuid.uuid4())
         frame: dict[str, Any] = {
             "envelope_id": envelope_id,
@@ -195,8 +195,29 @@ class FakeSlack:
             frame["retry_reason"] = "timeout" if retry_attempt else ""
         envelope = Envelope(envelope_id, kind, payload, time.monotonic())
         self.envelopes[envelope_id] = envelope
-        await self._sockets[-1].send_str(json.dumps(frame))
+        await self._send(frame)
+        envelope.sent_at = time.monotonic()
         return envelope
+
+    async def _send(self, frame: dict[str, Any]) -> None:
+        """Send on the newest open connection (waiting for one while the app reconnects)."""
+        while True:
+            await self.wait_until(lambda: self._open_socket() is not None)
+            ws = self._open_socket()
+            try:
+                if ws is not None:
+                    await ws.send_str(json.dumps(frame))
+                    return
+            except ConnectionError:
+                continue
+
+    def _open_socket(self) -> web.WebSocketResponse | None:
+        return next((ws for ws in reversed(self._sockets) if not ws.closed), None)
+
+    async def ask_to_reconnect(self) -> None:
+        """Send ``disconnect`` (``refresh_requested``), as Slack does every few hours."""
+        frame = {"type": "disconnect", "reason": "refresh_requested", "debug_info": {"host": "x"}}
+        await self._send(frame)
 
     async def wait_for_ack(self, envelope: Envelope, within_s: float = 5.0) -> float:
         """Wait for the acknowledgement; returns the seconds it took."""
@@ -208,6 +229,7 @@ class FakeSlack:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         self._sockets.append(ws)
+        self.connections += 1
         await ws.send_json(
             {
                 "type": "hello",
