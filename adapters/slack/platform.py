@@ -23,6 +23,7 @@ from adapters.slack.admins import AdminDirectory
 from adapters.slack.events import BotIdentity
 from adapters.slack.http_mode import SlackHttpServer
 from adapters.slack.sink import SlackSinks
+from adapters.slack.threads import MemoryThreadRegistry
 from bots.settings import SlackSettings
 from core import commands
 from core.errors import InvalidCommand, OllabotError
@@ -43,13 +44,18 @@ class ThreadRegistry(Protocol):
 
 
 class SlackPlatform:
-    """Receives DMs, mentions, thread replies and ``/ollabot``; ``sinks`` answers them."""
+    """Receives DMs, mentions, thread replies and ``/ollabot``; ``sinks`` answers them.
+
+    ``threads`` remembers the channel threads the bot answers in (``RedisThreadRegistry``
+    in production, so that follow-ups survive restarts and are shared by instances).
+    Lifecycle: ``start``; ``stop`` (no new events); the worker drains; ``aclose``.
+    """
 
     def __init__(
         self,
         settings: SlackSettings,
         inbox: Inbox,
-        threads: ThreadRegistry,
+        threads: ThreadRegistry | None = None,
         *,
         command: str = COMMAND,
         update_interval_s: float = 1.2,
@@ -59,7 +65,9 @@ class SlackPlatform:
             raise ValueError("OLLABOT_SLACK__BOT_TOKEN is required for Slack")
         self._settings = settings
         self._inbox = inbox
-        self._threads = threads
+        if threads is None:
+            log.warning("threads the bot is in are remembered in memory only; pass a Redis one")
+        self._threads = threads or MemoryThreadRegistry()
         self._command = command
         self.client = AsyncWebClient(
             token=settings.bot_token.get_secret_value(), base_url=settings.api_base_url

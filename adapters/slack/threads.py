@@ -37,3 +37,16 @@ class RedisThreadRegistry:
             return bool(await self._client.expire(self._key(team, channel, thread_ts), self._ttl))
         except RedisError as error:
             raise StoreUnavailable() from error
+
+
+class MemoryThreadRegistry:
+    """The same in this process only (tests, the memory store): forgotten on restart."""
+
+    def __init__(self) -> None:
+        self._threads: set[tuple[str, str, str]] = set()
+
+    async def join(self, team: str, channel: str, thread_ts: str) -> None:
+        self._threads.add((team, channel, thread_ts))
+
+    async def takes_part(self, team: str, channel: str, thread_ts: str) -> bool:
+        return (team, channel, thread_ts) in self._threads

@@ -226,3 +226,29 @@ async def test_a_refresh_requested_disconnect_is_followed_by_a_new_connection(
 
     await fake_slack.wait_for_ack(envelope)
     await fake_slack.wait_until(lambda: final_text(fake_slack, DM_CHANNEL) == "echo: still there?")
+
+
+async def test_ollama_busy_gives_a_one_line_notice(
+    start_bot: StartBot, fake_slack: FakeSlack, fake_ollama: FakeOllama
+) -> None:
+    await start_bot()
+    fake_ollama.script(Reply.busy())
+    await fake_slack.deliver("events_api", fake_slack.user_message("are you there?"))
+
+    await fake_slack.wait_until(lambda: "busy" in final_text(fake_slack, DM_CHANNEL))
+    assert final_text(fake_slack, DM_CHANNEL) == (
+        ":warning: The model server is busy with other requests; please try again in a moment."
+    )
+
+
+async def test_an_error_midway_keeps_the_partial_text_and_adds_the_notice(
+    start_bot: StartBot, fake_slack: FakeSlack, fake_ollama: FakeOllama
+) -> None:
+    await start_bot()
+    fake_ollama.script(Reply(text="The first half", error_midway="llama runner process died"))
+    await fake_slack.deliver("events_api", fake_slack.user_message("tell me"))
+
+    await fake_slack.wait_until(lambda: ":warning:" in final_text(fake_slack, DM_CHANNEL))
+    assert final_text(fake_slack, DM_CHANNEL) == (
+        "The first half\n\n:warning: The model failed in the middle of the reply; please try again."
+    )
