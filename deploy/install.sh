@@ -71,15 +71,16 @@ run() {
     [ "$DRY_RUN" = 1 ] || "$@"
 }
 
-# Copy a file (from a path or stdin when SRC is -) unless DEST already has that content.
+# Copy a file (from a path, or stdin when SRC is -) unless DEST already has that content.
 put() {
     local mode="$1" src="$2" dest="$3" staged
     staged="$(mktemp)"
-    if [ "$src" = - ]; then cat >"$staged"; else cat "$src" >"$staged"; fi
+    if [ "$src" = - ]; then cat >"$staged"; src="(generated)"; else cat "$src" >"$staged"; fi
     if [ -f "$dest" ] && cmp -s "$staged" "$dest"; then
         echo "= $dest (unchanged)"
     else
-        run install -D -m "$mode" "$staged" "$dest"
+        echo "+ install -D -m $mode $src $dest"
+        [ "$DRY_RUN" = 1 ] || install -D -m "$mode" "$staged" "$dest"
     fi
     rm -f "$staged"
 }
@@ -98,7 +99,9 @@ systemctl_() {
             enable|disable) run systemctl --root="$PREFIX" "$@" ;;
             *) echo "- systemctl $* (skipped under --prefix)" ;;
         esac
-    elif command -v systemctl >/dev/null; then
+    elif [ "$1" != enable ] && [ "$1" != disable ] && [ ! -d /run/systemd/system ]; then
+        echo "- systemctl $* (skipped: systemd is not running)"
+    else
         run systemctl "$@"
     fi
 }
@@ -190,8 +193,8 @@ do_install() {
     install_venv
     install_config
     install_units
-    if [ -z "$PREFIX" ] && [ "$DRY_RUN" = 0 ] && command -v sysctl >/dev/null; then
-        run sysctl -q -p "$SYSCTL"
+    if [ -z "$PREFIX" ] && command -v sysctl >/dev/null; then
+        run sysctl -q -p "$SYSCTL" || say "could not apply $SYSCTL now; it applies at boot"
     fi
     systemctl_ daemon-reload
     systemctl_ enable ollabot.service
