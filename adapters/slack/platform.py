@@ -105,7 +105,7 @@ class SlackPlatform:
     async def stop(self) -> None:
         """Stop receiving; replies in progress still reach Slack (call ``aclose`` after)."""
         if self._socket is not None:
-            await self._socket.close_async()
+            await self._socket.close_async()  # type: ignore[no-untyped-call]
             self._socket = None
         if self.http is not None:
             await self.http.stop()
@@ -127,7 +127,7 @@ class SlackPlatform:
             )
         opener = AsyncWebClient(base_url=self._settings.api_base_url, session=self._session)
         self._socket = AsyncSocketModeHandler(app, token.get_secret_value(), web_client=opener)
-        await self._socket.connect_async()
+        await self._socket.connect_async()  # type: ignore[no-untyped-call]
 
     async def _listen(self, app: AsyncApp) -> None:
         secret = self._settings.signing_secret

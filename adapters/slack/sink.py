@@ -5,6 +5,12 @@ A streamed reply is a placeholder message ("thinking") posted by ``begin``, edit
 by the final mrkdwn text; text beyond 4,000 characters continues in further messages.
 Everything a sink needs is in the message's ``reply_to``, so a sink built after a restart
 works the same.
+
+Why not Slack's streaming methods (``chat.startStream``/``appendStream``/``stopStream``):
+they exist only for apps with the AI-app features enabled, need the recipient user and team
+outside DMs, render their own Markdown (so the 4,000-character split and our mrkdwn are
+out of our hands) and refuse ``chat.update`` while streaming. Post-and-update works in
+every workspace and channel type, within known rate tiers.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from tests.fakes.ollama import FakeOllama, Reply, unused_port
 from tests.fakes.slack_api import ALICE, BOB, BOT_USER, DM_CHANNEL, LAB_CHANNEL, FakeSlack
 from tests.slack.conftest import StartBot
@@ -22,6 +24,7 @@ async def test_a_dm_is_answered_in_the_dm_after_the_ack(
     envelope = await fake_slack.deliver(
         "events_api", fake_slack.user_message("what is a KV cache?")
     )
+    assert await fake_slack.wait_for_ack(envelope) < 3.0
 
     await fake_slack.wait_until(lambda: "keeps keys" in final_text(fake_slack, DM_CHANNEL))
     assert final_text(fake_slack, DM_CHANNEL) == "A *KV cache* keeps keys and values."
@@ -151,9 +154,11 @@ async def test_a_retried_event_is_answered_once(
     assert texts == ["echo: only once please", "echo: next"]
 
 
+@pytest.mark.parametrize("posts_per_burst", [3, 1], ids=["within-rate", "rate-limited"])
 async def test_a_10000_character_reply_arrives_whole_and_in_order(
-    start_bot: StartBot, fake_slack: FakeSlack, fake_ollama: FakeOllama
+    start_bot: StartBot, fake_slack: FakeSlack, fake_ollama: FakeOllama, posts_per_burst: int
 ) -> None:
+    fake_slack.rates["chat.postMessage"] = (posts_per_burst, 1.0)
     await start_bot()
     lines = [f"line {n:04d} " + "x" * 40 for n in range(220)]
     fake_ollama.script(Reply(text="\n".join(lines), chunks=50))
@@ -165,6 +170,8 @@ async def test_a_10000_character_reply_arrives_whole_and_in_order(
     assert all(len(m.text) <= 4000 for m in messages)
     delivered = "\n".join(m.text for m in messages).split("\n")
     assert delivered == lines
+    limited = [c for c in fake_slack.calls_to("chat.postMessage") if c.status == 429]
+    assert bool(limited) == (posts_per_burst == 1)
 
 
 async def test_a_429_on_the_final_text_is_waited_out_and_nothing_is_lost(
