@@ -24,43 +24,50 @@ from tests.fixtures.redis import RedisServer
 MODEL = "llama3.1:8b-instruct-q8_0"
 
 
-def backend_checks(redis_url: str, ollama_url: str) -> Any:
+class BackendChecks:
     """What the lead wires in: Redis answers, Ollama answers, the model is loaded."""
-    store = aioredis.Redis.from_url(
-        redis_url, socket_timeout=5, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
-    )
-    client = ollama.AsyncClient(host=ollama_url, timeout=2)
 
-    async def checks() -> CheckResults:
-        results: CheckResults = {}
+    def __init__(self, redis_url: str, ollama_url: str) -> None:
+        self.store = aioredis.Redis.from_url(
+            redis_url, socket_timeout=5, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
+        )
+        self.ollama_url = ollama_url
+        self.client = ollama.AsyncClient(host=ollama_url, timeout=2)
+
+    async def __call__(self) -> CheckResults:
+        return {**await self.redis(), **await self.ollama()}
+
+    async def redis(self) -> CheckResults:
         try:
-            await store.ping()
-            results["redis"] = (True, "PONG")
+            await self.store.ping()
         except RedisError as error:
-            results["redis"] = (False, type(error).__name__)
-        try:
-            loaded = [model.model for model in (await client.ps()).models]
-            results["ollama"] = (True, ollama_url)
-            results["model"] = (MODEL in loaded, f"loaded: {', '.join(map(str, loaded)) or 'none'}")
-        except (ConnectionError, httpx.HTTPError, ollama.ResponseError) as error:
-            results["ollama"] = (False, type(error).__name__)
-            results["model"] = (False, "unknown: Ollama does not answer")
-        return results
+            return {"redis": (False, type(error).__name__)}
+        return {"redis": (True, "PONG")}
 
-    return checks
+    async def ollama(self) -> CheckResults:
+        try:
+            loaded = [model.model for model in (await self.client.ps()).models]
+        except (ConnectionError, httpx.HTTPError, ollama.ResponseError) as error:
+            return {
+                "ollama": (False, type(error).__name__),
+                "model": (False, "unknown: Ollama does not answer"),
+            }
+        names = ", ".join(map(str, loaded)) or "none"
+        return {"ollama": (True, self.ollama_url), "model": (MODEL in loaded, f"loaded: {names}")}
+
+    async def aclose(self) -> None:
+        await self.store.aclose()
+        await self.client.close()
 
 
 @pytest.fixture
 async def ops(redis_server: RedisServer, fake_ollama: FakeOllama) -> AsyncIterator[OpsServer]:
-    server = OpsServer(
-        "127.0.0.1:0",
-        backend_checks(redis_server.url, fake_ollama.url),
-        CollectorRegistry(),
-        check_timeout_s=1.0,
-    )
+    checks = BackendChecks(redis_server.url, fake_ollama.url)
+    server = OpsServer("127.0.0.1:0", checks, CollectorRegistry(), check_timeout_s=1.0)
     await server.start()
     yield server
     await server.stop()
+    await checks.aclose()
 
 
 async def get(url: str) -> tuple[int, str, Any]:
@@ -144,13 +151,15 @@ async def test_metrics_count_replies_time_them_and_count_backend_errors() -> Non
         metrics.reply_finished(platform, outcome, first_token, total_s=2.0)
     metrics.tokens_per_second(42.0)
     metrics.reply_started("slack")
-    server = OpsServer("127.0.0.1:0", backend_checks("redis://127.0.0.1:1", ""), registry)
+    checks = BackendChecks("redis://127.0.0.1:1", "http://127.0.0.1:1")
+    server = OpsServer("127.0.0.1:0", checks, registry)
     await server.start()
     try:
         async with aiohttp.ClientSession() as session, session.get(f"{server.url}/metrics") as r:
             content_type, text = r.headers["Content-Type"], await r.text()
     finally:
         await server.stop()
+        await checks.aclose()
 
     def value(name: str, **labels: str) -> float:
         for family in text_string_to_metric_families(text):
