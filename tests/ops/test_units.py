@@ -33,6 +33,20 @@ RestartSec=3
 [Install]
 WantedBy=default.target
 """
+# The part of Debian's redis-server.service that the drop-in overrides.
+STOCK_REDIS = """[Unit]
+Description=Advanced key-value store
+After=network.target
+
+[Service]
+Type=notify
+ExecStart=/usr/bin/redis-server /etc/redis/redis.conf --supervised systemd --daemonize no
+User=redis
+Group=redis
+
+[Install]
+WantedBy=multi-user.target
+"""
 
 
 def analyze(*args: str) -> subprocess.CompletedProcess[str]:
@@ -204,6 +218,16 @@ def redis_config(arguments: list[str], workdir: Path) -> dict[str, str]:
 
 
 DURABLE = {"appendonly": "yes", "appendfsync": "everysec", "maxmemory-policy": "noeviction"}
+
+
+def test_the_redis_drop_in_verifies(tmp_path: Path) -> None:
+    shutil.copytree(UNITS / "redis-server.service.d", tmp_path / "redis-server.service.d")
+    (tmp_path / "redis-server.service").write_text(STOCK_REDIS)
+
+    result = analyze("verify", str(tmp_path / "redis-server.service"))
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == ""
 
 
 def test_redis_runs_durable_with_the_drop_in(tmp_path: Path) -> None:
