@@ -142,7 +142,8 @@ class SlackPlatform:
             return authorized
 
         app = AsyncApp(
-            client=self.client,
+            # Bolt takes the token from ``authorize``; our listeners never call the Web API
+            client=AsyncWebClient(base_url=self._settings.api_base_url, session=self._session),
             authorize=authorize,
             process_before_response=True,
             request_verification_enabled=False,  # HTTP mode verifies before Bolt sees it
