@@ -56,11 +56,15 @@ async def start_bot(
     redis_url: str,
     key_prefix: str,
 ) -> AsyncIterator[StartBot]:
-    """Start the bot; ``http=True`` for HTTP mode, ``ollama_url`` to point elsewhere."""
+    """Start the bot; ``http=True`` for HTTP mode; ``ollama_url``/``redis`` point elsewhere."""
     started: list[tuple[SlackBot, aioredis.Redis]] = []
 
     async def start(
-        *, http: bool = False, ollama_url: str | None = None, admin_ids: list[str] | None = None
+        *,
+        http: bool = False,
+        ollama_url: str | None = None,
+        admin_ids: list[str] | None = None,
+        redis: str | None = None,
     ) -> SlackBot:
         settings = SlackSettings(
             bot_token=SecretStr(BOT_TOKEN),
@@ -70,8 +74,8 @@ async def start_bot(
             api_base_url=fake_slack.url,
             admin_ids=admin_ids or [],
         )
-        store = RedisStore.from_url(redis_url, prefix=key_prefix, block_ms=200)
-        threads_client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        store = RedisStore.from_url(redis or redis_url, prefix=key_prefix, block_ms=200)
+        threads_client = aioredis.Redis.from_url(redis or redis_url, decode_responses=True)
         llm = OllamaLLM(ollama_url or fake_ollama.url, connect_timeout_s=1.0, retries=0)
         config = ChatConfig(default_model="llama3.1:8b")
         service = ChatService(llm, store, store, FewShotCatalog(), config, owner="test")
