@@ -64,3 +64,30 @@ class ChannelCooldowns:
                     raise
                 self.note(channel, wait)
         raise AssertionError("unreachable")
+
+
+class TokenBucket:
+    """At most ``capacity`` actions at once, refilled at ``per_minute``.
+
+    Slack's rate tiers count per method and workspace, so one bucket is shared by the
+    previews of every reply in progress: under load each reply is edited less often, and
+    the final texts (which are not budgeted, only retried) keep their room.
+    """
+
+    def __init__(
+        self, per_minute: float, capacity: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._rate = per_minute / 60
+        self._capacity = capacity
+        self._tokens = capacity
+        self._clock = clock
+        self._stamp = clock()
+
+    def try_take(self) -> bool:
+        now = self._clock()
+        self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True

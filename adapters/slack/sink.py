@@ -1,7 +1,8 @@
 """Reply sinks for Slack: a streamed reply in the conversation, or an ephemeral command answer.
 
 A streamed reply is a placeholder message ("thinking") posted by ``begin``, edited with
-``chat.update`` at most once per ``update_interval_s`` while tokens arrive, and replaced
+``chat.update`` at most once per ``update_interval_s`` while tokens arrive (and within a
+preview budget shared by all replies, as Slack's rate tiers are per workspace), and replaced
 by the final mrkdwn text; text beyond 4,000 characters continues in further messages.
 Everything a sink needs is in the message's ``reply_to``, so a sink built after a restart
 works the same.
@@ -23,7 +24,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.formatting import preview, split_message, to_mrkdwn
-from adapters.slack.pacing import ChannelCooldowns, retry_after_s
+from adapters.slack.pacing import ChannelCooldowns, TokenBucket, retry_after_s
 from core.models import IncomingMessage
 from core.ports import ReplySink
 
@@ -65,16 +66,29 @@ class SlackAddress:
 class SlackSinks:
     """The ``SinkFactory`` of the Slack platform: one sink per message taken from the inbox."""
 
-    def __init__(self, client: AsyncWebClient, update_interval_s: float = 1.2) -> None:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        update_interval_s: float = 1.2,
+        previews_per_minute: float = 40.0,
+    ) -> None:
         self._client = client
-        self._interval = update_interval_s
+        self._pace = Pace(update_interval_s, TokenBucket(previews_per_minute, capacity=10))
         self.cooldowns = ChannelCooldowns()
 
     def __call__(self, message: IncomingMessage) -> ReplySink:
         address = SlackAddress.from_reply_to(message.reply_to)
         if address.kind == EPHEMERAL:
             return EphemeralSink(self._client, address, self.cooldowns)
-        return ThreadReplySink(self._client, address, self.cooldowns, self._interval)
+        return ThreadReplySink(self._client, address, self.cooldowns, self._pace)
+
+
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """How often previews may be sent: per message, and for all messages together."""
+
+    interval_s: float
+    budget: TokenBucket
 
 
 class ThreadReplySink:
@@ -85,12 +99,12 @@ class ThreadReplySink:
         client: AsyncWebClient,
         address: SlackAddress,
         cooldowns: ChannelCooldowns,
-        update_interval_s: float,
+        pace: Pace,
     ) -> None:
         self._client = client
         self._to = address
         self._cooldowns = cooldowns
-        self._interval = update_interval_s
+        self._pace = pace
         self._ts: str | None = None
         self._shown = ""
         self._partial = ""
@@ -102,7 +116,7 @@ class ThreadReplySink:
             self._shown = THINKING
             # the first preview waits one interval too: a quick reply then costs one
             # post and one final update, and the message is never edited twice in a row fast
-            self._next_update = time.monotonic() + self._interval
+            self._next_update = time.monotonic() + self._pace.interval_s
 
     async def update(self, text: str) -> None:
         self._partial = text
@@ -110,9 +124,9 @@ class ThreadReplySink:
         if now < self._next_update or self._cooldowns.cooling(self._to.channel):
             return
         shown = preview(text)
-        if not shown or shown == self._shown:
+        if not shown or shown == self._shown or not self._pace.budget.try_take():
             return
-        self._next_update = now + self._interval
+        self._next_update = now + self._pace.interval_s
         try:
             if self._ts is None:
                 self._ts = await self._post(shown)
