@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from bots import logging as bot_logging
-from bots.settings import Settings
+from bots.settings import Settings, load_settings
 
 PLATFORM_NAMES = ("telegram", "slack")
 
@@ -51,7 +51,7 @@ def secrets_of(settings: Settings) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = Settings()
+        settings = load_settings()
     except ValidationError as error:
         print(f"ollabot: invalid settings:\n{error}", file=sys.stderr)
         return 2

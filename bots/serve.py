@@ -134,7 +134,7 @@ async def watchdog(rt: Runtime):  # type: ignore[no-untyped-def]
         assert interval is not None
         while all(not task.done() for _, task in rt.workers):
             notify("WATCHDOG=1")
-            await asyncio.sleep(interval / 2)
+            await asyncio.sleep(interval)
 
     task = asyncio.create_task(ping_while_healthy()) if interval else None
     try:

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NestedSecretsSettingsSource,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
@@ -102,7 +103,6 @@ class Settings(BaseSettings):
         env_file=".env",
         env_ignore_empty=True,
         extra="ignore",
-        secrets_dir=os.environ.get("CREDENTIALS_DIRECTORY") or None,
     )
 
     ollama: OllamaSettings = OllamaSettings()
@@ -122,4 +122,11 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, file_secret_settings, env_settings, dotenv_settings
+        # Credential files win over the environment, as systemd's LoadCredential= intends.
+        secrets = NestedSecretsSettingsSource(file_secret_settings)  # type: ignore[arg-type]
+        return init_settings, secrets, env_settings, dotenv_settings
+
+
+def load_settings() -> Settings:
+    """Read the settings once; secrets also from systemd's ``$CREDENTIALS_DIRECTORY``."""
+    return Settings(_secrets_dir=os.environ.get("CREDENTIALS_DIRECTORY") or None)

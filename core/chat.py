@@ -97,9 +97,10 @@ class ChatService:
         platform, started = entry.message.platform, time.monotonic()
         timing = _Timing(started)
         self._metrics.reply_started(platform)
-        outcome = "ok"
+        outcome = "error"
         try:
             await self._converse(entry, _TimedSink(sink, timing))
+            outcome = "ok"
         except OllabotError as error:
             outcome = type(error).__name__
             raise
