@@ -51,7 +51,7 @@ async def test_reply_to_the_bot_and_ask_command_are_answered(
         "echo: Bob: thanks",
     ]
     history = [m["content"] for m in fake_ollama.chat_requests[-1]["messages"]]
-    assert any("and at sunset?" in content for content in history)  # one conversation per chat
+    assert any("and at sunset?" in c for c in history)  # one conversation per chat, in order
 
 
 async def test_forum_topics_are_separate_conversations_answered_in_their_topic(
