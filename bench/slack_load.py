@@ -47,8 +47,9 @@ async def run(threads: int, followups: int, rate: float, redis_url: str) -> None
     settings = SlackSettings(
         bot_token=SecretStr(BOT_TOKEN), app_token=SecretStr(APP_TOKEN), api_base_url=slack.url
     )
+    llm = OllamaLLM(ollama.url)
     service = ChatService(
-        OllamaLLM(ollama.url),
+        llm,
         store,
         store,
         FewShotCatalog(),
@@ -68,6 +69,7 @@ async def run(threads: int, followups: int, rate: float, redis_url: str) -> None
         await worker_task
         await worker.drain(10)
         await platform.aclose()
+        await llm.close()
         await store.close()
         await threads_client.aclose()
         await slack.stop()

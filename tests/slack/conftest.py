@@ -36,6 +36,7 @@ class SlackBot:
 
     platform: SlackPlatform
     store: RedisStore
+    llm: OllamaLLM
     worker: InboxWorker
     stop: asyncio.Event
     task: asyncio.Task[None]
@@ -84,7 +85,7 @@ async def start_bot(
         stop = asyncio.Event()
         await platform.start()
         task = asyncio.create_task(worker.run(stop))
-        bot = SlackBot(platform, store, worker, stop, task)
+        bot = SlackBot(platform, store, llm, worker, stop, task)
         started.append((bot, threads_client))
         return bot
 
@@ -95,5 +96,6 @@ async def start_bot(
         await bot.task
         await bot.worker.drain(5)
         await bot.platform.aclose()
+        await bot.llm.close()
         await bot.store.close()
         await threads_client.aclose()
