@@ -16,10 +16,13 @@ every workspace and channel type, within known rate tiers.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+from aiohttp import ClientError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -112,8 +115,9 @@ class ThreadReplySink:
 
     async def begin(self) -> None:
         if self._ts is None:
-            self._ts = await self._post(THINKING)
-            self._shown = THINKING
+            with undeliverable_logged("the thinking placeholder", self._to):
+                self._ts = await self._post(THINKING)
+                self._shown = THINKING
             # the first preview waits one interval too: a quick reply then costs one
             # post and one final update, and the message is never edited twice in a row fast
             self._next_update = time.monotonic() + self._pace.interval_s
@@ -135,14 +139,18 @@ class ThreadReplySink:
             self._shown = shown
         except SlackApiError as error:
             self._skip_preview(error)
+        except (ClientError, TimeoutError) as error:
+            log.warning("preview not sent to %s: %s", self._to.channel, error)
 
     async def finish(self, text: str) -> None:
-        await self._deliver(split_message(to_mrkdwn(text)))
+        with undeliverable_logged("a reply", self._to):
+            await self._deliver(split_message(to_mrkdwn(text)))
 
     async def fail(self, notice: str) -> None:
         partial = to_mrkdwn(self._partial)
         note = f"{WARNING} {notice}"
-        await self._deliver(split_message(f"{partial}\n\n{note}" if partial else note))
+        with undeliverable_logged("a notice", self._to):
+            await self._deliver(split_message(f"{partial}\n\n{note}" if partial else note))
 
     async def _deliver(self, parts: list[str]) -> None:
         first, *rest = parts
@@ -205,11 +213,13 @@ class EphemeralSink:
         pass
 
     async def finish(self, text: str) -> None:
-        for part in split_message(to_mrkdwn(text)):
-            await self._send(part)
+        with undeliverable_logged("a command answer", self._to):
+            for part in split_message(to_mrkdwn(text)):
+                await self._send(part)
 
     async def fail(self, notice: str) -> None:
-        await self._send(f"{WARNING} {notice}")
+        with undeliverable_logged("a command notice", self._to):
+            await self._send(f"{WARNING} {notice}")
 
     async def _send(self, text: str) -> None:
         await self._cooldowns.call(
@@ -221,3 +231,17 @@ class EphemeralSink:
                 thread_ts=self._to.thread_ts or None,
             ),
         )
+
+
+@contextlib.contextmanager
+def undeliverable_logged(what: str, to: SlackAddress) -> Iterator[None]:
+    """Log what Slack refused for good (after the 429 retries) instead of raising.
+
+    By then the reply is stored and its inbox entry done, so raising would only turn a
+    lost message into a crashed task; the log says what the user did not get.
+    """
+    try:
+        yield
+    except (SlackApiError, ClientError, TimeoutError) as error:
+        reason = error.response.get("error") if isinstance(error, SlackApiError) else error
+        log.warning("could not deliver %s to %s: %s", what, to.channel, reason)

@@ -43,3 +43,19 @@ async def test_an_event_that_cannot_be_stored_is_not_acknowledged_and_the_retry_
         lambda: [m.text for m in fake_slack.bot_messages(DM_CHANNEL)] == ["echo: did you get this?"]
     )
     assert first.acked_at is None
+
+
+async def test_a_refused_placeholder_does_not_stop_the_reply(
+    start_bot: StartBot, fake_slack: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    await start_bot()
+    fake_slack.inject("chat.postMessage", 200, {"ok": False, "error": "fatal_error"})
+
+    with caplog.at_level(logging.WARNING):
+        await fake_slack.deliver("events_api", fake_slack.user_message("anyone?"))
+        await fake_slack.wait_until(
+            lambda: [m.text for m in fake_slack.bot_messages(DM_CHANNEL)] == ["echo: anyone?"]
+        )
+
+    assert any("thinking placeholder" in r.getMessage() for r in caplog.records)
+    assert not any("unexpected error" in r.getMessage() for r in caplog.records)
