@@ -158,7 +158,7 @@ class SmolLM2:
     Its methods block; ``LlamaOllamaServer`` calls them from its one worker thread.
     """
 
-    def __init__(self, path: Path | None = None, n_threads: int = 2) -> None:
+    def __init__(self, path: Path | None = None, n_threads: int = 1) -> None:
         self.path = path or smollm2_gguf()
         self.n_threads = n_threads
         self._vocab = Llama(model_path=str(self.path), vocab_only=True, verbose=False)
@@ -216,11 +216,11 @@ class SmolLM2:
         options = exchange.sampling
         llm, exchange.load_ns = self.runner(options.num_ctx)
         tokens = exchange.prompt_tokens
-        cached = Llama.longest_token_prefix(llm._input_ids.tolist(), tokens)
-        exchange.cached_tokens = min(cached, len(tokens) - 1)
+        started = time.perf_counter_ns()
+        exchange.cached_tokens = self._evaluate_all_but_last(llm, tokens)
         llm.set_seed(options.seed if options.seed >= 0 else random.randrange(2**31))
         text = StopFilter(options.stop, emit)
-        started = last = time.perf_counter_ns()
+        last = time.perf_counter_ns()
         exchange.done_reason = "stop"
         for token in llm.generate(
             tokens,
@@ -231,7 +231,8 @@ class SmolLM2:
             repeat_penalty=options.repeat_penalty,
         ):
             if exchange.eval_count == 0:
-                exchange.prompt_ns, last = time.perf_counter_ns() - started, time.perf_counter_ns()
+                last = time.perf_counter_ns()
+                exchange.prompt_ns = last - started
             exchange.eval_count += 1
             if cancelled.is_set() or self._is_end(llm, token):
                 break
@@ -242,6 +243,20 @@ class SmolLM2:
                 break
         exchange.eval_ns = time.perf_counter_ns() - last
         exchange.reply = text.finish()
+
+    @staticmethod
+    def _evaluate_all_but_last(llm: Llama, tokens: list[int]) -> int:
+        """Reuse the cached prefix and compute the rest but the last token; returns the reuse.
+
+        ``generate`` then computes the last token alone, as it does when everything else was
+        cached. So a reply does not depend on what the KV cache held before: a token computed
+        in a batch and one computed alone differ in rounding, enough to change a greedy reply.
+        """
+        cached = Llama.longest_token_prefix(llm._input_ids.tolist(), tokens[:-1])
+        if cached < len(tokens) - 1:
+            llm.n_tokens = cached  # eval() drops the KV cache from here on
+            llm.eval(tokens[cached:-1])
+        return cached
 
     @staticmethod
     def _is_end(llm: Llama, token: int) -> bool:
