@@ -10,8 +10,23 @@ _converter = SlackMarkdownConverter()
 
 
 def to_mrkdwn(markdown: str) -> str:
-    """Convert the model's Markdown to Slack's mrkdwn (bold, italics, links, lists, code)."""
-    return str(_converter.convert(markdown)).strip()
+    """Convert the model's Markdown to Slack's mrkdwn (bold, italics, links, lists, code).
+
+    ``&``, ``<`` and ``>`` are escaped first, as Slack requires: otherwise a model could
+    write ``<!channel>`` and ping everyone. Leading ``>`` stay, so quotes still work.
+    """
+    return str(_converter.convert(escape(markdown))).strip()
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters as entities, keeping each line's quote markers."""
+    return "\n".join(_escape_line(line) for line in text.split("\n"))
+
+
+def _escape_line(line: str) -> str:
+    body = line.lstrip("> ")
+    quote = line[: len(line) - len(body)]
+    return quote + body.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def preview(markdown: str, limit: int = MESSAGE_LIMIT) -> str:

@@ -41,3 +41,12 @@ def test_a_preview_never_exceeds_one_message() -> None:
     shown = preview("word " * 2000)
 
     assert len(shown) <= 4000 and shown.endswith("…")
+
+
+def test_the_model_cannot_ping_the_channel_or_forge_links() -> None:
+    text = "Done <!channel> see <https://evil.example|bank>\n> a quote\n1 < 2 & 3 > 2"
+
+    assert to_mrkdwn(text) == (
+        "Done &lt;!channel&gt; see &lt;https://evil.example|bank&gt;\n"
+        "> a quote\n1 &lt; 2 &amp; 3 &gt; 2"
+    )
