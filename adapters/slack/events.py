@@ -46,9 +46,19 @@ def mentions(event: dict[str, Any], bot: BotIdentity) -> bool:
     return f"<@{bot.user_id}" in str(event.get("text", ""))
 
 
-def strip_mention(text: str, bot: BotIdentity) -> str:
-    """Remove ``<@BOT>`` / ``<@BOT|name>`` from the text and tidy the spaces."""
-    return re.sub(rf"<@{re.escape(bot.user_id)}(\|[^>]*)?>", " ", text).strip()
+_LINK = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|([^>]*))?>")
+
+
+def plain_text(text: str, bot: BotIdentity) -> str:
+    """What the person typed: our mention removed, links and ``&lt;`` ``&gt;`` ``&amp;`` undone."""
+    text = re.sub(rf"<@{re.escape(bot.user_id)}(\|[^>]*)?>", " ", text)
+    text = _LINK.sub(lambda m: _link_text(m.group(1), m.group(2)), text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&").strip()
+
+
+def _link_text(url: str, label: str | None) -> str:
+    plain = url.removeprefix("mailto:")
+    return plain if not label or label == plain else f"{label} ({plain})"
 
 
 def team_of(body: dict[str, Any], bot: BotIdentity) -> str:
@@ -76,7 +86,7 @@ def message_from_event(body: dict[str, Any], bot: BotIdentity) -> IncomingMessag
         channel=f"{PLATFORM}:{team}:{channel}",
         author_id=user,
         author_name=_display_name(event),
-        text=strip_mention(str(event.get("text", "")), bot),
+        text=plain_text(str(event.get("text", "")), bot),
         in_group=not direct,
         reply_to=SlackAddress(channel, thread, user).to_reply_to(),
     )
@@ -95,7 +105,7 @@ def message_from_command(
         channel=f"{PLATFORM}:{team}:{channel}",
         author_id=user,
         author_name=str(payload.get("user_name") or user),
-        text=str(payload.get("text", "")).strip() or "help",
+        text=plain_text(str(payload.get("text", "")), bot) or "help",
         is_admin=is_admin,
         in_group=not channel.startswith("D"),
         is_command=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from adapters.slack.events import BotIdentity, plain_text
 from adapters.slack.formatting import preview, split_message, to_mrkdwn
 
 
@@ -50,3 +51,10 @@ def test_the_model_cannot_ping_the_channel_or_forge_links() -> None:
         "Done &lt;!channel&gt; see &lt;https://evil.example|bank&gt;\n"
         "> a quote\n1 &lt; 2 &amp; 3 &gt; 2"
     )
+
+
+def test_what_the_person_typed_reaches_the_model_unescaped() -> None:
+    bot = BotIdentity("T07TEAM0001", "U07OLLABOT1", "B07OLLABOT1")
+    raw = "<@U07OLLABOT1> is 1 &lt; 2 &amp;&amp; see <https://x.org/a|the docs> <https://x.org>"
+
+    assert plain_text(raw, bot) == "is 1 < 2 && see the docs (https://x.org/a) https://x.org"
