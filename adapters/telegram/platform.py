@@ -28,7 +28,7 @@ from adapters.telegram.admins import AdminDirectory
 from adapters.telegram.inbound import BotIdentity, is_admin_command, translate
 from adapters.telegram.pacing import Limits, Pacers
 from adapters.telegram.receive import ALLOWED_UPDATES, Poller, WebhookServer
-from adapters.telegram.request import AiohttpRequest
+from adapters.telegram.request import AiohttpRequest, BotApi
 from adapters.telegram.sink import TelegramSink
 from bots.settings import TelegramSettings
 from core.models import IncomingMessage
@@ -68,12 +68,14 @@ class TelegramPlatform:
         self._settings = settings
         self._inbox = inbox
         self._poll_timeout_s = poll_timeout_s
+        request = request or AiohttpRequest()
         self.bot = Bot(
             settings.token.get_secret_value(),
             base_url=settings.api_base_url,
-            request=request or AiohttpRequest(),
+            request=request,
             get_updates_request=AiohttpRequest(connections=2),
         )
+        self._api = BotApi(request, self.bot.base_url)
         self._pacers = Pacers(limits or Limits())
         self._admins = AdminDirectory(self.bot, settings.admin_ids)
         self._me: BotIdentity | None = None
@@ -84,7 +86,7 @@ class TelegramPlatform:
 
     def sinks(self, message: IncomingMessage) -> TelegramSink:
         """The ``SinkFactory``: a sink built from the message's ``reply_to`` alone."""
-        return TelegramSink(self.bot, self._pacers, message.reply_to)
+        return TelegramSink(self._api, self._pacers, message.reply_to)
 
     async def start(self) -> None:
         """Connect (getMe), register the command menus and start receiving."""

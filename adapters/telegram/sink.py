@@ -11,14 +11,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
 
-from telegram import Bot, ReplyParameters
-from telegram.constants import ChatAction
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
 
 from adapters.telegram.pacing import ChatPacer, Pacers, retry_seconds
 from adapters.telegram.render import Part, render
+from adapters.telegram.request import BotApi
 
 log = logging.getLogger("ollabot.telegram.sink")
 
@@ -30,8 +28,8 @@ _ELLIPSIS = " …"
 class TelegramSink:
     """A ``ReplySink`` bound to one chat (and forum topic) of one incoming message."""
 
-    def __init__(self, bot: Bot, pacers: Pacers, reply_to: dict[str, str]) -> None:
-        self._bot = bot
+    def __init__(self, api: BotApi, pacers: Pacers, reply_to: dict[str, str]) -> None:
+        self._api = api
         self._limits = pacers.limits
         self._chat_id = int(reply_to["chat_id"])
         self._thread_id = int(reply_to["thread_id"]) if reply_to.get("thread_id") else None
@@ -122,21 +120,25 @@ class TelegramSink:
             await self._edit(part)
 
     async def _send(self, part: Part) -> None:
-        message = await self._bot.send_message(
-            self._chat_id,
-            part.text,
-            entities=_entities(part),
+        message = await self._api.call(
+            "sendMessage",
+            chat_id=self._chat_id,
+            text=part.text,
+            entities=list(part.entities) or None,
             message_thread_id=self._thread_id,
             reply_parameters=self._reply_parameters(),
-            link_preview_options=None,
         )
         self._pacer.sent()
-        self._message_id, self._shown = message.message_id, part
+        self._message_id, self._shown = int(message["message_id"]), part
 
     async def _edit(self, part: Part) -> None:
         try:
-            await self._bot.edit_message_text(
-                part.text, self._chat_id, self._message_id, entities=_entities(part)
+            await self._api.call(
+                "editMessageText",
+                chat_id=self._chat_id,
+                message_id=self._message_id,
+                text=part.text,
+                entities=list(part.entities) or None,
             )
         except BadRequest as error:
             if "not modified" not in error.message.lower():
@@ -144,10 +146,10 @@ class TelegramSink:
         self._pacer.sent()
         self._shown = part
 
-    def _reply_parameters(self) -> ReplyParameters | None:
+    def _reply_parameters(self) -> dict[str, object] | None:
         if self._quote is None or self._message_id is not None:
             return None
-        return ReplyParameters(self._quote, allow_sending_without_reply=True)
+        return {"message_id": self._quote, "allow_sending_without_reply": True}
 
     async def _keep_typing(self) -> None:
         """Until the first text shows; ends on its own if the reply was abandoned."""
@@ -156,8 +158,11 @@ class TelegramSink:
         while self._message_id is None and time.monotonic() < deadline:
             if time.monotonic() >= self._pacer.blocked_until:
                 try:
-                    await self._bot.send_chat_action(
-                        self._chat_id, ChatAction.TYPING, message_thread_id=self._thread_id
+                    await self._api.call(
+                        "sendChatAction",
+                        chat_id=self._chat_id,
+                        action="typing",
+                        message_thread_id=self._thread_id,
                     )
                 except RetryAfter as error:
                     self._pacer.block(retry_seconds(error))
@@ -181,11 +186,6 @@ def _preview(text: str) -> Part:
         return Part(_ELLIPSIS.strip())
     first = parts[0]
     return Part(first.text + _ELLIPSIS, first.entities)
-
-
-def _entities(part: Part) -> Any:
-    # PTB sends plain dicts as they are; building MessageEntity objects would only cost CPU.
-    return list(part.entities) or None
 
 
 def _is_format_error(error: BadRequest) -> bool:
