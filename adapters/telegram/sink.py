@@ -12,7 +12,14 @@ import contextlib
 import logging
 import time
 
-from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
 
 from adapters.telegram.pacing import ChatPacer, Pacers, retry_seconds
 from adapters.telegram.render import Part, render
@@ -107,8 +114,14 @@ class TelegramSink:
                 return
             except RetryAfter as error:
                 self._pacer.block(retry_seconds(error))
-            except (TimedOut, NetworkError) as error:
-                if isinstance(error, BadRequest) or attempt == ATTEMPTS - 1:
+            except ChatMigrated as error:  # the group became a supergroup
+                self._chat_id = int(error.new_chat_id)
+            except BadRequest as error:
+                if not (editing and "message to edit not found" in error.message.lower()):
+                    raise
+                self._message_id = None  # the streamed message was deleted: send anew
+            except (TimedOut, NetworkError):
+                if attempt == ATTEMPTS - 1:
                     raise
                 await asyncio.sleep(min(0.25 * 2**attempt, 5.0))
         raise NetworkError("Telegram kept refusing the reply")

@@ -101,6 +101,7 @@ class FakeTelegram:
     rate_window_s: float = 1.0
     admins: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     reject_entities: bool = False  # act like a server that cannot parse our formatting
+    migrated: dict[int, int] = field(default_factory=dict)  # basic group id -> supergroup id
     calls: list[Call] = field(default_factory=list)
     url: str = ""
 
@@ -324,6 +325,12 @@ class FakeTelegram:
             chat_id = int(params["chat_id"])
         except (KeyError, ValueError):
             raise ApiError(400, "Bad Request: chat_id is empty") from None
+        if chat_id in self.migrated:
+            raise ApiError(
+                400,
+                "Bad Request: group chat was upgraded to a supergroup chat",
+                {"migrate_to_chat_id": self.migrated[chat_id]},
+            )
         chat = self.chats.get(chat_id)
         if chat is None:
             raise ApiError(400, "Bad Request: chat not found")

@@ -8,7 +8,14 @@ import pytest
 
 from core.errors import LLMBusy, LLMUnavailable
 from tests.fakes.ollama import FakeOllama, Reply, unused_port
-from tests.fakes.telegram_api import ALICE, BOB, FakeTelegram, message, private_chat
+from tests.fakes.telegram_api import (
+    ALICE,
+    BOB,
+    FakeTelegram,
+    message,
+    private_chat,
+    supergroup,
+)
 from tests.telegram.conftest import StartBot
 
 ALICE_CHAT = private_chat(ALICE)
@@ -92,3 +99,17 @@ async def test_ollama_busy_gives_a_notice_and_the_bot_keeps_going(
     await fake_telegram.wait_until(lambda: len(fake_telegram.sent(BOB["id"])) == 2)
     texts = [m["text"] for m in fake_telegram.sent(BOB["id"])]
     assert texts == [LLMBusy.notice, "echo: and now?"]
+
+
+async def test_reply_follows_a_group_upgraded_to_a_supergroup(
+    start_bot: StartBot, fake_telegram: FakeTelegram
+) -> None:
+    team = {"id": -4123456789, "title": "Team Chat", "type": "group"}
+    upgraded = supergroup(-1004123456789, "Team Chat")
+    fake_telegram.chats[upgraded["id"]] = upgraded
+    fake_telegram.migrated[team["id"]] = upgraded["id"]
+    await start_bot()
+    fake_telegram.push(message(team, BOB, "@ollabot_bot still there?"))
+
+    await fake_telegram.wait_until(lambda: len(fake_telegram.sent(upgraded["id"])) == 1)
+    assert fake_telegram.sent(upgraded["id"])[0]["text"] == "echo: Bob: still there?"
