@@ -8,7 +8,6 @@ takes them, and replies land in a recording sink.
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -29,11 +28,9 @@ CONSUMER = "realmodel-worker"
 def smollm2() -> SmolLM2:
     """The model, loaded once per test session.
 
-    One thread by default: llama.cpp's threads spin while they wait for each other, so two of
-    them on two cores shared with the event loop and Redis took 3-12 s for a 24-token reply
-    that one thread makes in 0.2-0.4 s.
+    One thread generates (one token at a time, many short steps), two evaluate prompts.
     """
-    return SmolLM2(n_threads=int(os.environ.get("OLLABOT_TEST_LLAMA_THREADS", "1")))
+    return SmolLM2(n_threads=1, n_threads_batch=2)
 
 
 @pytest.fixture(scope="session")
