@@ -165,6 +165,15 @@ class RedisStore:
         )
         return cls(client, blocking, **kwargs)
 
+    @property
+    def client(self) -> aioredis.Redis:
+        """The shared (non-blocking) client, for adapters keeping small keys of their own."""
+        return self._redis
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
     async def close(self) -> None:
         """Close both connection pools."""
         await self._redis.aclose()

@@ -98,16 +98,15 @@ class Runtime:
         self.workers.append((worker, asyncio.create_task(worker.run(self.stop))))
         return worker
 
-    async def shutdown(self) -> None:
-        """Stop taking work, let replies in progress finish (bounded), close clients."""
+    async def drain(self) -> None:
+        """Stop taking work and let replies in progress finish (bounded); safe to repeat."""
         self.stop.set()
-        for worker, task in self.workers:
+        while self.workers:
+            worker, task = self.workers.pop()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await worker.drain(self.settings.chat.stop_timeout_s)
-        await self.llm.close()
-        await self.store.close()
 
 
 @contextlib.asynccontextmanager
@@ -136,7 +135,9 @@ async def runtime(
     try:
         yield rt
     finally:
-        await rt.shutdown()
+        await rt.drain()
+        await llm.close()
+        await store.close()
 
 
 def on_termination(handler: Callable[[], None]) -> None:

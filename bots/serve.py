@@ -29,7 +29,11 @@ class Platform(Protocol):
 
     async def start(self) -> None: ...
 
-    async def stop(self) -> None: ...
+    async def stop(self) -> None:
+        """Stop receiving; replies in progress still go out through the sinks."""
+
+    async def aclose(self) -> None:
+        """Release connections, after the workers have drained."""
 
 
 def configured_platforms(settings: Settings) -> list[str]:
@@ -46,9 +50,17 @@ def build_platform(name: str, settings: Settings, rt: Runtime) -> Platform:
         from adapters.telegram.platform import TelegramPlatform
 
         return TelegramPlatform(settings.telegram, rt.store)
+    from adapters.redis_store import RedisStore
     from adapters.slack.platform import SlackPlatform
+    from adapters.slack.threads import MemoryThreadRegistry, RedisThreadRegistry
 
-    return SlackPlatform(settings.slack, rt.store)
+    store = rt.store
+    threads = (
+        RedisThreadRegistry(store.client, store.prefix)
+        if isinstance(store, RedisStore)
+        else MemoryThreadRegistry()
+    )
+    return SlackPlatform(settings.slack, store, threads)
 
 
 async def serve(settings: Settings, requested: list[str]) -> int:
@@ -93,6 +105,9 @@ async def serve(settings: Settings, requested: list[str]) -> int:
         notify("STOPPING=1")
         for platform in platforms:
             await platform.stop()
+        await rt.drain()
+        for platform in platforms:
+            await platform.aclose()
         if ops is not None:
             await ops.stop()
     return 0 if len(platforms) == len(names) else 1
