@@ -15,6 +15,9 @@ import aiohttp
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
+# Not re-exported by telegram.request, but how PTB itself fills a RequestData.
+from telegram.request._requestparameter import RequestParameter
+
 # httpx (used by other PTB parts) logs request URLs, which contain the token, at INFO.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
@@ -88,20 +91,6 @@ def _seconds(value: object, default: float) -> float | None:
     return None if value is None else default
 
 
-class JsonData(RequestData):
-    """Parameters that are already plain JSON values (no PTB objects, no files)."""
-
-    __slots__ = ("_json",)
-
-    def __init__(self, params: dict[str, Any]) -> None:
-        super().__init__()
-        self._json = params
-
-    @property
-    def parameters(self) -> dict[str, Any]:
-        return self._json
-
-
 class BotApi:
     """Bot API calls of the reply path (send, edit, typing): JSON in, JSON out, failures as
     PTB's exceptions (``RetryAfter``, ``BadRequest``…). It skips building PTB objects
@@ -113,5 +102,7 @@ class BotApi:
 
     async def call(self, method: str, **params: Any) -> Any:
         """Call ``method``; parameters that are None are left out."""
-        data = JsonData({key: value for key, value in params.items() if value is not None})
+        data = RequestData(
+            [RequestParameter.from_input(k, v) for k, v in params.items() if v is not None]
+        )
         return await self._request.post(f"{self._base_url}/{method}", data)
