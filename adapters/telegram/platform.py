@@ -121,7 +121,11 @@ class TelegramPlatform:
     async def receive(self, update: Update) -> None:
         """Persist one update as an ``IncomingMessage`` (or ignore it); returns once stored."""
         assert self._me is not None, "start() first"
-        incoming = translate(update, self._me)
+        try:
+            incoming = translate(update, self._me)
+        except Exception:  # an update we cannot read must not stop the others
+            log.exception("ignoring update %s that could not be read", update.update_id)
+            return
         if incoming is None:
             return
         if incoming.is_command:

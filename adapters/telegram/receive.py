@@ -50,9 +50,11 @@ class Poller:
                 raise
             except RetryAfter as error:
                 await asyncio.sleep(retry_seconds(error))
-            except (TelegramError, StoreUnavailable) as error:
+            except Exception as error:  # keep receiving whatever happened
                 if isinstance(error, Conflict):
                     log.warning("another getUpdates or a webhook is active for this bot")
+                elif not isinstance(error, TelegramError | StoreUnavailable):
+                    log.exception("unexpected polling failure")
                 log.warning("polling failed, retrying in %.1fs: %s", backoff, error)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
@@ -110,7 +112,7 @@ class WebhookServer:
             return web.Response(status=403)
         try:
             update = Update.de_json(json.loads(await request.read()), self._bot)
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, AttributeError):
             return web.Response(status=400, text="not an Update")
         try:
             await self._handle(update)

@@ -83,8 +83,9 @@ async def test_webhook_checks_the_secret_and_answers_after_the_inbox_write(
             assert response.status == 200
         entries = await inbox.take("telegram", "probe", 10)
         assert [e.message.text for e in entries] == ["via webhook"]
-        async with http.post(url, data=b"not json", headers=headers) as response:
-            assert response.status == 400
+        for junk in (b"not json", b"[1, 2]", b'{"update_id": "x", "message": 5}'):
+            async with http.post(url, data=junk, headers=headers) as response:
+                assert response.status == 400
 
 
 async def test_rejected_formatting_falls_back_to_plain_text(
