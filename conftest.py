@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.redis",
     "tests.fixtures.store",
     "tests.fakes.ollama",
+    "tests.fakes.slack_api",
 ]
