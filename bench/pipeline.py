@@ -27,7 +27,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ollama
 import redis.asyncio as aioredis
@@ -41,6 +41,9 @@ from core.models import InboxEntry, IncomingMessage, Outcome, Turn
 from core.prompting import DEFAULT_SYSTEM_PROMPT, Budget, TokenEstimator, assemble
 from tests.fakes.ollama import FakeOllama
 from tests.fixtures.redis import RedisServer
+
+if TYPE_CHECKING:  # the model extra is only needed for figure 4
+    from tests.fakes.llama_server import Exchange, LlamaOllamaServer, SmolLM2
 
 MODEL = "llama3.1:8b"
 PLATFORM = "bench"
@@ -260,7 +263,7 @@ async def reevaluation(redis_url: str, turns: int, num_ctx: int) -> None:
     await server.stop()
 
 
-def sliding_window(model: Any, live: list[Any], budget: int) -> list[Messages]:
+def sliding_window(model: SmolLM2, live: list[Exchange], budget: int) -> list[Messages]:
     """The same transcript, keeping each turn as many newest pairs as fit ``budget`` tokens."""
     head: Messages = live[0].messages[:-1]  # system prompt and few-shot pairs
     pairs: Messages = []
@@ -274,11 +277,11 @@ def sliding_window(model: Any, live: list[Any], budget: int) -> list[Messages]:
     return prompts
 
 
-def tokens(model: Any, messages: Messages) -> int:
+def tokens(model: SmolLM2, messages: Messages) -> int:
     return len(model.tokenize(model.render(messages)))
 
 
-async def replay(server: Any, prompts: list[Messages], num_ctx: int) -> float:
+async def replay(server: LlamaOllamaServer, prompts: list[Messages], num_ctx: int) -> float:
     """Send the prompts for one token each; the share of prompt tokens the model computed."""
     client = ollama.AsyncClient(host=server.url, timeout=120)
     start = len(server.exchanges)

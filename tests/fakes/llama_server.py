@@ -261,7 +261,7 @@ class SmolLM2:
         cached. So a reply does not depend on what the KV cache held before: a token computed
         in a batch and one computed alone differ in rounding, enough to change a greedy reply.
         """
-        cached = Llama.longest_token_prefix(llm._input_ids.tolist(), tokens[:-1])
+        cached = int(Llama.longest_token_prefix(llm._input_ids.tolist(), tokens[:-1]))
         if cached < len(tokens) - 1:
             llm.n_tokens = cached  # eval() drops the KV cache from here on
             llm.eval(tokens[cached:-1])

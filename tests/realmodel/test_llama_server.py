@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import ollama
 import pytest
 
@@ -149,7 +150,8 @@ async def test_model_information_endpoints(llama_ollama: LlamaOllamaServer) -> N
     shown = await api.show(MODEL_NAME)
     listed = await api.list()
     loaded = await api.ps()
-    version = await api._request_raw("GET", "/api/version")
+    async with httpx.AsyncClient(base_url=llama_ollama.url) as http:
+        version = await http.get("/api/version")
 
     assert shown.modelinfo is not None and shown.modelinfo["llama.context_length"] == 8192
     assert shown.details is not None and shown.details.quantization_level == "Q4_1"
