@@ -194,6 +194,10 @@ class SmolLM2:
         self.current_ctx = n_ctx
         return self._runners[n_ctx], time.perf_counter_ns() - started
 
+    def context_size(self, options: Sampling) -> int:
+        """``num_ctx``, capped at the model's trained context as Ollama caps it."""
+        return max(1, min(options.num_ctx, self.context_length))
+
     def render(self, messages: list[dict[str, str]]) -> str:
         return str(self._template.render(messages=messages, add_generation_prompt=True))
 
@@ -206,7 +210,7 @@ class SmolLM2:
 
     def fit(self, exchange: Exchange) -> None:
         """Ollama's ``chatPrompt``: drop the oldest messages but keep system ones and the last."""
-        messages, limit = exchange.messages, exchange.sampling.num_ctx
+        messages, limit = exchange.messages, self.context_size(exchange.sampling)
         for start in range(len(messages)):
             skipped_system = [m for m in messages[:start] if m["role"] == "system"]
             kept = skipped_system + messages[start:]
@@ -223,7 +227,7 @@ class SmolLM2:
     def generate(self, exchange: Exchange, emit: Emit, cancelled: threading.Event) -> None:
         """Sample the reply, passing text pieces to ``emit``; fills the exchange's counts."""
         options = exchange.sampling
-        llm, exchange.load_ns = self.runner(options.num_ctx)
+        llm, exchange.load_ns = self.runner(self.context_size(options))
         tokens = exchange.prompt_tokens
         started = time.perf_counter_ns()
         exchange.cached_tokens = self._evaluate_all_but_last(llm, tokens)
