@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import multiprocessing as mp
 import os
+import subprocess
 import tempfile
 import time
 from collections import Counter
@@ -193,12 +194,25 @@ def cli() -> None:
         asyncio.run(main(args.chats, args.messages, given))
         return
     with tempfile.TemporaryDirectory() as workdir:
-        server = RedisServer(Path(workdir))
-        server.start()
+        server = start_redis(Path(workdir))
         try:
             asyncio.run(main(args.chats, args.messages, server.url))
         finally:
             server.stop()
+
+
+def start_redis(workdir: Path) -> RedisServer:
+    """A private redis-server; retried when another process took its port first (then the
+    readiness ping would have reached that other server, and ours would have exited)."""
+    for _ in range(5):
+        server = RedisServer(workdir)
+        server.start()
+        assert server.process is not None
+        try:
+            server.process.wait(timeout=0.3)
+        except subprocess.TimeoutExpired:
+            return server  # still running: the port is ours
+    raise RuntimeError("could not start redis-server on a free port")
 
 
 if __name__ == "__main__":
