@@ -122,7 +122,7 @@ async def stop_bot(parts: tuple[Any, ...]) -> None:
     stop.set()
     await task
     await worker.drain(5)
-    await platform.close()
+    await platform.aclose()
     await llm.close()
     await store.close()
 

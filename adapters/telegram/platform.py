@@ -1,7 +1,8 @@
 """The Telegram platform: receives updates into the inbox and builds reply sinks.
 
-Wiring: ``TelegramPlatform(settings.telegram, inbox)``; ``await start()``; give
-``platform.sinks`` to the ``InboxWorker``; ``await stop()`` on shutdown.
+Wiring: ``TelegramPlatform(settings.telegram, inbox)``; give ``platform.sinks`` to the
+``InboxWorker``; ``await start()``. Shutdown: ``await stop()``, drain the worker, then
+``await aclose()``.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ class TelegramPlatform:
             await self._webhook.stop()
             self._webhook = None
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Release the HTTP sessions (after the worker has drained)."""
         await self.bot.shutdown()
 

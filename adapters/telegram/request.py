@@ -27,7 +27,7 @@ _JSON = {"Content-Type": "application/json", "User-Agent": BaseRequest.USER_AGEN
 class AiohttpRequest(BaseRequest):
     """Sends Bot API calls as JSON POSTs over one pooled aiohttp session."""
 
-    __slots__ = ("_connect_timeout", "_connections", "_read_timeout", "_session")
+    __slots__ = ("_closed", "_connect_timeout", "_connections", "_read_timeout", "_session")
 
     def __init__(
         self, connections: int = 256, read_timeout: float = 10.0, connect_timeout: float = 5.0
@@ -36,6 +36,7 @@ class AiohttpRequest(BaseRequest):
         self._read_timeout = read_timeout
         self._connect_timeout = connect_timeout
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
 
     @property
     def read_timeout(self) -> float | None:
@@ -44,12 +45,14 @@ class AiohttpRequest(BaseRequest):
 
     async def initialize(self) -> None:
         """Open the session (once)."""
+        self._closed = False
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._connections, ttl_dns_cache=300)
             self._session = aiohttp.ClientSession(connector=connector, headers=_JSON)
 
     async def shutdown(self) -> None:
         """Close the session and its connections."""
+        self._closed = True
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -68,7 +71,10 @@ class AiohttpRequest(BaseRequest):
         if request_data is not None and request_data.contains_files:
             raise NetworkError("file uploads are not supported by AiohttpRequest")
         if self._session is None:
-            raise NetworkError("the Bot API session is closed")
+            if self._closed:  # a late call (a reply abandoned at shutdown) opens nothing
+                raise NetworkError("the Bot API session is closed")
+            await self.initialize()
+        assert self._session is not None
         body = json.dumps(request_data.parameters if request_data else {}).encode()
         timeout = aiohttp.ClientTimeout(
             sock_read=_seconds(read_timeout, self._read_timeout),

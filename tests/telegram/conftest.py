@@ -50,7 +50,7 @@ class RunningBot:
         self.stop_event.set()
         await self.task
         await self.worker.drain(drain_s)
-        await self.platform.close()
+        await self.platform.aclose()
         await self.llm.close()
         await self.store.close()
 
@@ -64,7 +64,7 @@ class RunningBot:
         self.platform._polling.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.platform._polling
-        await self.platform.close()
+        await self.platform.aclose()
         await self.llm.close()
         await self.store.close()
 

@@ -43,7 +43,7 @@ async def make_platform(
     yield make
     for platform in made:
         await platform.stop()
-        await platform.close()
+        await platform.aclose()
 
 
 async def test_polling_confirms_an_update_only_after_it_is_in_the_inbox(
