@@ -18,6 +18,7 @@ async def test_group_answers_mentions_only_and_knows_who_speaks(
     await start_bot()
     fake_telegram.push(message(LAB, BOB, "just chatting with humans here"))
     fake_telegram.push(message(LAB, BOB, "/weather@other_bot Paris"))
+    fake_telegram.push(message(LAB, BOB, None))  # a sticker: silence in groups
     asked = message(LAB, ALICE, "@ollabot_bot what is top_p?")
     fake_telegram.push(asked)
 
