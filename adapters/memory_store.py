@@ -193,15 +193,25 @@ class MemoryStore:
     # Conversations
 
     async def load_context(
-        self, message: IncomingMessage, max_turns: int, rate_window_s: int
+        self,
+        message: IncomingMessage,
+        max_turns: int,
+        rate_window_s: int,
+        lock_owner: str | None = None,
+        lock_ttl_ms: int = 0,
     ) -> ConversationContext:
-        """Settings, the newest ``max_turns`` turns, window start, an earlier answer to this
-        message and the author's message count in the current window."""
+        """Lock, settings, the history window, an earlier answer to this message and the
+        author's message count in the current window."""
+        if lock_owner and not await self.acquire_lock(
+            message.conversation, lock_owner, lock_ttl_ms
+        ):
+            return ConversationContext(ChannelSettings(), (), 0, locked=False)
         conversation = self._conversations.get(message.conversation) or _Conversation()
-        history = conversation.turns[-max_turns:] if max_turns > 0 else []
+        newest = conversation.turns[-max_turns:] if max_turns > 0 else []
+        window = [t for t in newest if t.seq >= conversation.window_start]
         return ConversationContext(
             settings=await self.get_settings(message.channel),
-            history=tuple(history),
+            history=tuple(window),
             window_start=conversation.window_start,
             answered=self._answered.get(f"{message.platform}:{message.message_id}"),
             recent_messages=self._count_recent(message, rate_window_s),

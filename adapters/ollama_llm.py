@@ -88,16 +88,21 @@ class OllamaLLM:
             # The client returns an async generator; closing it closes the HTTP stream, and
             # only then does Ollama stop generating.
             generator = cast(AsyncGenerator[ollama.ChatResponse, None], parts)
+            final: StreamEvent | None = None
             async with contextlib.aclosing(generator) as chunks:
                 async for part in chunks:
                     received = True
                     if part.done:
-                        yield final_event(part)
-                        return
-                    if part.message.content:
+                        final = final_event(part)
+                    elif part.message.content:
                         yield StreamEvent(delta=part.message.content)
         except LIBRARY_ERRORS as error:
             raise translate(error, request.model, received) from error
+        # The done chunk is yielded only after the response ended: leaving the stream early
+        # would close the connection instead of returning it to the pool.
+        if final is not None:
+            yield final
+            return
         log.warning("ollama_stream_cut_off", model=request.model)
         raise LLMFailed(CUT_OFF)
 

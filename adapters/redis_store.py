@@ -5,7 +5,8 @@ Key layout under ``prefix`` (DESIGN.md §5), values JSON:
     inbox:{platform}              stream of incoming messages (field ``message``)
     seen:{platform}:{message_id}  dedupe marker, SET NX EX
     answered:{platform}:{id}      the reply given to that message, kept as long as ``seen``
-    conv:{conversation}           list of turns, trimmed and TTL-refreshed on every append
+    conv:{conversation}           list of turns [role, content, seq, author], trimmed and
+                                  TTL-refreshed on every append
     convmeta:{conversation}       hash: window_start
     lock:{conversation}           owner token, SET NX PX
     rate:{platform}:{author}      set of message ids in the author's current fixed window
@@ -85,6 +86,31 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return 1
 end
 return 0
+"""
+
+# KEYS: channel, conv, convmeta, answered, rate, lock.
+# ARGV: max turns, rate window s, message id, lock owner ('' = no lock), lock ttl ms.
+# Reads only the window: the turns from window_start on, found by their contiguous seq.
+LOAD_CONTEXT = """
+if ARGV[4] ~= '' and not redis.call('SET', KEYS[6], ARGV[4], 'NX', 'PX', ARGV[5]) then
+  if redis.call('GET', KEYS[6]) ~= ARGV[4] then return {0} end
+  redis.call('PEXPIRE', KEYS[6], ARGV[5])
+end
+local window_start = tonumber(redis.call('HGET', KEYS[3], 'window_start') or '0')
+local length = redis.call('LLEN', KEYS[2])
+local first = math.max(length - tonumber(ARGV[1]), 0)
+if first < length then
+  local ok, head = pcall(cjson.decode, redis.call('LINDEX', KEYS[2], first))
+  if ok and type(head) == 'table' and tonumber(head[3]) then
+    first = first + math.max(window_start - tonumber(head[3]), 0)
+  end
+end
+local turns = {}
+if first < length then turns = redis.call('LRANGE', KEYS[2], first, -1) end
+redis.call('SADD', KEYS[5], ARGV[3])
+redis.call('EXPIRE', KEYS[5], ARGV[2], 'NX')
+return {1, redis.call('GET', KEYS[1]), '[' .. table.concat(turns, ',') .. ']',
+        window_start, redis.call('GET', KEYS[4]), redis.call('SCARD', KEYS[5])}
 """
 
 RELEASE_LOCK = """
@@ -308,26 +334,38 @@ class RedisStore:
 
     @translated
     async def load_context(
-        self, message: IncomingMessage, max_turns: int, rate_window_s: int
+        self,
+        message: IncomingMessage,
+        max_turns: int,
+        rate_window_s: int,
+        lock_owner: str | None = None,
+        lock_ttl_ms: int = 0,
     ) -> ConversationContext:
-        """Settings, the newest ``max_turns`` turns, window start, an earlier answer to this
-        message and the author's message count in the current window: one round trip."""
-        rate_key = f"{self._prefix}rate:{message.platform}:{message.author_id}"
-        conv = self._conv_key(message.conversation)
-        start, end = (-max_turns, -1) if max_turns > 0 else (1, 0)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.get(self._channel_key(message.channel))
-            pipe.lrange(conv, start, end)
-            pipe.hget(self._meta_key(message.conversation), "window_start")
-            pipe.get(self._answered_key(message))
-            pipe.sadd(rate_key, message.message_id)
-            pipe.expire(rate_key, max(1, rate_window_s), nx=True)
-            pipe.scard(rate_key)
-            settings, turns, window_start, answered, _, _, recent = await pipe.execute()
+        """Lock, settings, the history window, an earlier answer to this message and the
+        author's message count in the current window: one round trip."""
+        keys = [
+            self._channel_key(message.channel),
+            self._conv_key(message.conversation),
+            self._meta_key(message.conversation),
+            self._answered_key(message),
+            f"{self._prefix}rate:{message.platform}:{message.author_id}",
+            self._lock_key(message.conversation),
+        ]
+        args = [
+            max(max_turns, 0),
+            max(1, rate_window_s),
+            message.message_id,
+            lock_owner or "",
+            max(lock_ttl_ms, 1),
+        ]
+        reply = await self._redis.eval(LOAD_CONTEXT, len(keys), *keys, *args)
+        if not reply[0]:
+            return ConversationContext(ChannelSettings(), (), 0, locked=False)
+        _, settings, turns, window_start, answered, recent = reply
         return ConversationContext(
             settings=decode_settings(settings),
-            history=tuple(decode_turn(turn) for turn in turns),
-            window_start=int(window_start or 0),
+            history=decode_turns(turns),
+            window_start=int(window_start),
             answered=answered,
             recent_messages=int(recent),
         )
@@ -430,14 +468,17 @@ class RedisStore:
 
 
 def encode_turn(turn: Turn) -> str:
-    """A turn as stored in the conversation list."""
-    return json.dumps(asdict(turn), ensure_ascii=False)
+    """A turn as stored in the conversation list: ``[role, content, seq, author]``.
+
+    An array, not an object: a reply decodes a whole window of these, arrays decode about
+    three times faster, and the load script finds ``seq`` at a fixed place.
+    """
+    return json.dumps(list(turn), ensure_ascii=False)
 
 
-def decode_turn(raw: str) -> Turn:
-    """A stored turn; fields added later are ignored."""
-    data = json.loads(raw)
-    return Turn(data["role"], data["content"], int(data.get("seq", 0)), data.get("author", ""))
+def decode_turns(raw: str) -> tuple[Turn, ...]:
+    """The stored turns, sent by the load script as one JSON array of arrays."""
+    return tuple(map(Turn._make, json.loads(raw)))
 
 
 def decode_message(fields: dict[str, str] | None) -> IncomingMessage | None:

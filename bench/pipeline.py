@@ -25,7 +25,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +37,7 @@ from adapters.redis_store import RedisStore
 from core import presets
 from core.chat import ChatConfig, ChatService
 from core.fewshot import FewShotCatalog
-from core.models import InboxEntry, IncomingMessage, Outcome, Turn
+from core.models import ChannelSettings, InboxEntry, IncomingMessage, Outcome, Turn
 from core.prompting import DEFAULT_SYSTEM_PROMPT, Budget, TokenEstimator, assemble
 from tests.fakes.ollama import FakeOllama
 from tests.fixtures.redis import RedisServer
@@ -182,31 +182,64 @@ async def assembly(redis_url: str, repeats: int = 200) -> None:
         redis_url, prefix=f"bench-{time.time_ns()}:", max_stored_turns=20_000
     )
     config = ChatConfig(default_model=MODEL)
-    times = {}
-    for turns in (10, config.history_turns, 10_000):
-        conversation = await fill(store, f"stored-{turns}", turns)
-        samples = [await assemble_once(store, conversation, config) for _ in range(repeats)]
-        times[turns] = median_ms(samples)
-        label = f"load + assemble at {turns:,} stored turns, median"
-        figure("3." if turns == 10 else "", label, f"{times[turns]:7.3f} ms")
-    ratio = times[10_000] / times[10]
-    window = times[10_000] / times[config.history_turns]
-    figure("", "ratio 10,000 : 10 turns", f"{ratio:7.2f}", "<= 1.5")
-    figure("", f"ratio 10,000 : {config.history_turns} turns (one full window)", f"{window:7.2f}")
+    for kind, (question, answer) in TRANSCRIPTS.items():
+        times, windows = {}, {}
+        for turns in (10, 10_000):
+            conversation = await fill(store, f"{kind}-{turns}", turns, question, answer, config)
+            samples = [await assemble_once(store, conversation, config) for _ in range(repeats)]
+            times[turns] = median_ms(samples)
+            windows[turns] = await window_length(store, conversation, config)
+            label = f"{kind}: load + assemble at {turns:,} stored turns ({windows[turns]} read)"
+            figure("3." if turns == 10 and kind == "chat" else "", label, f"{times[turns]:7.3f} ms")
+        figure(
+            "",
+            f"{kind}: ratio 10,000 : 10 stored turns",
+            f"{times[10_000] / times[10]:7.2f}",
+            "<= 1.5",
+        )
     await store.close()
 
 
-async def fill(store: RedisStore, conversation: str, turns: int) -> str:
-    """Store ``turns`` turns through the store's own append (``complete``)."""
+# A typical exchange (a question, a paragraph of answer) and a terse one; the window is what
+# fits num_ctx - max_tokens, capped at ChatConfig.history_turns, whatever is stored.
+TRANSCRIPTS = {
+    "chat": (
+        "How do I size the KV cache for 16 parallel requests at 8k context? " * 3,
+        "Multiply the per-token size by the context and the parallel slots. " * 9,
+    ),
+    "terse": ("Question about the cluster's GPUs?", "It depends on the batch size."),
+}
+
+
+async def fill(
+    store: RedisStore, conversation: str, turns: int, question: str, answer: str, config: ChatConfig
+) -> str:
+    """Store ``turns`` turns through ``complete``, moving the window as the service would."""
+    window: list[Turn] = []
+    window_start = 0
+    params = presets.resolve(ChannelSettings())
+    budget = Budget(config.num_ctx, params.max_tokens, config.context_margin)
     for seq in range(0, turns, 2):
-        incoming = message(seq, conversation=conversation)
-        pair = (
-            Turn("user", f"Question number {seq} about the cluster's GPUs?", seq),
-            Turn("assistant", f"Answer number {seq}: it depends on the batch size.", seq + 1),
+        user = Turn("user", f"{seq}: {question}", seq)
+        prompt = assemble(
+            DEFAULT_SYSTEM_PROMPT, None, window, window_start, user, budget, TokenEstimator()
         )
-        outcome = Outcome(pair, 0, pair[1].content)
+        window_start = prompt.window_start
+        pair = (user, Turn("assistant", f"{seq}: {answer}", seq + 1))
+        kept = [t for t in window if t.seq >= window_start][-config.history_turns :]
+        window = [*kept, *pair]
+        outcome = Outcome(pair, window_start, pair[1].content)
+        incoming = replace(
+            message(seq, conversation=conversation), message_id=f"{conversation}-{seq}"
+        )
         await store.complete(InboxEntry(f"0-{seq + 1}", incoming), outcome, WORKER)
     return conversation
+
+
+async def window_length(store: RedisStore, conversation: str, config: ChatConfig) -> int:
+    incoming = message(time.time_ns(), "And now?", conversation)
+    context = await store.load_context(incoming, config.history_turns, config.rate_window_s)
+    return len(context.history)
 
 
 async def assemble_once(store: RedisStore, conversation: str, config: ChatConfig) -> float:

@@ -110,10 +110,8 @@ class ChatService:
 
     async def _converse(self, entry: InboxEntry, sink: ReplySink) -> None:
         message = entry.message
-        async with self._conversation_lock(message.conversation) as lock:
-            context = await self._store.load_context(
-                message, self._config.history_turns, self._config.rate_window_s
-            )
+        async with self._conversation_lock(message) as lock:
+            context = lock.context
             if context.answered is not None:
                 await sink.finish(context.answered)
             elif context.recent_messages > self._config.rate_limit:
@@ -183,23 +181,27 @@ class ChatService:
         return text, reason
 
     @contextlib.asynccontextmanager
-    async def _conversation_lock(self, conversation: str) -> AsyncIterator[_Held]:
-        held = _Held()
-        await self._acquire(conversation)
-        renewer = asyncio.create_task(self._renew(conversation))
+    async def _conversation_lock(self, message: IncomingMessage) -> AsyncIterator[_Held]:
+        """Hold the conversation's lock (renewed meanwhile) with the context loaded under it."""
+        held = _Held(await self._locked_context(message))
+        renewer = asyncio.create_task(self._renew(message.conversation))
         try:
             yield held
         finally:
             renewer.cancel()
             if not held.released:
-                await _quietly(self._store.release_lock(conversation, self._owner))
+                await _quietly(self._store.release_lock(message.conversation, self._owner))
 
-    async def _acquire(self, conversation: str) -> None:
+    async def _locked_context(self, message: IncomingMessage) -> ConversationContext:
+        c = self._config
         delay, waited = 0.01, 0.0
-        while not await self._store.acquire_lock(
-            conversation, self._owner, self._config.lock_ttl_ms
-        ):
-            if waited >= self._config.lock_wait_s:
+        while True:
+            context = await self._store.load_context(
+                message, c.history_turns, c.rate_window_s, self._owner, c.lock_ttl_ms
+            )
+            if context.locked:
+                return context
+            if waited >= c.lock_wait_s:
                 raise LLMError("Another reply in this conversation is taking too long; try again.")
             await asyncio.sleep(delay)
             waited += delay
@@ -242,6 +244,7 @@ class _TimedSink:
 
 @dataclass(slots=True)
 class _Held:
+    context: ConversationContext
     released: bool = False
 
 

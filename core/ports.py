@@ -79,9 +79,16 @@ class ConversationStore(Protocol):
     async def release_lock(self, conversation: str, owner: str) -> None: ...
 
     async def load_context(
-        self, message: IncomingMessage, max_turns: int, rate_window_s: int
+        self,
+        message: IncomingMessage,
+        max_turns: int,
+        rate_window_s: int,
+        lock_owner: str | None = None,
+        lock_ttl_ms: int = 0,
     ) -> ConversationContext:
-        """Settings, the last ``max_turns`` turns, and the author's recent message count."""
+        """In one step: take (or renew) the conversation lock for ``lock_owner`` if given, then
+        settings, the turns from the window start on (at most ``max_turns``, newest last),
+        an earlier answer to this message and the author's recent message count."""
         ...
 
     async def complete(self, entry: InboxEntry, outcome: Outcome, lock_owner: str) -> None:

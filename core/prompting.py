@@ -24,6 +24,8 @@ _ZERO_WIDTH_SPACE = "\u200b"
 
 def neutralise(text: str) -> str:
     """Make special tokens in user-supplied text plain text."""
+    if "<|" not in text:
+        return text
     return _SPECIAL_TOKEN.sub(lambda m: f"<{_ZERO_WIDTH_SPACE}{m.group(1)}>", text)
 
 
@@ -95,26 +97,25 @@ def assemble(
     if fixed > budget.prompt_tokens:
         raise PromptTooLong()
     window = _pairs_from(history, window_start)
+    rendered = [render_turn(t) for t in window]
+    costs = [estimator.text(m.content) for m in rendered]
     available = budget.prompt_tokens - fixed
-    if _cost(window, estimator) > available:
-        window = _drop_oldest_until(window, math.floor(available * budget.headroom), estimator)
-    start = window[0].seq if window else new_turn.seq
-    return Prompt((*head, *(render_turn(t) for t in window), tail), start)
+    first = 0
+    if sum(costs) > available:
+        first = _first_kept(window, costs, math.floor(available * budget.headroom))
+    start = window[first].seq if first < len(window) else new_turn.seq
+    return Prompt((*head, *rendered[first:], tail), start)
 
 
 def _pairs_from(history: Sequence[Turn], window_start: int) -> list[Turn]:
-    turns = [t for t in history if t.seq >= window_start]
-    while turns and turns[0].role != "user":
-        turns.pop(0)
-    return turns
+    first = next((i for i, t in enumerate(history) if t.seq >= window_start), len(history))
+    while first < len(history) and history[first].role != "user":
+        first += 1
+    return list(history[first:])
 
 
-def _cost(turns: Sequence[Turn], estimator: TokenEstimator) -> int:
-    return sum(estimator.text(render_turn(t).content) for t in turns)
-
-
-def _drop_oldest_until(turns: list[Turn], target: int, estimator: TokenEstimator) -> list[Turn]:
-    costs = [estimator.text(render_turn(t).content) for t in turns]
+def _first_kept(turns: Sequence[Turn], costs: Sequence[int], target: int) -> int:
+    """Index of the oldest turn kept when whole pairs are dropped until ``target`` is met."""
     total, first = sum(costs), 0
     while first < len(turns) and total > target:
         total -= costs[first]
@@ -122,4 +123,4 @@ def _drop_oldest_until(turns: list[Turn], target: int, estimator: TokenEstimator
         while first < len(turns) and turns[first].role != "user":
             total -= costs[first]
             first += 1
-    return turns[first:]
+    return first

@@ -30,13 +30,26 @@ async def test_a_new_conversation_has_default_settings_and_no_history(store: Sto
 
 async def test_completed_turns_come_back_in_order_with_their_authors(store: Store) -> None:
     await answer(store, incoming("1", "hi"), "Hello Ana!", seq=0)
-    await answer(store, incoming("2", "how are you?"), "Fine, thanks.", seq=2, window_start=2)
+    await answer(store, incoming("2", "how are you?"), "Fine, thanks.", seq=2)
 
     context = await store.load_context(incoming("3"), 10, 60)
 
     assert context.history == (
         Turn("user", "hi", 0, "Ana"),
         Turn("assistant", "Hello Ana!", 1),
+        Turn("user", "how are you?", 2, "Ana"),
+        Turn("assistant", "Fine, thanks.", 3),
+    )
+    assert context.window_start == 0
+
+
+async def test_only_the_window_is_read_once_the_start_has_moved(store: Store) -> None:
+    await answer(store, incoming("1", "hi"), "Hello Ana!", seq=0)
+    await answer(store, incoming("2", "how are you?"), "Fine, thanks.", seq=2, window_start=2)
+
+    context = await store.load_context(incoming("3"), 10, 60)
+
+    assert context.history == (
         Turn("user", "how are you?", 2, "Ana"),
         Turn("assistant", "Fine, thanks.", 3),
     )

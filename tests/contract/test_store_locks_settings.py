@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from core.models import AuditEntry, ChannelSettings
+from tests.contract import incoming
 from tests.fixtures.store import Store
 
 
@@ -65,3 +66,14 @@ async def test_settings_handed_out_are_copies(store: Store) -> None:
     settings.overrides["temperature"] = 1.9
 
     assert (await store.get_settings("tg:42")).overrides == {}
+
+
+async def test_loading_a_context_takes_the_lock_or_says_it_is_held(store: Store) -> None:
+    first = await store.load_context(incoming("1"), 10, 60, "worker-a", 30_000)
+    assert first.locked
+    other = await store.load_context(incoming("2"), 10, 60, "worker-b", 30_000)
+    assert not other.locked and other.history == ()
+    again = await store.load_context(incoming("3"), 10, 60, "worker-a", 30_000)
+    assert again.locked, "the owner renews its own lock"
+    await store.release_lock(incoming("1").conversation, "worker-a")
+    assert (await store.load_context(incoming("4"), 10, 60, "worker-b", 30_000)).locked

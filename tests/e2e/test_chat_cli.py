@@ -13,7 +13,9 @@ from tests.fakes.ollama import FakeOllama, Reply, unused_port
 
 async def stored_turns(redis_client: Any, prefix: str, channel: str = "default") -> list[dict]:
     raw = await redis_client.lrange(f"{prefix}conv:console:{channel}", 0, -1)
-    return [json.loads(item) for item in raw]
+    return [
+        dict(zip(("role", "content", "seq", "author"), json.loads(i), strict=True)) for i in raw
+    ]
 
 
 async def test_a_scripted_conversation_streams_replies_and_applies_admin_commands(
