@@ -169,3 +169,27 @@ async def test_a_silent_redis_gives_a_notice_in_seconds_and_the_chat_recovers(
     assert sum("echo: during" in line for line in later) <= 1
     process.stdin.close()
     assert await process.wait() == 0
+
+
+async def test_doctor_names_what_is_wrong_and_how_to_fix_it(
+    ollabot: Any, fake_ollama: FakeOllama, redis_server: Any
+) -> None:
+    healthy: Ollabot = ollabot(OLLABOT_REDIS__URL=redis_server.url)
+    process = await healthy.start("doctor")
+    out, _ = await process.communicate()
+    report = out.decode()
+    assert process.returncode == 0, report
+    assert "[ok  ] ollama: version" in report and "[ok  ] model: llama3.1:8b is installed" in report
+    assert "[warn] redis persistence: AOF is off" in report
+
+    redis_server.stop()
+    broken: Ollabot = ollabot(
+        OLLABOT_REDIS__URL=redis_server.url,
+        OLLABOT_OLLAMA__MODEL="llama3.1:70b",
+    )
+    process = await broken.start("doctor")
+    out, _ = await process.communicate()
+    report = out.decode()
+    assert process.returncode == 1
+    assert "llama3.1:70b is missing. Fix: ollabot model pull llama3.1:70b" in report
+    assert "[FAIL] redis" in report and "Fix: start redis-server" in report
