@@ -32,6 +32,9 @@ class Limits:
     typing_every_s: float = 4.5
 
 
+STREAM_SILENCE_S = 60.0
+
+
 class ChatPacer:
     """The call budget of one chat, shared by every reply streaming into it."""
 
@@ -41,7 +44,21 @@ class ChatPacer:
         self._recent: deque[float] = deque()
         self.last_sent = 0.0
         self.blocked_until = 0.0
-        self.streams = 0
+        self._streams: dict[int, float] = {}  # reply id -> last sign of life
+
+    def streaming(self, reply: int, now: float) -> None:
+        """Note that a reply is streaming into this chat (forgotten if it falls silent)."""
+        self._streams[reply] = now
+
+    def done(self, reply: int) -> None:
+        self._streams.pop(reply, None)
+
+    def streams(self, now: float) -> int:
+        """Replies streaming here now; one abandoned mid-way stops counting after a while."""
+        for reply, seen in list(self._streams.items()):
+            if now - seen > STREAM_SILENCE_S:
+                del self._streams[reply]
+        return len(self._streams)
 
     def edit_allowed(self, now: float) -> bool:
         """Whether an optional call fits now without eating the final texts' room."""
@@ -50,7 +67,7 @@ class ChatPacer:
         if not self._group:
             return now - self.last_sent >= self._limits.private_interval_s
         self._forget_old(now)
-        spacing = 60.0 / self._limits.group_per_minute * max(1, self.streams)
+        spacing = 60.0 / self._limits.group_per_minute * max(1, self.streams(now))
         room = self._limits.group_per_minute - self._limits.group_reserve
         return len(self._recent) < room and now - self.last_sent >= spacing
 
@@ -107,7 +124,7 @@ class Pacers:
     def _forget_quiet(self) -> None:
         now = time.monotonic()
         for chat_id, pacer in list(self._by_chat.items()):
-            if pacer.streams == 0 and pacer.idle_since(now) > self._forget_after_s:
+            if pacer.streams(now) == 0 and pacer.idle_since(now) > self._forget_after_s:
                 del self._by_chat[chat_id]
 
 

@@ -8,7 +8,6 @@ the text is unchanged); the final parts are required and retried through 429s.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
@@ -47,18 +46,17 @@ class TelegramSink:
         self._latest = ""
         self._first_text_at = 0.0
         self._typing: asyncio.Task[None] | None = None
-        self._streaming = False
 
     async def begin(self) -> None:
         """Start the typing indicator (after a short delay, so instant replies skip it)."""
-        self._pacer.streams += 1
-        self._streaming = True
+        self._pacer.streaming(id(self), time.monotonic())
         self._typing = asyncio.create_task(self._keep_typing())
 
     async def update(self, text: str) -> None:
         """Show the reply so far, when the chat's budget allows and the text changed."""
         self._latest = text
         now = time.monotonic()
+        self._pacer.streaming(id(self), now)
         if not self._first_text_at:
             self._first_text_at = now
         if now - self._first_text_at < self._limits.first_show_delay_s:
@@ -66,9 +64,14 @@ class TelegramSink:
         if not self._pacer.edit_allowed(now):
             return
         part = _preview(text)
-        if part != self._shown:
-            with contextlib.suppress(RetryAfter, TelegramError):
-                await self._show(part)
+        if part == self._shown:
+            return
+        try:
+            await self._show(part)
+        except RetryAfter as error:
+            self._pacer.block(retry_seconds(error))
+        except TelegramError as error:  # a lost preview is harmless: the final text follows
+            log.info("streaming edit skipped: %s", error)
 
     async def finish(self, text: str) -> None:
         """Deliver the complete reply, formatted and split, every part in order."""
@@ -187,9 +190,7 @@ class TelegramSink:
         if self._typing is not None:
             self._typing.cancel()
             self._typing = None
-        if self._streaming:
-            self._streaming = False
-            self._pacer.streams -= 1
+        self._pacer.done(id(self))
 
 
 def _preview(text: str) -> Part:

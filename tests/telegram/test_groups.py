@@ -41,6 +41,7 @@ async def test_reply_to_the_bot_and_ask_command_are_answered(
     await fake_telegram.wait_until(lambda: len(_texts(fake_telegram, LAB)) == 1)
     bot_message = fake_telegram.sent(LAB["id"])[0]
     fake_telegram.push(message(LAB, BOB, "and at sunset?", reply_to_message=bot_message))
+    await fake_telegram.wait_until(lambda: len(_texts(fake_telegram, LAB)) == 2)
     human = message(LAB, ALICE, "hello")["message"]
     fake_telegram.push(message(LAB, BOB, "replying to Alice", reply_to_message=human))
     fake_telegram.push(message(LAB, BOB, "@ollabot_bot thanks"))

@@ -116,12 +116,24 @@ def test_code_block_cut_in_two_is_closed_and_reopened() -> None:
 def test_group_edits_slow_down_with_more_replies_streaming() -> None:
     pacer = ChatPacer(group=True, limits=Limits(group_per_minute=20, group_reserve=4))
     now = 1_000.0
-    pacer.streams = 1
+    pacer.streaming(1, now)
     assert pacer.edit_allowed(now)
     pacer.last_sent = now
     assert not pacer.edit_allowed(now + 2.9) and pacer.edit_allowed(now + 3.0)
-    pacer.streams = 3  # three conversations of the group stream at once
+    pacer.streaming(2, now)  # three conversations of the group stream at once
+    pacer.streaming(3, now)
     assert not pacer.edit_allowed(now + 8.9) and pacer.edit_allowed(now + 9.0)
+    pacer.done(2)
+    assert pacer.edit_allowed(now + 6.0)
+
+
+def test_an_abandoned_reply_stops_slowing_its_group() -> None:
+    pacer = ChatPacer(group=True, limits=Limits(group_per_minute=20))
+    pacer.streaming(1, 1_000.0)  # cancelled mid-way: neither finish nor fail comes
+    pacer.streaming(2, 1_000.0)
+    assert pacer.streams(1_030.0) == 2
+    pacer.streaming(2, 1_050.0)
+    assert pacer.streams(1_070.0) == 1
 
 
 def test_group_keeps_room_for_final_texts() -> None:
