@@ -62,7 +62,7 @@ def is_admin_command(incoming: IncomingMessage) -> bool:
 def strip_mention(text: str, username: str) -> str:
     """The text without ``@username`` (any case), tidied."""
     cleaned = re.sub(rf"@{re.escape(username)}\b", " ", text, flags=re.IGNORECASE)
-    return " ".join(cleaned.split(" ")).strip()
+    return re.sub(r"[ \t]{2,}", " ", cleaned).strip()
 
 
 def _command(message: Message, me: BotIdentity) -> tuple[str, str] | None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from telegram import Bot, Update
 
-from adapters.telegram.inbound import BotIdentity, translate
+from adapters.telegram.inbound import BotIdentity, strip_mention, translate
 from adapters.telegram.pacing import ChatPacer, Limits
 from adapters.telegram.render import render, split_ranges
 from tests.fakes.telegram_api import TOKEN, utf16_len
@@ -47,6 +47,13 @@ def test_group_mention_is_stripped_and_the_author_named() -> None:
     assert incoming.text == "🇪🇸 ¿cómo se dice «KV cache» en español? #llm"
     assert incoming.author_name == "Bob"
     assert incoming.reply_to["chat_id"] == "-1001987654321" and incoming.reply_to["message_id"]
+
+
+def test_mention_is_removed_anywhere_keeping_lines() -> None:
+    text = "Hey @OllaBot_Bot, what is  top_p?\n@ollabot_bot2 is another bot"
+    assert strip_mention(text, "ollabot_bot") == (
+        "Hey , what is top_p?\n@ollabot_bot2 is another bot"
+    )
 
 
 def test_forum_topic_message_is_its_own_conversation() -> None:
