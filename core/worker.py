@@ -38,6 +38,7 @@ class InboxWorker:
         self._slots = asyncio.Semaphore(config.concurrency)
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._order: dict[str, asyncio.Lock] = {}
+        self._queued: dict[str, int] = {}
 
     @property
     def busy(self) -> int:
@@ -92,6 +93,7 @@ class InboxWorker:
     async def _process(self, entry: InboxEntry) -> None:
         conversation = entry.message.conversation
         order = self._order.setdefault(conversation, asyncio.Lock())
+        self._queued[conversation] = self._queued.get(conversation, 0) + 1
         try:
             async with order:
                 await self._service.handle(entry, self._sinks(entry.message))
@@ -101,8 +103,10 @@ class InboxWorker:
             log.exception("unexpected error answering entry %s", entry.entry_id)
         finally:
             self._in_flight.pop(entry.entry_id, None)
-            if not order.locked():
-                self._order.pop(conversation, None)
+            # A released lock may still have waiters; forget it only when none are queued.
+            self._queued[conversation] -= 1
+            if not self._queued[conversation]:
+                del self._queued[conversation], self._order[conversation]
             self._slots.release()
 
     async def _heartbeat(self) -> None:
