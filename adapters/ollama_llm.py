@@ -26,6 +26,7 @@ import httpx
 import ollama
 import structlog
 
+from adapters.aiohttp_transport import AiohttpTransport
 from core.errors import LLMBusy, LLMError, LLMFailed, LLMUnavailable, ModelNotFound
 from core.models import ChatRequest, DoneReason, StreamEvent
 
@@ -52,9 +53,13 @@ class OllamaLLM:
         keep_alive: str | int = "30m",
         retries: int = 2,
         backoff_s: float = 0.5,
+        max_connections: int = 8,
     ) -> None:
         timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
-        self._client = ollama.AsyncClient(host=host, timeout=timeout)
+        # Ollama generates OLLAMA_NUM_PARALLEL replies at a time and queues the rest, so a few
+        # connections serve it fully.
+        transport = AiohttpTransport(max_connections)
+        self._client = ollama.AsyncClient(host=host, timeout=timeout, transport=transport)
         self._keep_alive = keep_alive_value(keep_alive)
         self._retries = retries
         self._backoff_s = backoff_s

@@ -1,0 +1,86 @@
+"""An httpx transport on aiohttp, for the official ollama client.
+
+httpx's own pool (httpcore) scans every pooled connection on each request; with dozens of
+replies streaming at once that bookkeeping was the largest share of ollabot's CPU per message.
+The ollama client accepts any httpx transport, so requests go through aiohttp's pool instead,
+and errors are raised as the httpx exceptions the client and our adapter expect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import httpx
+
+HOP_BY_HOP = {"host", "content-length", "transfer-encoding", "connection"}
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """Sends httpx requests with one lazily created ``aiohttp.ClientSession``."""
+
+    def __init__(self, max_connections: int = 8) -> None:
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        timeout = request.extensions.get("timeout", {})
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        try:
+            response = await self._open().request(
+                request.method,
+                str(request.url),
+                headers=headers,
+                data=await request.aread(),
+                timeout=aiohttp.ClientTimeout(
+                    sock_connect=timeout.get("connect"), sock_read=timeout.get("read")
+                ),
+                allow_redirects=False,
+            )
+        except aiohttp.ClientConnectorError as error:
+            raise httpx.ConnectError(str(error), request=request) from error
+        except aiohttp.ServerDisconnectedError as error:
+            # The request went out: it may have run, so this is no connect error to retry.
+            raise httpx.RemoteProtocolError(str(error), request=request) from error
+        except aiohttp.ConnectionTimeoutError as error:
+            raise httpx.ConnectTimeout(str(error), request=request) from error
+        except (TimeoutError, aiohttp.SocketTimeoutError) as error:
+            raise httpx.ReadTimeout(str(error), request=request) from error
+        except aiohttp.ClientError as error:
+            raise httpx.ReadError(str(error), request=request) from error
+        return httpx.Response(
+            status_code=response.status,
+            headers=[(k.decode(), v.decode()) for k, v in response.raw_headers],
+            stream=_Body(response, request),
+            request=request,
+        )
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._max_connections)
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class _Body(httpx.AsyncByteStream):
+    """The response body, chunk by chunk as aiohttp receives it."""
+
+    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
+        self._response = response
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        except (TimeoutError, aiohttp.SocketTimeoutError) as error:
+            raise httpx.ReadTimeout(str(error), request=self._request) from error
+        except aiohttp.ClientError as error:
+            raise httpx.RemoteProtocolError(str(error), request=self._request) from error
+
+    async def aclose(self) -> None:
+        self._response.release()
