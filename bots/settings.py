@@ -85,6 +85,11 @@ class LogSettings(BaseModel):
 class OpsSettings(BaseModel):
     listen: str | None = "127.0.0.1:9464"
 
+    @field_validator("listen")
+    @classmethod
+    def _off(cls, value: str | None) -> str | None:
+        return None if value is None or value.strip().lower() in ("off", "none", "") else value
+
 
 def _comma_list(value: Any) -> Any:
     if isinstance(value, int):

@@ -1,0 +1,44 @@
+"""Settings: every name is documented in .env.example and parses from the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from bots.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def setting_names() -> set[str]:
+    names = set()
+    for section, field in Settings.model_fields.items():
+        model = field.annotation
+        assert isinstance(model, type) and issubclass(model, BaseModel)
+        for name, sub in model.model_fields.items():
+            names.add(f"OLLABOT_{section}__{sub.alias or name}".upper())
+    return names
+
+
+def test_env_example_documents_every_setting_and_nothing_else() -> None:
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    documented = {line.split("=", 1)[0] for line in lines if line.startswith("OLLABOT_")}
+    assert documented == setting_names()
+
+
+def test_env_example_parses_as_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    settings = Settings(_env_file=ROOT / ".env.example")
+    assert settings == Settings(_env_file=None)
+    assert settings.telegram.token is None and settings.ops.listen == "127.0.0.1:9464"
+
+
+def test_lists_and_secrets_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OLLABOT_TELEGRAM__ADMIN_IDS", "123456789, 987654321")
+    monkeypatch.setenv("OLLABOT_SLACK__BOT_TOKEN", "xoxb-not-a-real-token")
+    monkeypatch.setenv("OLLABOT_OPS__LISTEN", "off")
+    settings = Settings(_env_file=None)
+    assert settings.telegram.admin_ids == [123456789, 987654321]
+    assert "xoxb" not in repr(settings) and settings.ops.listen is None
