@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +18,8 @@ ME = BotIdentity(7012345678, "ollabot_bot")
 
 
 def wire_update(name: str) -> Update:
-    """One of the reference updates in ``shared/wire/telegram``."""
-    env = os.environ.get("OLLABOT_WIRE_DIR")
-    root = Path(__file__).resolve().parents[2]
-    candidates = [Path(env).parent / "telegram"] if env else []
-    candidates += [root / "shared" / "wire" / "telegram", root.parent / "shared/wire/telegram"]
-    folder = next((path for path in candidates if path.is_dir()), candidates[-1])
+    """One of the reference updates copied from ``shared/wire/telegram``."""
+    folder = Path(__file__).resolve().parents[1] / "fakes" / "wire" / "telegram"
     data: dict[str, Any] = json.loads((folder / name).read_text(encoding="utf-8"))
     return Update.de_json(data, Bot(TOKEN))
 
