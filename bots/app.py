@@ -55,9 +55,18 @@ def open_llm(settings: Settings) -> OllamaLLM:
     )
 
 
+class ConfigurationError(Exception):
+    """A setting that points at something unusable; the message says which and why."""
+
+
 def load_catalog(settings: Settings) -> FewShotCatalog:
     path = settings.chat.fewshot_file
-    return FewShotCatalog(parse_templates(json.loads(path.read_text())) if path else None)
+    if path is None:
+        return FewShotCatalog()
+    try:
+        return FewShotCatalog(parse_templates(json.loads(path.read_text(encoding="utf-8"))))
+    except (OSError, ValueError) as error:
+        raise ConfigurationError(f"OLLABOT_CHAT__FEWSHOT_FILE={path}: {error}") from error
 
 
 async def resolve_model(settings: Settings) -> str:
@@ -113,6 +122,7 @@ class Runtime:
 async def runtime(
     settings: Settings, metrics: Metrics | None = None, consumer: str | None = None
 ) -> AsyncIterator[Runtime]:
+    catalog = load_catalog(settings)
     model = await resolve_model(settings)
     store, llm = open_store(settings), open_llm(settings)
     # A fixed consumer name (the console's) is also the lock owner, so that a restarted
@@ -130,7 +140,7 @@ async def runtime(
             else {}
         ),
     )
-    service = ChatService(llm, store, store, load_catalog(settings), config, owner, metrics=metrics)
+    service = ChatService(llm, store, store, catalog, config, owner, metrics=metrics)
     rt = Runtime(settings, store, llm, service, model, owner)
     try:
         yield rt

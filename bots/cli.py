@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from bots import logging as bot_logging
+from bots.app import ConfigurationError
 from bots.settings import Settings, load_settings
 
 PLATFORM_NAMES = ("telegram", "slack")
@@ -58,6 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     bot_logging.configure(settings.log.json_logs, settings.log.level, secrets_of(settings))
     try:
         return asyncio.run(dispatch(args, settings))
+    except ConfigurationError as error:
+        print(f"ollabot: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

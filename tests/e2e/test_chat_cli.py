@@ -193,3 +193,31 @@ async def test_doctor_names_what_is_wrong_and_how_to_fix_it(
     assert process.returncode == 1
     assert "llama3.1:70b is missing. Fix: ollabot model pull llama3.1:70b" in report
     assert "[FAIL] redis" in report and "Fix: start redis-server" in report
+
+
+async def test_operators_add_few_shot_templates_in_a_file(
+    ollabot: Any, fake_ollama: FakeOllama, tmp_path: Any
+) -> None:
+    templates = tmp_path / "fewshot.json"
+    templates.write_text(
+        json.dumps(
+            {
+                "pirate": {
+                    "description": "answers like a pirate",
+                    "examples": [["Hello", "Arr, ahoy!"], ["Bye", "Fair winds, matey."]],
+                }
+            }
+        )
+    )
+    bot: Ollabot = ollabot(OLLABOT_CHAT__FEWSHOT_FILE=str(templates))
+    _, out, _ = await bot.chat("/fewshot list", "/fewshot use pirate", "How are you?")
+    assert "pirate: answers like a pirate (2 examples)" in out
+    assert "sentiment:" in out, "the built-in template is still there"
+    contents = [m["content"] for m in fake_ollama.chat_requests[-1]["messages"][1:]]
+    assert contents == ["Hello", "Arr, ahoy!", "Bye", "Fair winds, matey.", "How are you?"]
+
+    templates.write_text('{"broken": {"examples": "not a list"}}')
+    code, out, err = await bot.chat("hi")
+    assert code == 2
+    assert "OLLABOT_CHAT__FEWSHOT_FILE" in err and "needs a list of examples" in err
+    assert "Traceback" not in err
