@@ -34,7 +34,7 @@ import pytest
 from aiohttp import web
 
 BOT = {"id": 7012345678, "is_bot": True, "first_name": "Ollabot", "username": "ollabot_bot"}
-TOKEN = "7012345678:AAF-fake-token-for-tests-0123456789ab"
+TOKEN = "7012345678:fake-token-for-tests"
 ALICE = {
     "id": 123456789,
     "is_bot": False,

@@ -37,8 +37,8 @@ def test_env_example_parses_as_the_defaults(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_lists_and_secrets_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OLLABOT_TELEGRAM__ADMIN_IDS", "123456789, 987654321")
-    monkeypatch.setenv("OLLABOT_SLACK__BOT_TOKEN", "xoxb-not-a-real-token")
+    monkeypatch.setenv("OLLABOT_SLACK__BOT_TOKEN", "xoxb-test")
     monkeypatch.setenv("OLLABOT_OPS__LISTEN", "off")
     settings = Settings(_env_file=None)
     assert settings.telegram.admin_ids == [123456789, 987654321]
-    assert "xoxb" not in repr(settings) and settings.ops.listen is None
+    assert "xoxb-test" not in repr(settings) and settings.ops.listen is None
