@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from adapters.ollama_models import PullUpdate
-from bots.model_cli import PullProgress, progress_line, run_model_command
+from bots.model_cli import run_model_command
+from bots.model_view import PullProgress, progress_line
 from tests.fakes.ollama import FakeOllama, unused_port, wire_ndjson
 from tests.model.cli import gpu_host, parse, settings_for
 from tests.model.conftest import DroppingPullOllama
