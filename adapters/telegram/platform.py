@@ -32,11 +32,16 @@ from adapters.telegram.receive import ALLOWED_UPDATES, Poller, WebhookServer
 from adapters.telegram.request import AiohttpRequest, BotApi
 from adapters.telegram.sink import TelegramSink
 from bots.settings import TelegramSettings
+from core.errors import StoreUnavailable
 from core.models import IncomingMessage
 from core.ports import Inbox
 
 log = logging.getLogger("ollabot.telegram")
 
+STORE_DOWN_NOTICE = (
+    "My conversation store (Redis) is not reachable right now; "
+    "I will answer this message as soon as it is back."
+)
 PUBLIC_MENU = (
     BotCommand("help", "What I can do"),
     BotCommand("reset", "Forget this conversation"),
@@ -79,6 +84,7 @@ class TelegramPlatform:
         self._api = BotApi(request, self.bot.base_url)
         self._pacers = Pacers(limits or Limits())
         self._admins = AdminDirectory(self.bot, settings.admin_ids)
+        self._told_store_down: set[str] = set()
         self._me: BotIdentity | None = None
         self._poller: Poller | None = None
         self._polling: asyncio.Task[None] | None = None
@@ -131,7 +137,21 @@ class TelegramPlatform:
             return
         if incoming.is_command:
             incoming = await self._with_admin_flag(incoming)
-        await self._inbox.enqueue(incoming)
+        try:
+            await self._inbox.enqueue(incoming)
+        except StoreUnavailable:
+            await self._tell_store_is_down(incoming)
+            raise  # the update is not confirmed: Telegram delivers it again
+
+    async def _tell_store_is_down(self, incoming: IncomingMessage) -> None:
+        """Say once per message that it waits for Redis, while polling retries it."""
+        if incoming.message_id in self._told_store_down:
+            return
+        if len(self._told_store_down) > 10_000:
+            self._told_store_down.clear()
+        self._told_store_down.add(incoming.message_id)
+        with contextlib.suppress(TelegramError):
+            await self.sinks(incoming).fail(STORE_DOWN_NOTICE)
 
     async def _with_admin_flag(self, incoming: IncomingMessage) -> IncomingMessage:
         if not is_admin_command(incoming):

@@ -85,11 +85,12 @@ async def start_bot(
         claim_idle_ms: int = 60_000,
         limits: Limits = TEST_LIMITS,
         ollama_url: str | None = None,
+        redis: str | None = None,
     ) -> RunningBot:
         settings = TelegramSettings(
             token=SecretStr(TOKEN), api_base_url=fake_telegram.url, admin_ids=list(admin_ids)
         )
-        store = RedisStore.from_url(redis_url, prefix=key_prefix, block_ms=100)
+        store = RedisStore.from_url(redis or redis_url, prefix=key_prefix, block_ms=100)
         llm = OllamaLLM(ollama_url or fake_ollama.url, retries=0, backoff_s=0.01)
         service = ChatService(
             llm, store, store, FewShotCatalog(), ChatConfig(default_model="llama3.1:8b"), consumer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -113,3 +114,23 @@ async def test_reply_follows_a_group_upgraded_to_a_supergroup(
 
     await fake_telegram.wait_until(lambda: len(fake_telegram.sent(upgraded["id"])) == 1)
     assert fake_telegram.sent(upgraded["id"])[0]["text"] == "echo: Bob: still there?"
+
+
+async def test_redis_down_says_so_once_then_the_message_is_answered_when_it_is_back(
+    start_bot: StartBot, fake_telegram: FakeTelegram, redis_server: Any
+) -> None:
+    await start_bot(redis=redis_server.url)
+    redis_server.stop()
+    fake_telegram.push(message(ALICE_CHAT, ALICE, "are you there?"))
+    await fake_telegram.wait_until(lambda: len(fake_telegram.sent(ALICE["id"])) == 1, timeout=10)
+    assert "Redis) is not reachable" in fake_telegram.sent(ALICE["id"])[0]["text"]
+
+    redis_server.start()
+    await fake_telegram.wait_until(
+        lambda: (
+            [m["text"] for m in fake_telegram.sent(ALICE["id"])][1:] == ["echo: are you there?"]
+        ),
+        timeout=20,
+    )
+    texts = [m["text"] for m in fake_telegram.sent(ALICE["id"])]
+    assert sum("not reachable" in t for t in texts) == 1, "the notice is not repeated"
