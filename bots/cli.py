@@ -14,8 +14,6 @@ from bots import logging as bot_logging
 from bots.app import ConfigurationError
 from bots.settings import Settings, load_settings
 
-PLATFORM_NAMES = ("telegram", "slack")
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ollabot", description=__doc__)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 import structlog
 from prometheus_client import CollectorRegistry
 
-from adapters.ops_http import CheckResults, OpsServer
+from adapters.ops_http import CheckResults, Checks, OpsServer
 from adapters.prometheus_metrics import PrometheusMetrics
 from adapters.systemd_notify import notify, watchdog_interval
 from bots.app import Runtime, on_termination, runtime
@@ -113,7 +114,7 @@ async def serve(settings: Settings, requested: list[str]) -> int:
     return 0 if len(platforms) == len(names) else 1
 
 
-def health_checks(rt: Runtime):  # type: ignore[no-untyped-def]
+def health_checks(rt: Runtime) -> Checks:
     async def checks() -> CheckResults:
         results: CheckResults = {}
         try:
@@ -138,7 +139,7 @@ def health_checks(rt: Runtime):  # type: ignore[no-untyped-def]
 
 
 @contextlib.asynccontextmanager
-async def watchdog(rt: Runtime):  # type: ignore[no-untyped-def]
+async def watchdog(rt: Runtime) -> AsyncIterator[None]:
     """Ping systemd's watchdog while the loop runs and every worker is alive.
 
     Redis or Ollama being down is not a reason: a restart would not bring them back.
