@@ -7,7 +7,8 @@ import sys
 import uuid
 from typing import TextIO
 
-from core.models import IncomingMessage
+from core.errors import RateLimited
+from core.models import Admission, IncomingMessage
 from core.ports import Inbox, ReplySink
 
 PLATFORM = "console"
@@ -21,6 +22,13 @@ class ConsoleSink:
         self._out = out
         self._done = done
         self._shown = ""
+
+    @property
+    def handle(self) -> dict[str, str]:
+        return {}
+
+    def resume(self, handle: dict[str, str]) -> None:
+        pass
 
     async def begin(self) -> None:
         self._write(BOT_PREFIX)
@@ -52,8 +60,16 @@ class ConsoleSink:
 class Console:
     """Sends typed lines through the inbox and waits for each reply before the next."""
 
-    def __init__(self, inbox: Inbox, channel: str, user: str, out: TextIO = sys.stdout) -> None:
+    def __init__(
+        self,
+        inbox: Inbox,
+        channel: str,
+        user: str,
+        out: TextIO = sys.stdout,
+        inbox_name: str = PLATFORM,
+    ) -> None:
         self._inbox = inbox
+        self._inbox_name = inbox_name
         self._channel = f"{PLATFORM}:{channel}"
         self._user = user
         self._out = out
@@ -65,7 +81,7 @@ class Console:
     async def say(self, line: str) -> None:
         """Queue one line and return once its reply (or notice) has been printed."""
         message = IncomingMessage(
-            platform=PLATFORM,
+            platform=self._inbox_name,
             message_id=uuid.uuid4().hex,
             conversation=self._channel,
             channel=self._channel,
@@ -77,5 +93,10 @@ class Console:
         )
         done = asyncio.get_running_loop().create_future()
         self._waiting[message.message_id] = done
-        await self._inbox.enqueue(message)
-        await done
+        admission = await self._inbox.enqueue(message)
+        if admission is Admission.ACCEPTED:
+            await done
+        else:
+            self._waiting.pop(message.message_id, None)
+            self._out.write(f"{BOT_PREFIX}[{RateLimited.notice}]\n")
+            self._out.flush()

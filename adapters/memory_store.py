@@ -16,13 +16,16 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from core.models import (
+    Admission,
     AuditEntry,
     ChannelSettings,
     ConversationContext,
     InboxEntry,
     IncomingMessage,
     Outcome,
+    StoredReply,
     Turn,
+    TurnState,
 )
 
 K = TypeVar("K")
@@ -70,7 +73,7 @@ class _Pending:
 class _Stream:
     """One platform's inbox: entries in order, the undelivered ones, and the pending list."""
 
-    entries: dict[str, IncomingMessage] = field(default_factory=dict)
+    entries: dict[str, InboxEntry] = field(default_factory=dict)
     undelivered: list[str] = field(default_factory=list)
     pending: dict[str, _Pending] = field(default_factory=dict)
     arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
@@ -80,6 +83,18 @@ class _Stream:
 class _Conversation:
     turns: list[Turn] = field(default_factory=list)
     window_start: int = 0
+
+
+@dataclass(slots=True)
+class _Order:
+    arrived: int = 0
+    done: int = 0
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    at: float
 
 
 class MemoryStore:
@@ -93,6 +108,9 @@ class MemoryStore:
         dedupe_ttl_s: int = 86400,
         audit_maxlen: int = 1000,
         block_ms: int = 1000,
+        rate_per_minute: int = 20,
+        max_backlog: int = 10,
+        notice_window_s: int = 60,
         clock: Clock = time.monotonic,
     ) -> None:
         self._conversation_ttl_s = conversation_ttl_s
@@ -101,13 +119,20 @@ class MemoryStore:
         self._audit_maxlen = audit_maxlen
         self._block_ms = block_ms
         self._clock = clock
+        self._rate_per_minute = max(1, rate_per_minute)
+        self._max_backlog = max(1, max_backlog)
+        self._notice_window_s = max(1, notice_window_s)
         self._ids = itertools.count(1)
         self._streams: dict[str, _Stream] = {}
         self._seen: Expiring[str, bool] = Expiring(clock)
-        self._answered: Expiring[str, str] = Expiring(clock)
+        self._answered: Expiring[str, StoredReply] = Expiring(clock)
+        self._handles: Expiring[str, dict[str, str]] = Expiring(clock)
         self._conversations: Expiring[str, _Conversation] = Expiring(clock)
+        self._orders: Expiring[str, _Order] = Expiring(clock)
         self._locks: Expiring[str, str] = Expiring(clock)
-        self._rates: Expiring[str, set[str]] = Expiring(clock)
+        self._buckets: dict[str, _Bucket] = {}
+        self._backlogs: dict[str, int] = {}
+        self._told: Expiring[str, bool] = Expiring(clock)
         self._settings: dict[str, ChannelSettings] = {}
         self._audit: list[AuditEntry] = []
 
@@ -128,18 +153,39 @@ class MemoryStore:
 
     # Inbox
 
-    async def enqueue(self, message: IncomingMessage) -> bool:
-        """Store the message unless its id was seen within the dedupe TTL."""
+    async def enqueue(self, message: IncomingMessage) -> Admission:
+        """Store the message unless its id was seen or its author is over the limits."""
         seen_key = f"{message.platform}:{message.message_id}"
         if self._seen.get(seen_key):
-            return False
+            return Admission.DUPLICATE
         self._seen.put(seen_key, True, self._dedupe_ttl_s)
+        author = f"{message.platform}:{message.author_id}"
+        if not self._admit(author):
+            if self._told.get(author):
+                return Admission.LIMITED_QUIETLY
+            self._told.put(author, True, self._notice_window_s)
+            return Admission.LIMITED
+        self._backlogs[author] = self._backlogs.get(author, 0) + 1
+        order = self._orders.get(message.conversation) or _Order()
+        order.arrived += 1
+        self._orders.put(message.conversation, order, self._conversation_ttl_s)
         stream = self._stream(message.platform)
         entry_id = f"{int(time.time() * 1000)}-{next(self._ids)}"
         async with stream.arrived:
-            stream.entries[entry_id] = message
+            stream.entries[entry_id] = InboxEntry(entry_id, message, order.arrived)
             stream.undelivered.append(entry_id)
             stream.arrived.notify_all()
+        return Admission.ACCEPTED
+
+    def _admit(self, author: str) -> bool:
+        """Take a token from the author's bucket, if they have one and room in the queue."""
+        now, capacity = self._clock(), float(self._rate_per_minute)
+        bucket = self._buckets.setdefault(author, _Bucket(capacity, now))
+        bucket.tokens = min(capacity, bucket.tokens + (now - bucket.at) * capacity / 60)
+        bucket.at = now
+        if bucket.tokens < 1 or self._backlogs.get(author, 0) >= self._max_backlog:
+            return False
+        bucket.tokens -= 1
         return True
 
     async def take(self, platform: str, consumer: str, count: int) -> list[InboxEntry]:
@@ -177,69 +223,85 @@ class MemoryStore:
             if entry_id in stream.pending:
                 stream.pending[entry_id] = _Pending(consumer, self._clock())
 
-    async def acknowledge(self, platform: str, entry_id: str) -> None:
-        """Mark the entry done and forget it; safe to repeat."""
-        stream = self._stream(platform)
-        stream.pending.pop(entry_id, None)
-        stream.entries.pop(entry_id, None)
+    async def acknowledge(self, entry: InboxEntry) -> None:
+        """Mark the entry done, forget it and take it off its author's backlog; safe to
+        repeat."""
+        message = entry.message
+        stream = self._stream(message.platform)
+        if stream.pending.pop(entry.entry_id, None) is not None:
+            author = f"{message.platform}:{message.author_id}"
+            self._backlogs[author] = max(0, self._backlogs.get(author, 0) - 1)
+        stream.entries.pop(entry.entry_id, None)
 
     def _stream(self, platform: str) -> _Stream:
         return self._streams.setdefault(platform, _Stream())
 
     def _deliver(self, stream: _Stream, entry_id: str, consumer: str) -> InboxEntry:
         stream.pending[entry_id] = _Pending(consumer, self._clock())
-        return InboxEntry(entry_id, stream.entries[entry_id])
+        return stream.entries[entry_id]
 
     # Conversations
 
     async def load_context(
         self,
-        message: IncomingMessage,
+        entry: InboxEntry,
         max_turns: int,
-        rate_window_s: int,
-        lock_owner: str | None = None,
-        lock_ttl_ms: int = 0,
+        owner: str,
+        lease_ms: int,
+        skip_order: bool = False,
     ) -> ConversationContext:
-        """Lock, settings, the history window, an earlier answer to this message and the
-        author's message count in the current window."""
-        if lock_owner and not await self.acquire_lock(
-            message.conversation, lock_owner, lock_ttl_ms
-        ):
-            return ConversationContext(ChannelSettings(), (), 0, locked=False)
+        """The stored reply, or (when it is this message's turn) the lease, settings and
+        history window."""
+        message = entry.message
+        key = f"{message.platform}:{message.message_id}"
+        handle = copy.deepcopy(self._handles.get(key) or {})
+        answered = self._answered.get(key)
+        if answered is not None:
+            return ConversationContext(ChannelSettings(), (), 0, answered, handle)
+        holder = self._locks.get(message.conversation)
+        if holder is not None and holder != owner:
+            return ConversationContext(ChannelSettings(), (), 0, state=TurnState.BUSY)
+        done = (self._orders.get(message.conversation) or _Order()).done
+        if entry.seq > 1 and not skip_order and done < entry.seq - 1:
+            return ConversationContext(ChannelSettings(), (), 0, state=TurnState.WAITING)
+        self._locks.put(message.conversation, owner, lease_ms / 1000)
         conversation = self._conversations.get(message.conversation) or _Conversation()
         newest = conversation.turns[-max_turns:] if max_turns > 0 else []
-        window = [t for t in newest if t.seq >= conversation.window_start]
         return ConversationContext(
             settings=await self.get_settings(message.channel),
-            history=tuple(window),
+            history=tuple(t for t in newest if t.seq >= conversation.window_start),
             window_start=conversation.window_start,
-            answered=self._answered.get(f"{message.platform}:{message.message_id}"),
-            recent_messages=self._count_recent(message, rate_window_s),
+            handle=handle,
         )
 
-    def _count_recent(self, message: IncomingMessage, rate_window_s: int) -> int:
-        key = f"{message.platform}:{message.author_id}"
-        ids = self._rates.get(key)
-        if ids is None:
-            ids = set()
-            self._rates.put(key, ids, max(1, rate_window_s))
-        ids.add(message.message_id)
-        return len(ids)
-
-    async def complete(self, entry: InboxEntry, outcome: Outcome, lock_owner: str) -> None:
-        """Append the turns once per message id, remember the reply and window start,
-        acknowledge the entry and release the lock; safe to repeat."""
+    async def complete(
+        self, entry: InboxEntry, outcome: Outcome | None, reply: StoredReply, owner: str
+    ) -> StoredReply | None:
+        """Append the turns once per message, store the reply, advance the conversation's
+        order and release the lease, if ``owner`` still holds it; safe to repeat."""
         message = entry.message
         answered_key = f"{message.platform}:{message.message_id}"
-        conversation = self._conversations.get(message.conversation) or _Conversation()
-        if self._answered.get(answered_key) is None:
+        stored = self._answered.get(answered_key)
+        if stored is not None:
+            return stored
+        if self._locks.get(message.conversation) != owner:
+            return None
+        if outcome is not None:
+            conversation = self._conversations.get(message.conversation) or _Conversation()
             conversation.turns = [*conversation.turns, *outcome.turns][-self._max_stored_turns :]
             conversation.window_start = outcome.window_start
-            self._answered.put(answered_key, outcome.reply, self._dedupe_ttl_s)
-        if conversation.turns:
             self._conversations.put(message.conversation, conversation, self._conversation_ttl_s)
-        await self.acknowledge(message.platform, entry.entry_id)
-        await self.release_lock(message.conversation, lock_owner)
+        self._answered.put(answered_key, reply, self._dedupe_ttl_s)
+        order = self._orders.get(message.conversation) or _Order()
+        order.done = max(order.done, entry.seq)
+        self._orders.put(message.conversation, order, self._conversation_ttl_s)
+        self._locks.pop(message.conversation)
+        return reply
+
+    async def save_handle(self, message: IncomingMessage, handle: dict[str, str]) -> None:
+        """Remember where the reply to ``message`` is shown."""
+        key = f"{message.platform}:{message.message_id}"
+        self._handles.put(key, dict(handle), self._dedupe_ttl_s)
 
     async def clear_conversation(self, conversation: str) -> None:
         """Forget the conversation's turns and window; safe to repeat."""
@@ -259,6 +321,17 @@ class MemoryStore:
         """Release the lock only if ``owner`` holds it."""
         if self._locks.get(conversation) == owner:
             self._locks.pop(conversation)
+
+    # Instances
+
+    async def claim_instance(
+        self, name: str, holder: str, ttl_ms: int, dead_holder: str = ""
+    ) -> str | None:
+        """Hold the worker instance ``name`` (this store is never shared: always free)."""
+        return None
+
+    async def release_instance(self, name: str, holder: str) -> None:
+        """Nothing to give up."""
 
     # Channel settings and audit
 

@@ -160,6 +160,7 @@ def final_event(part: ollama.ChatResponse) -> StreamEvent:
         prompt_eval_count=part.prompt_eval_count or 0,
         eval_count=part.eval_count or 0,
         eval_duration_ns=part.eval_duration or 0,
+        prompt_eval_duration_ns=part.prompt_eval_duration or 0,
     )
 
 

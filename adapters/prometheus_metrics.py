@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 OLLAMA_OUTCOMES = frozenset({"LLMError", "LLMUnavailable", "ModelNotFound", "LLMBusy", "LLMFailed"})
-REDIS_OUTCOMES = frozenset({"StoreUnavailable"})
+REDIS_OUTCOMES = frozenset({"StoreUnavailable", "StoreFull"})
 
 FIRST_TOKEN_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120)
 REPLY_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
@@ -54,6 +54,30 @@ class PrometheusMetrics:
         self._redis_errors = Counter(
             "ollabot_redis_errors", "Redis errors by kind.", ["kind"], registry=registry
         )
+        self._delivery_retries = Counter(
+            "ollabot_delivery_retries",
+            "Final replies the platform refused for now (429, network) and that wait to retry.",
+            ["platform"],
+            registry=registry,
+        )
+        self._delivery_abandoned = Counter(
+            "ollabot_delivery_abandoned",
+            "Final replies given up on at their delivery deadline.",
+            ["platform"],
+            registry=registry,
+        )
+        self._outbox_pending = Gauge(
+            "ollabot_outbox_pending",
+            "Replies stored and not yet confirmed by the platform, in this process.",
+            ["platform"],
+            registry=registry,
+        )
+        self._queue_depth = Gauge(
+            "ollabot_queue_depth",
+            "Messages taken from the inbox and waiting for a model slot, in this process.",
+            ["platform"],
+            registry=registry,
+        )
 
     def reply_started(self, platform: str) -> None:
         """A message was taken from the inbox and its reply begins."""
@@ -76,6 +100,18 @@ class PrometheusMetrics:
     def tokens_per_second(self, value: float) -> None:
         """One reply's generation speed as Ollama measured it."""
         self._tokens_per_second.observe(value)
+
+    def delivery_retried(self, platform: str) -> None:
+        self._delivery_retries.labels(platform).inc()
+
+    def delivery_abandoned(self, platform: str) -> None:
+        self._delivery_abandoned.labels(platform).inc()
+
+    def outbox_pending(self, platform: str, count: int) -> None:
+        self._outbox_pending.labels(platform).set(count)
+
+    def queue_depth(self, platform: str, count: int) -> None:
+        self._queue_depth.labels(platform).set(count)
 
     def ollama_error(self, kind: str) -> None:
         """Count an Ollama failure (``LLMUnavailable``, ``LLMBusy``…)."""

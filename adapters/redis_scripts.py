@@ -3,30 +3,72 @@
 Every script is safe to run twice (a timed-out call may have run already).
 """
 
-# KEYS: seen, inbox. ARGV: dedupe ttl, message JSON. Returns 1 when new, 0 for a duplicate.
+# KEYS: seen, inbox, order, bucket, backlog, told.
+# ARGV: dedupe ttl, message JSON, bucket capacity, refill per s, max backlog, notice window s,
+#       order ttl.
+# Returns 1 accepted, 0 duplicate, 2 refused (tell the author), 3 refused (already told).
+# The author's token bucket is filled by the time passed and must hold a whole token; the
+# number of their messages waiting must be under the bound. An accepted message gets the next
+# number of its conversation (``seq``), by which it is answered in order.
 ENQUEUE = """
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-  redis.call('XADD', KEYS[2], '*', 'message', ARGV[2])
-  return 1
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local capacity, refill = tonumber(ARGV[3]), tonumber(ARGV[4])
+local bucket = redis.call('HMGET', KEYS[4], 'tokens', 'at')
+local tokens = tonumber(bucket[1]) or capacity
+tokens = math.min(capacity, tokens + (now - (tonumber(bucket[2]) or now)) * refill)
+local waiting = tonumber(redis.call('GET', KEYS[5]) or '0')
+local accepted = tokens >= 1 and waiting < tonumber(ARGV[5])
+if accepted then tokens = tokens - 1 end
+redis.call('HSET', KEYS[4], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('EXPIRE', KEYS[4], math.ceil(capacity / refill) + 1)
+if not accepted then
+  if redis.call('SET', KEYS[6], '1', 'NX', 'EX', ARGV[6]) then return 2 end
+  return 3
 end
-return 0
+redis.call('INCR', KEYS[5])
+redis.call('EXPIRE', KEYS[5], ARGV[7])
+local seq = redis.call('HINCRBY', KEYS[3], 'arrived', 1)
+redis.call('EXPIRE', KEYS[3], ARGV[7])
+redis.call('XADD', KEYS[2], '*', 'message', ARGV[2], 'seq', seq)
+return 1
 """
 
-# KEYS: conv, convmeta, answered, inbox, lock.
-# ARGV: window_start, reply, max_stored, conv ttl, dedupe ttl, group, entry id, owner, turns...
-COMPLETE = """
-if redis.call('EXISTS', KEYS[3]) == 0 then
-  for i = 9, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
-  redis.call('LTRIM', KEYS[1], -tonumber(ARGV[3]), -1)
-  redis.call('HSET', KEYS[2], 'window_start', ARGV[1])
-  redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[5])
+# KEYS: inbox, backlog. ARGV: group, entry id. Done with an entry: acknowledged, deleted, and
+# no longer counted against its author's backlog (only once, however often this runs).
+ACKNOWLEDGE = """
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  if tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then redis.call('DECR', KEYS[2]) end
 end
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('EXPIRE', KEYS[2], ARGV[4])
-redis.pcall('XACK', KEYS[4], ARGV[6], ARGV[7])
-redis.pcall('XDEL', KEYS[4], ARGV[7])
-if redis.call('GET', KEYS[5]) == ARGV[8] then redis.call('DEL', KEYS[5]) end
+redis.call('XDEL', KEYS[1], ARGV[2])
 return 1
+"""
+
+# KEYS: conv, convmeta, answered, lock, order.
+# ARGV: owner, seq, reply JSON, max stored, conv ttl, dedupe ttl, window_start, turns...
+# Returns {1} stored now, {2, reply} stored before (deliver that), {0} the lease is lost.
+# The check of the lease and the writes are one atomic step: a worker that lost its lease
+# (frozen past its expiry) can no longer write.
+COMPLETE = """
+local stored = redis.call('GET', KEYS[3])
+if stored then return {2, stored} end
+if redis.call('GET', KEYS[4]) ~= ARGV[1] then return {0} end
+if #ARGV >= 8 then
+  for i = 8, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
+  redis.call('LTRIM', KEYS[1], -tonumber(ARGV[4]), -1)
+  redis.call('HSET', KEYS[2], 'window_start', ARGV[7])
+  redis.call('EXPIRE', KEYS[1], ARGV[5])
+  redis.call('EXPIRE', KEYS[2], ARGV[5])
+end
+redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[6])
+local seq = tonumber(ARGV[2])
+if seq > tonumber(redis.call('HGET', KEYS[5], 'done') or '0') then
+  redis.call('HSET', KEYS[5], 'done', seq)
+end
+redis.call('EXPIRE', KEYS[5], ARGV[5])
+redis.call('DEL', KEYS[4])
+return {1}
 """
 
 # KEYS: lock. ARGV: owner, ttl ms. Takes a free lock or renews one this owner holds.
@@ -39,14 +81,22 @@ end
 return 0
 """
 
-# KEYS: channel, conv, convmeta, answered, rate, lock.
-# ARGV: max turns, rate window s, message id, lock owner ('' = no lock), lock ttl ms.
+# KEYS: channel, conv, convmeta, answered, lock, order, handle.
+# ARGV: max turns, owner, lease ms, seq, skip order ('1' or '0').
+# Returns {2, reply, handle} when the message was answered already (nothing taken),
+# {0} when another owner holds the lease, {-1} when an earlier message is not done,
+# else takes the lease and returns {1, settings, turns, window_start, handle}.
 # Reads only the window: the turns from window_start on, found by their contiguous seq.
 LOAD_CONTEXT = """
-if ARGV[4] ~= '' and not redis.call('SET', KEYS[6], ARGV[4], 'NX', 'PX', ARGV[5]) then
-  if redis.call('GET', KEYS[6]) ~= ARGV[4] then return {0} end
-  redis.call('PEXPIRE', KEYS[6], ARGV[5])
+local answered = redis.call('GET', KEYS[4])
+if answered then return {2, answered, redis.call('GET', KEYS[7])} end
+local holder = redis.call('GET', KEYS[5])
+if holder and holder ~= ARGV[2] then return {0} end
+local seq = tonumber(ARGV[4])
+if seq > 1 and ARGV[5] ~= '1' then
+  if tonumber(redis.call('HGET', KEYS[6], 'done') or '0') < seq - 1 then return {-1} end
 end
+redis.call('SET', KEYS[5], ARGV[2], 'PX', ARGV[3])
 local window_start = tonumber(redis.call('HGET', KEYS[3], 'window_start') or '0')
 local length = redis.call('LLEN', KEYS[2])
 local first = math.max(length - tonumber(ARGV[1]), 0)
@@ -58,13 +108,22 @@ if first < length then
 end
 local turns = {}
 if first < length then turns = redis.call('LRANGE', KEYS[2], first, -1) end
-redis.call('SADD', KEYS[5], ARGV[3])
-redis.call('EXPIRE', KEYS[5], ARGV[2], 'NX')
 return {1, redis.call('GET', KEYS[1]), '[' .. table.concat(turns, ',') .. ']',
-        window_start, redis.call('GET', KEYS[4]), redis.call('SCARD', KEYS[5])}
+        window_start, redis.call('GET', KEYS[7])}
 """
 
 RELEASE_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+"""
+
+# KEYS: instance. ARGV: holder, ttl ms, takeover ('' or the dead holder to replace).
+# Takes the instance name if free, renews it for its holder, or replaces a holder known dead.
+CLAIM_INSTANCE = """
+local current = redis.call('GET', KEYS[1])
+if not current or current == ARGV[1] or (ARGV[3] ~= '' and current == ARGV[3]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return {1}
+end
+return {0, current}
 """

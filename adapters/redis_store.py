@@ -2,19 +2,26 @@
 
 Key layout under ``prefix`` (DESIGN.md §5), values JSON:
 
-    inbox:{platform}              stream of incoming messages (field ``message``)
+    inbox:{platform}              stream of incoming messages (fields ``message``, ``seq``)
     seen:{platform}:{message_id}  dedupe marker, SET NX EX
-    answered:{platform}:{id}      the reply given to that message, kept as long as ``seen``
+    answered:{platform}:{id}      the reply stored for that message until delivered and
+                                  beyond, as long as ``seen``: {text, failed, deliver_by}
+    handle:{platform}:{id}        where that message's reply is shown (preview message id,
+                                  parts delivered), for whoever finishes it
     conv:{conversation}           list of turns [role, content, seq, author], trimmed and
                                   TTL-refreshed on every append
     convmeta:{conversation}       hash: window_start
-    lock:{conversation}           owner token, SET NX PX
-    rate:{platform}:{author}      set of message ids in the author's current fixed window
+    order:{conversation}          hash: arrived (last seq given), done (last seq answered)
+    lock:{conversation}           the lease: owner (the worker instance), SET PX
+    bucket:{platform}:{author}    token bucket of the author's messages: tokens, at
+    backlog:{platform}:{author}   how many of the author's messages wait in the inbox
+    told:{platform}:{author}      the author was told they are over the limit, SET NX EX
     channel:{channel}             channel settings
     audit                         capped stream of settings changes
 
 Every write is safe to repeat, because a timed-out or retried call may have run already.
-Every Redis error leaves this module as ``StoreUnavailable``.
+Every Redis error leaves this module as ``StoreUnavailable`` (``StoreFull`` when Redis is
+out of memory).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import asdict
 from typing import Any, ParamSpec, TypeVar
@@ -32,16 +40,27 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
-from adapters.redis_scripts import ACQUIRE_LOCK, COMPLETE, ENQUEUE, LOAD_CONTEXT, RELEASE_LOCK
-from core.errors import StoreUnavailable
+from adapters.redis_scripts import (
+    ACKNOWLEDGE,
+    ACQUIRE_LOCK,
+    CLAIM_INSTANCE,
+    COMPLETE,
+    ENQUEUE,
+    LOAD_CONTEXT,
+    RELEASE_LOCK,
+)
+from core.errors import StoreFull, StoreUnavailable
 from core.models import (
+    Admission,
     AuditEntry,
     ChannelSettings,
     ConversationContext,
     InboxEntry,
     IncomingMessage,
     Outcome,
+    StoredReply,
     Turn,
+    TurnState,
 )
 
 log = logging.getLogger("ollabot.store")
@@ -52,6 +71,14 @@ R = TypeVar("R")
 GROUP = "ollabot"
 CLAIM_PAGE = 100
 CLAIM_PAGES = 10
+ADMISSIONS = {
+    0: Admission.DUPLICATE,
+    1: Admission.ACCEPTED,
+    2: Admission.LIMITED,
+    3: Admission.LIMITED_QUIETLY,
+}
+OOM_LOG_EVERY_S = 60.0
+_oom_logged_at = -OOM_LOG_EVERY_S
 
 
 def translated(
@@ -64,9 +91,29 @@ def translated(
         try:
             return await method(*args, **kwargs)
         except (RedisError, OSError) as error:
+            if is_out_of_memory(error):
+                _log_out_of_memory(error)
+                raise StoreFull() from error
             raise StoreUnavailable() from error
 
     return wrapper
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Redis refusing writes at ``maxmemory`` (with ``noeviction``, as recommended)."""
+    return isinstance(error, ResponseError) and str(error).startswith("OOM")
+
+
+def _log_out_of_memory(error: BaseException) -> None:
+    global _oom_logged_at
+    now = time.monotonic()
+    if now - _oom_logged_at >= OOM_LOG_EVERY_S:
+        _oom_logged_at = now
+        log.error(
+            "Redis is out of memory (maxmemory reached) and refuses writes; raise maxmemory "
+            "or free memory: %s",
+            error,
+        )
 
 
 class RedisStore:
@@ -87,6 +134,9 @@ class RedisStore:
         dedupe_ttl_s: int = 86400,
         audit_maxlen: int = 1000,
         block_ms: int = 1000,
+        rate_per_minute: int = 20,
+        max_backlog: int = 10,
+        notice_window_s: int = 60,
     ) -> None:
         self._redis = client
         self._blocking = blocking_client
@@ -96,6 +146,9 @@ class RedisStore:
         self._dedupe_ttl_s = dedupe_ttl_s
         self._audit_maxlen = audit_maxlen
         self._block_ms = block_ms
+        self._rate_per_minute = max(1, rate_per_minute)
+        self._max_backlog = max(1, max_backlog)
+        self._notice_window_s = max(1, notice_window_s)
 
     @classmethod
     def from_url(cls, url: str, *, socket_timeout_s: float = 2.0, **kwargs: Any) -> RedisStore:
@@ -154,6 +207,8 @@ class RedisStore:
             "aof_enabled": str(info.get("aof_enabled", "unknown")),
             "appendfsync": await self._config_value("appendfsync"),
             "maxmemory_policy": str(info.get("maxmemory_policy", "unknown")),
+            "used_memory": str(info.get("used_memory", "unknown")),
+            "maxmemory": str(info.get("maxmemory", "unknown")),
         }
 
     async def _config_value(self, name: str) -> str:
@@ -166,12 +221,29 @@ class RedisStore:
     # Inbox
 
     @translated
-    async def enqueue(self, message: IncomingMessage) -> bool:
-        """Store the message unless its id was seen; one round trip, safe to repeat."""
-        keys = [self._seen_key(message), self._inbox_key(message.platform)]
-        body = json.dumps(asdict(message), ensure_ascii=False)
-        added = await self._redis.eval(ENQUEUE, 2, *keys, self._dedupe_ttl_s, body)
-        return bool(added)
+    async def enqueue(self, message: IncomingMessage) -> Admission:
+        """Store the message unless its id was seen or its author is over the limits (a token
+        bucket of ``rate_per_minute``, at most ``max_backlog`` waiting); one round trip, safe
+        to repeat."""
+        author = f"{message.platform}:{message.author_id}"
+        keys = [
+            self._seen_key(message),
+            self._inbox_key(message.platform),
+            self._order_key(message.conversation),
+            f"{self._prefix}bucket:{author}",
+            self._backlog_key(message),
+            f"{self._prefix}told:{author}",
+        ]
+        args: list[str | int | float] = [
+            self._dedupe_ttl_s,
+            json.dumps(asdict(message), ensure_ascii=False),
+            self._rate_per_minute,
+            self._rate_per_minute / 60,
+            self._max_backlog,
+            self._notice_window_s,
+            self._conversation_ttl_s,
+        ]
+        return ADMISSIONS[int(await self._redis.eval(ENQUEUE, len(keys), *keys, *args))]
 
     @translated
     async def take(self, platform: str, consumer: str, count: int) -> list[InboxEntry]:
@@ -231,13 +303,11 @@ class RedisStore:
             )
 
     @translated
-    async def acknowledge(self, platform: str, entry_id: str) -> None:
-        """Mark the entry done and delete it from the stream; safe to repeat."""
-        key = self._inbox_key(platform)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xack(key, GROUP, entry_id)
-            pipe.xdel(key, entry_id)
-            await pipe.execute()
+    async def acknowledge(self, entry: InboxEntry) -> None:
+        """Mark the entry done, delete it from the stream and take it off its author's
+        backlog; safe to repeat."""
+        keys = [self._inbox_key(entry.message.platform), self._backlog_key(entry.message)]
+        await self._redis.eval(ACKNOWLEDGE, len(keys), *keys, GROUP, entry.entry_id)
 
     async def _in_group(self, platform: str, call: Callable[[], Awaitable[Any]]) -> Any:
         """Run a consumer-group command, creating the stream and group on first use."""
@@ -260,9 +330,11 @@ class RedisStore:
             message = decode_message(fields)
             if message is None:
                 log.warning("dropping unreadable inbox entry %s on %s", entry_id, platform)
-                await self.acknowledge(platform, entry_id)
+                key = self._inbox_key(platform)
+                await self._redis.xack(key, GROUP, entry_id)
+                await self._redis.xdel(key, entry_id)
             else:
-                entries.append(InboxEntry(entry_id, message))
+                entries.append(InboxEntry(entry_id, message, _seq(fields)))
         return entries
 
     # Conversations
@@ -270,65 +342,84 @@ class RedisStore:
     @translated
     async def load_context(
         self,
-        message: IncomingMessage,
+        entry: InboxEntry,
         max_turns: int,
-        rate_window_s: int,
-        lock_owner: str | None = None,
-        lock_ttl_ms: int = 0,
+        owner: str,
+        lease_ms: int,
+        skip_order: bool = False,
     ) -> ConversationContext:
-        """Lock, settings, the history window, an earlier answer to this message and the
-        author's message count in the current window: one round trip."""
+        """The stored reply, or (when it is this message's turn) the lease, settings and
+        history window: one round trip."""
+        message = entry.message
         keys = [
             self._channel_key(message.channel),
             self._conv_key(message.conversation),
             self._meta_key(message.conversation),
             self._answered_key(message),
-            f"{self._prefix}rate:{message.platform}:{message.author_id}",
             self._lock_key(message.conversation),
+            self._order_key(message.conversation),
+            self._handle_key(message),
         ]
-        args = [
+        args: list[str | int] = [
             max(max_turns, 0),
-            max(1, rate_window_s),
-            message.message_id,
-            lock_owner or "",
-            max(lock_ttl_ms, 1),
+            owner,
+            max(lease_ms, 1),
+            entry.seq,
+            int(skip_order),
         ]
         reply = await self._redis.eval(LOAD_CONTEXT, len(keys), *keys, *args)
-        if not reply[0]:
-            return ConversationContext(ChannelSettings(), (), 0, locked=False)
-        _, settings, turns, window_start, answered, recent = reply
+        status = int(reply[0])
+        if status == 2:
+            return ConversationContext(
+                ChannelSettings(), (), 0, decode_reply(reply[1]), decode_handle(reply[2])
+            )
+        if status != 1:
+            state = TurnState.BUSY if status == 0 else TurnState.WAITING
+            return ConversationContext(ChannelSettings(), (), 0, state=state)
+        _, settings, turns, window_start, handle = reply
         return ConversationContext(
             settings=decode_settings(settings),
             history=decode_turns(turns),
             window_start=int(window_start),
-            answered=answered,
-            recent_messages=int(recent),
+            handle=decode_handle(handle),
         )
 
     @translated
-    async def complete(self, entry: InboxEntry, outcome: Outcome, lock_owner: str) -> None:
-        """Append the turns once per message id, remember the reply and window start,
-        acknowledge the entry and release the lock: one round trip, safe to repeat."""
+    async def complete(
+        self, entry: InboxEntry, outcome: Outcome | None, reply: StoredReply, owner: str
+    ) -> StoredReply | None:
+        """Append the turns once per message, store the reply, advance the conversation's
+        order and release the lease, if ``owner`` still holds it: one round trip, safe to
+        repeat."""
         message = entry.message
         keys = [
             self._conv_key(message.conversation),
             self._meta_key(message.conversation),
             self._answered_key(message),
-            self._inbox_key(message.platform),
             self._lock_key(message.conversation),
+            self._order_key(message.conversation),
         ]
         args: list[str | int] = [
-            outcome.window_start,
-            outcome.reply,
+            owner,
+            entry.seq,
+            json.dumps(asdict(reply), ensure_ascii=False),
             max(1, self._max_stored_turns),
             self._conversation_ttl_s,
             self._dedupe_ttl_s,
-            GROUP,
-            entry.entry_id,
-            lock_owner,
-            *(encode_turn(turn) for turn in outcome.turns),
         ]
-        await self._redis.eval(COMPLETE, len(keys), *keys, *args)
+        if outcome is not None:
+            args += [outcome.window_start, *(encode_turn(turn) for turn in outcome.turns)]
+        result = await self._redis.eval(COMPLETE, len(keys), *keys, *args)
+        status = int(result[0])
+        if status == 0:
+            return None
+        return reply if status == 1 else decode_reply(result[1])
+
+    @translated
+    async def save_handle(self, message: IncomingMessage, handle: dict[str, str]) -> None:
+        """Remember where the reply to ``message`` is shown; safe to repeat."""
+        body = json.dumps(handle, ensure_ascii=False)
+        await self._redis.set(self._handle_key(message), body, ex=self._dedupe_ttl_s)
 
     @translated
     async def clear_conversation(self, conversation: str) -> None:
@@ -347,6 +438,23 @@ class RedisStore:
     async def release_lock(self, conversation: str, owner: str) -> None:
         """Release the lock only if ``owner`` holds it."""
         await self._redis.eval(RELEASE_LOCK, 1, self._lock_key(conversation), owner)
+
+    # Instances
+
+    @translated
+    async def claim_instance(
+        self, name: str, holder: str, ttl_ms: int, dead_holder: str = ""
+    ) -> str | None:
+        """Hold the worker instance ``name`` for ``holder`` (or renew it); returns None when
+        held, else the live holder's value. ``dead_holder`` may be replaced."""
+        key = f"{self._prefix}instance:{name}"
+        reply = await self._redis.eval(CLAIM_INSTANCE, 1, key, holder, ttl_ms, dead_holder)
+        return None if int(reply[0]) == 1 else str(reply[1])
+
+    @translated
+    async def release_instance(self, name: str, holder: str) -> None:
+        """Give the instance name up, if ``holder`` has it."""
+        await self._redis.eval(RELEASE_LOCK, 1, f"{self._prefix}instance:{name}", holder)
 
     # Channel settings and audit
 
@@ -389,6 +497,15 @@ class RedisStore:
     def _answered_key(self, message: IncomingMessage) -> str:
         return f"{self._prefix}answered:{message.platform}:{message.message_id}"
 
+    def _handle_key(self, message: IncomingMessage) -> str:
+        return f"{self._prefix}handle:{message.platform}:{message.message_id}"
+
+    def _backlog_key(self, message: IncomingMessage) -> str:
+        return f"{self._prefix}backlog:{message.platform}:{message.author_id}"
+
+    def _order_key(self, conversation: str) -> str:
+        return f"{self._prefix}order:{conversation}"
+
     def _conv_key(self, conversation: str) -> str:
         return f"{self._prefix}conv:{conversation}"
 
@@ -426,6 +543,31 @@ def decode_message(fields: dict[str, str] | None) -> IncomingMessage | None:
         return IncomingMessage(**{k: v for k, v in data.items() if k in known})
     except (ValueError, TypeError, AttributeError):
         return None
+
+
+def _seq(fields: dict[str, str]) -> int:
+    try:
+        return int(fields.get("seq", 0))
+    except ValueError:
+        return 0
+
+
+def decode_reply(raw: str) -> StoredReply:
+    """A stored reply; an unreadable one is delivered as text, as written."""
+    try:
+        data = json.loads(raw)
+        return StoredReply(str(data["text"]), bool(data["failed"]), float(data["deliver_by"]))
+    except (ValueError, TypeError, KeyError):
+        return StoredReply(raw)
+
+
+def decode_handle(raw: str | None) -> dict[str, str]:
+    """A sink's saved handle; empty when absent or unreadable."""
+    try:
+        data = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
 def decode_settings(raw: str | None) -> ChannelSettings:

@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
-import socket
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,10 +15,14 @@ import structlog
 from adapters.memory_store import MemoryStore
 from adapters.ollama_llm import OllamaLLM
 from adapters.redis_store import RedisStore
+from bots.instance import default_instance, held_instance
 from bots.settings import Settings
 from core.chat import ChatConfig, ChatService
+from core.commands import AdminService
 from core.fewshot import FewShotCatalog, parse_templates
-from core.ports import Metrics, SinkFactory
+from core.outbox import Outbox
+from core.ports import Metrics, NullMetrics, SinkFactory
+from core.prompting import DEFAULT_SYSTEM_PROMPT
 from core.worker import InboxWorker, WorkerConfig
 
 log = structlog.get_logger("ollabot")
@@ -33,6 +34,8 @@ def open_store(settings: Settings) -> Store:
     options: dict[str, Any] = {
         "conversation_ttl_s": settings.redis.conversation_ttl_days * 86_400,
         "max_stored_turns": settings.redis.max_stored_turns,
+        "rate_per_minute": settings.chat.rate_limit_per_minute,
+        "max_backlog": settings.chat.max_queued_per_user,
     }
     if url.startswith("memory://"):
         log.warning("memory store in use: nothing persists after this process exits")
@@ -78,10 +81,6 @@ async def resolve_model(settings: Settings) -> str:
     return await resolve_model_tag(settings)
 
 
-def instance_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-
-
 @dataclass
 class Runtime:
     """What every command needs: the store, the model client and the chat service."""
@@ -90,6 +89,8 @@ class Runtime:
     store: Store
     llm: OllamaLLM
     service: ChatService
+    outbox: Outbox
+    metrics: Metrics
     model: str
     consumer: str
     workers: list[tuple[InboxWorker, asyncio.Task[None]]] = field(default_factory=list)
@@ -100,10 +101,10 @@ class Runtime:
         config = WorkerConfig(
             platform,
             self.consumer,
-            concurrency=chat.concurrency,
+            slots=self.settings.ollama.num_parallel,
             claim_idle_ms=int(chat.claim_idle_s * 1000),
         )
-        worker = InboxWorker(self.store, self.service, sinks, config)
+        worker = InboxWorker(self.store, self.service, self.outbox, sinks, config, self.metrics)
         self.workers.append((worker, asyncio.create_task(worker.run(self.stop))))
         return worker
 
@@ -118,34 +119,44 @@ class Runtime:
             await worker.drain(self.settings.chat.stop_timeout_s)
 
 
+def chat_config(settings: Settings, model: str) -> ChatConfig:
+    chat = settings.chat
+    return ChatConfig(
+        default_model=model,
+        num_ctx=settings.ollama.num_ctx,
+        default_system_prompt=chat.system_prompt or DEFAULT_SYSTEM_PROMPT,
+        max_message_chars=chat.max_message_chars,
+        history_turns=chat.history_turns,
+        first_token_s=settings.ollama.first_token_timeout_s,
+        delivery_deadline_s=chat.delivery_deadline_s,
+    )
+
+
 @contextlib.asynccontextmanager
 async def runtime(
-    settings: Settings, metrics: Metrics | None = None, consumer: str | None = None
+    settings: Settings, metrics: Metrics | None = None, instances: list[str] | None = None
 ) -> AsyncIterator[Runtime]:
+    """Everything wired, under a worker name held for this process alone: the first free of
+    ``instances``, by default ``OLLABOT_INSTANCE`` (waiting for a crashed holder's lease)."""
     catalog = load_catalog(settings)
     model = await resolve_model(settings)
     store, llm = open_store(settings), open_llm(settings)
-    # A fixed consumer name (the console's) is also the lock owner, so that a restarted
-    # console takes its crashed run's lock back at once instead of waiting for it to expire.
-    owner = consumer or instance_id()
-    config = ChatConfig(
-        default_model=model,
-        num_ctx=settings.ollama.num_ctx,
-        max_message_chars=settings.chat.max_message_chars,
-        history_turns=settings.chat.history_turns,
-        rate_limit=settings.chat.rate_limit_per_minute,
-        **(
-            {"default_system_prompt": settings.chat.system_prompt}
-            if settings.chat.system_prompt
-            else {}
-        ),
-    )
-    service = ChatService(llm, store, store, catalog, config, owner, metrics=metrics)
-    rt = Runtime(settings, store, llm, service, model, owner)
+    metrics = metrics or NullMetrics()
+    names = instances or [settings.instance or default_instance()]
     try:
-        yield rt
+        async with held_instance(store, names, wait_s=11.0) as name:
+            config = chat_config(settings, model)
+            admin = AdminService(
+                store, catalog, model, config.num_ctx, config.default_system_prompt
+            )
+            service = ChatService(llm, store, catalog, config, name, admin, metrics=metrics)
+            outbox = Outbox(store, store, metrics)
+            rt = Runtime(settings, store, llm, service, outbox, metrics, model, name)
+            try:
+                yield rt
+            finally:
+                await rt.drain()
     finally:
-        await rt.drain()
         await llm.close()
         await store.close()
 

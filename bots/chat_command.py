@@ -6,7 +6,7 @@ import asyncio
 import sys
 
 from adapters.console import PLATFORM, Console
-from bots.app import Runtime, runtime
+from bots.app import runtime
 from bots.settings import Settings
 from core.errors import OllabotError
 
@@ -16,12 +16,18 @@ BANNER = (
 
 
 async def chat(settings: Settings, channel: str, user: str) -> int:
-    """Answer typed lines one by one; on a pipe, exit at the end of input."""
+    """Answer typed lines one by one; on a pipe, exit at the end of input.
+
+    Each console has an inbox of its own (named after its worker instance), so two consoles
+    on one Redis never see each other's messages; a console restarted after a crash takes its
+    predecessor's name and answers what it left unfinished.
+    """
     interactive = sys.stdin.isatty()
-    async with runtime(settings, consumer=f"{PLATFORM}-{channel}") as rt:
-        console = Console(rt.store, channel, user)
-        await recover(rt, console)
-        rt.start_worker(PLATFORM, console.sinks)
+    base = f"{PLATFORM}-{channel}-{user}"
+    names = [base, *(f"{base}-{n}" for n in range(2, 10))]
+    async with runtime(settings, instances=names) as rt:
+        console = Console(rt.store, channel, user, inbox_name=rt.consumer)
+        rt.start_worker(rt.consumer, console.sinks)
         if interactive:
             print(BANNER.format(channel=channel, model=rt.model))
         while (line := await read_line("you> " if interactive else "")) is not None:
@@ -30,17 +36,6 @@ async def chat(settings: Settings, channel: str, user: str) -> int:
             except OllabotError as error:
                 print(f"[{error.notice}]", flush=True)
     return 0
-
-
-async def recover(rt: Runtime, console: Console) -> None:
-    """Answer what a previous run of this console took but never finished."""
-    idle_ms = int(rt.settings.chat.claim_idle_s * 1000)
-    try:
-        entries = await rt.store.claim_abandoned(PLATFORM, rt.consumer, idle_ms)
-        for entry in entries:
-            await rt.service.handle(entry, console.sinks(entry.message))
-    except OllabotError as error:
-        print(f"[{error.notice}]", flush=True)
 
 
 async def read_line(prompt: str) -> str | None:

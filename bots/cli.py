@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from bots import logging as bot_logging
 from bots.app import ConfigurationError
+from bots.instance import InstanceTaken
 from bots.settings import Settings, load_settings
 
 
@@ -57,6 +58,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     bot_logging.configure(settings.log.json_logs, settings.log.level, secrets_of(settings))
     try:
         return asyncio.run(dispatch(args, settings))
+    except InstanceTaken as error:
+        print(
+            f"ollabot: another ollabot process is running as instance '{error}' on this "
+            "Redis; stop it, or give this one another name with OLLABOT_INSTANCE",
+            file=sys.stderr,
+        )
+        return 2
     except ConfigurationError as error:
         print(f"ollabot: {error}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from adapters.ops_http import CheckResults, Checks, OpsServer
 from adapters.prometheus_metrics import PrometheusMetrics
 from adapters.systemd_notify import notify, watchdog_interval
-from bots.app import Runtime, on_termination, runtime
+from bots.app import Runtime, Store, on_termination, runtime
 from bots.model_cli import warm_up
 from bots.settings import Settings
 from core.errors import OllabotError
@@ -87,7 +87,8 @@ async def serve(settings: Settings, requested: list[str]) -> int:
         if ops is not None:
             await ops.start()
         o = settings.ollama
-        await warm_up(o.host, rt.model, o.num_ctx, o.keep_alive)
+        # loading the model can take minutes or hang: receiving must not wait for it
+        warming = asyncio.create_task(warm_up(o.host, rt.model, o.num_ctx, o.keep_alive))
         platforms = []
         try:
             for name in names:
@@ -111,17 +112,13 @@ async def serve(settings: Settings, requested: list[str]) -> int:
             await platform.aclose()
         if ops is not None:
             await ops.stop()
+        warming.cancel()
     return 0 if len(platforms) == len(names) else 1
 
 
 def health_checks(rt: Runtime) -> Checks:
     async def checks() -> CheckResults:
-        results: CheckResults = {}
-        try:
-            await rt.store.ping()
-            results["redis"] = (True, "reachable")
-        except OllabotError as error:
-            results["redis"] = (False, error.notice)
+        results: CheckResults = {"redis": await redis_health(rt.store)}
         try:
             loaded = [m.get("name", m.get("model")) for m in await rt.llm.loaded_models()]
             results["ollama"] = (True, "reachable")
@@ -136,6 +133,22 @@ def health_checks(rt: Runtime) -> Checks:
         return results
 
     return checks
+
+
+async def redis_health(store: Store) -> tuple[bool, str]:
+    """Reachable and accepting writes; out of memory is said as such."""
+    try:
+        info = await store.server_info()
+    except OllabotError as error:
+        return False, error.notice
+    if out_of_memory(info):
+        return False, "out of memory: used_memory has reached maxmemory, writes are refused"
+    return True, "reachable"
+
+
+def out_of_memory(info: dict[str, str]) -> bool:
+    used, limit = info.get("used_memory", ""), info.get("maxmemory", "")
+    return used.isdigit() and limit.isdigit() and int(limit) > 0 and int(used) >= int(limit)
 
 
 @contextlib.asynccontextmanager

@@ -24,6 +24,7 @@ class OllamaSettings(BaseModel):
     keep_alive: str = "30m"
     connect_timeout_s: float = Field(5.0, gt=0)
     read_timeout_s: float = Field(300.0, gt=0)
+    first_token_timeout_s: float = Field(20.0, gt=0)
     auto_pull: bool = False
 
 
@@ -41,7 +42,8 @@ class ChatSettings(BaseModel):
     max_message_chars: int = Field(16000, ge=100)
     history_turns: int = Field(200, ge=2)
     rate_limit_per_minute: int = Field(20, ge=1)
-    concurrency: int = Field(32, ge=1)
+    max_queued_per_user: int = Field(10, ge=1)
+    delivery_deadline_s: float = Field(3600.0, gt=0)
     claim_idle_s: float = Field(60.0, gt=0)
     stop_timeout_s: float = Field(60.0, gt=0)
 
@@ -110,6 +112,7 @@ class Settings(BaseSettings):
         extra="ignore",
     )
 
+    instance: str | None = None
     ollama: OllamaSettings = OllamaSettings()
     redis: RedisSettings = RedisSettings()
     chat: ChatSettings = ChatSettings()

@@ -10,10 +10,15 @@ these ``from`` the library error at the boundary; the core maps each to that not
     │   ├── LLMBusy             Ollama's queue is full (503)
     │   └── LLMFailed           runner crash, bad option, error mid-stream
     ├── StoreUnavailable        Redis cannot be reached or did not answer in time
+    │   └── StoreFull           Redis refuses writes: out of memory (maxmemory)
     ├── PromptTooLong           even system prompt + examples + the new turn do not fit
-    ├── MessageRejected         empty, oversize or rate-limited input
+    ├── MessageRejected         empty or oversize input
+    │   └── RateLimited         over the per-user rate or queue limit, refused on arrival
     ├── InvalidCommand          unknown command or bad value
-    └── NotAuthorized           an admin-only command from someone else
+    ├── NotAuthorized           an admin-only command from someone else
+    └── DeliveryError           the platform did not take a reply (never shown to users)
+        ├── DeliveryDeferred    not now (rate limited, network): try again later
+        └── DeliveryRefused     never (bot blocked, chat gone)
 """
 
 from __future__ import annotations
@@ -56,6 +61,13 @@ class StoreUnavailable(OllabotError):
     notice = "The conversation store (Redis) is not reachable right now; please try again shortly."
 
 
+class StoreFull(StoreUnavailable):
+    notice = (
+        "The conversation store (Redis) is full, so I cannot take messages right now; "
+        "an operator has been alerted."
+    )
+
+
 class PromptTooLong(OllabotError):
     notice = "Your message is too long for the model's context window; please shorten it."
 
@@ -64,9 +76,29 @@ class MessageRejected(OllabotError):
     """Input refused before it reaches the model (the notice says why)."""
 
 
+class RateLimited(MessageRejected):
+    notice = "You are sending messages faster than I can answer them; please wait a moment."
+
+
 class InvalidCommand(OllabotError):
     """A command that does not parse or carries a bad value (the notice says why)."""
 
 
 class NotAuthorized(OllabotError):
     notice = "Sorry, only admins of this chat can change its settings."
+
+
+class DeliveryError(OllabotError):
+    """A sink could not hand a reply to its platform."""
+
+
+class DeliveryDeferred(DeliveryError):
+    """The platform asked to wait (429) or could not be reached; ``after_s`` is its hint."""
+
+    def __init__(self, reason: str, after_s: float | None = None) -> None:
+        super().__init__(reason)
+        self.after_s = after_s
+
+
+class DeliveryRefused(DeliveryError):
+    """The platform will never take this reply (the bot was blocked, the chat is gone)."""

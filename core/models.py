@@ -46,10 +46,42 @@ class IncomingMessage:
 
 @dataclass(frozen=True, slots=True)
 class InboxEntry:
-    """An inbox record: the stream entry id plus the message it holds."""
+    """An inbox record: the stream entry id, the message it holds and the message's place in
+    its conversation (``seq``, counted from 1 on arrival; 0 when unknown: no order is kept)."""
 
     entry_id: str
     message: IncomingMessage
+    seq: int = 0
+
+
+class Admission(StrEnum):
+    """What the inbox did with an arriving message."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"  # seen before: already queued or answered
+    LIMITED = "limited"  # refused (too fast or too many queued); tell the author
+    LIMITED_QUIETLY = "limited_quietly"  # refused, and the author was told in this window
+
+
+class TurnState(StrEnum):
+    """Whether a message may be answered now."""
+
+    READY = "ready"  # the lease is ours and every earlier message is done
+    BUSY = "busy"  # another worker holds the conversation's lease
+    WAITING = "waiting"  # an earlier message of the conversation is not done yet
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReply:
+    """What a message was answered with, kept until the platform confirms delivery.
+
+    ``failed``: a notice rather than an answer. ``deliver_by``: epoch seconds after which the
+    delivery is given up.
+    """
+
+    text: str
+    failed: bool = False
+    deliver_by: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,21 +138,24 @@ class StreamEvent:
     prompt_eval_count: int = 0
     eval_count: int = 0
     eval_duration_ns: int = 0
+    prompt_eval_duration_ns: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class ConversationContext:
     """What the store returns before a reply: settings, the history window and its state.
 
-    ``locked`` is False when another owner holds the conversation lock (nothing else is set).
+    Unless ``state`` is READY nothing else is set. ``answered``: the reply already stored for
+    this message (to be delivered, not generated again); ``handle``: where an earlier attempt
+    left its streamed preview, for the sink to finish it.
     """
 
     settings: ChannelSettings
     history: tuple[Turn, ...]
     window_start: int
-    answered: str | None = None
-    recent_messages: int = 0
-    locked: bool = True
+    answered: StoredReply | None = None
+    handle: dict[str, str] = field(default_factory=dict)
+    state: TurnState = TurnState.READY
 
 
 @dataclass(frozen=True, slots=True)

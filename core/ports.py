@@ -6,6 +6,7 @@ from collections.abc import AsyncGenerator
 from typing import Protocol
 
 from core.models import (
+    Admission,
     AuditEntry,
     ChannelSettings,
     ChatRequest,
@@ -13,6 +14,7 @@ from core.models import (
     InboxEntry,
     IncomingMessage,
     Outcome,
+    StoredReply,
     StreamEvent,
 )
 
@@ -40,6 +42,15 @@ class ReplySink(Protocol):
     async def fail(self, notice: str) -> None:
         """Tell the user why there is no (complete) reply."""
 
+    @property
+    def handle(self) -> dict[str, str]:
+        """What a successor needs to finish this reply: the preview's message id, the parts
+        already delivered. Changes when the sink sends something new."""
+        ...
+
+    def resume(self, handle: dict[str, str]) -> None:
+        """Continue from what an earlier sink for the same message left (its ``handle``)."""
+
 
 class SinkFactory(Protocol):
     """Builds the sink for a message taken from the inbox (possibly after a restart)."""
@@ -50,8 +61,9 @@ class SinkFactory(Protocol):
 class Inbox(Protocol):
     """Durable queue of incoming messages, one stream per platform."""
 
-    async def enqueue(self, message: IncomingMessage) -> bool:
-        """Store the message; False when its ``message_id`` was already seen."""
+    async def enqueue(self, message: IncomingMessage) -> Admission:
+        """Store the message unless it was seen, its author is over the rate limit or has too
+        many messages queued; the first refusal in a window says so (``LIMITED``)."""
         ...
 
     async def take(self, platform: str, consumer: str, count: int) -> list[InboxEntry]:
@@ -68,33 +80,44 @@ class Inbox(Protocol):
         """Mark entries still in progress, so that no other worker claims them."""
         ...
 
-    async def acknowledge(self, platform: str, entry_id: str) -> None: ...
+    async def acknowledge(self, entry: InboxEntry) -> None:
+        """The entry is done (its reply delivered): forget it; safe to repeat."""
 
 
 class ConversationStore(Protocol):
-    """Conversations, channel settings, locks, audit and rate limits."""
+    """Conversations, their leases and order, channel settings and audit."""
 
-    async def acquire_lock(self, conversation: str, owner: str, ttl_ms: int) -> bool: ...
+    async def acquire_lock(self, conversation: str, owner: str, ttl_ms: int) -> bool:
+        """Take the conversation's lease, or renew it when ``owner`` holds it."""
+        ...
 
     async def release_lock(self, conversation: str, owner: str) -> None: ...
 
     async def load_context(
         self,
-        message: IncomingMessage,
+        entry: InboxEntry,
         max_turns: int,
-        rate_window_s: int,
-        lock_owner: str | None = None,
-        lock_ttl_ms: int = 0,
+        owner: str,
+        lease_ms: int,
+        skip_order: bool = False,
     ) -> ConversationContext:
-        """In one step: take (or renew) the conversation lock for ``lock_owner`` if given, then
-        settings, the turns from the window start on (at most ``max_turns``, newest last),
-        an earlier answer to this message and the author's recent message count."""
+        """In one step: unless an earlier message of the conversation is still open (or
+        ``skip_order``), take the conversation's lease for ``owner``, then read the settings,
+        the turns from the window start on (at most ``max_turns``, newest last), the reply
+        already stored for this message and the handle of its preview."""
         ...
 
-    async def complete(self, entry: InboxEntry, outcome: Outcome, lock_owner: str) -> None:
-        """In one step: append the turns (once per message id), remember the reply and the
-        window start, acknowledge the inbox entry and release the conversation lock."""
+    async def complete(
+        self, entry: InboxEntry, outcome: Outcome | None, reply: StoredReply, owner: str
+    ) -> StoredReply | None:
+        """In one step, while ``owner`` holds the lease: append the turns (once per message),
+        store the reply until it is delivered, mark the message done in its conversation's
+        order and release the lease. Returns the reply to deliver (an earlier stored one when
+        this ran before), or None when the lease was lost: another worker owns it now."""
         ...
+
+    async def save_handle(self, message: IncomingMessage, handle: dict[str, str]) -> None:
+        """Remember where this message's reply is shown, for a successor to finish it."""
 
     async def clear_conversation(self, conversation: str) -> None: ...
 
@@ -119,6 +142,17 @@ class Metrics(Protocol):
 
     def tokens_per_second(self, value: float) -> None: ...
 
+    def delivery_retried(self, platform: str) -> None: ...
+
+    def delivery_abandoned(self, platform: str) -> None:
+        """A reply given up on at its deadline."""
+
+    def outbox_pending(self, platform: str, count: int) -> None:
+        """Replies stored but not yet confirmed by the platform, in this process."""
+
+    def queue_depth(self, platform: str, count: int) -> None:
+        """Messages taken from the inbox and waiting for a model slot, in this process."""
+
 
 class NullMetrics:
     """Metrics that go nowhere (tests, the console)."""
@@ -132,4 +166,16 @@ class NullMetrics:
         pass
 
     def tokens_per_second(self, value: float) -> None:
+        pass
+
+    def delivery_retried(self, platform: str) -> None:
+        pass
+
+    def delivery_abandoned(self, platform: str) -> None:
+        pass
+
+    def outbox_pending(self, platform: str, count: int) -> None:
+        pass
+
+    def queue_depth(self, platform: str, count: int) -> None:
         pass

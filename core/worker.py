@@ -1,4 +1,12 @@
-"""The inbox worker: takes entries for one platform and answers them, in order per conversation."""
+"""The inbox worker: takes one platform's entries, answers them fairly, delivers the answers.
+
+Three loops share one ``FairScheduler``: the reader moves entries from the inbox into it (and
+takes back this consumer's own pending entries after a restart, and others' abandoned ones);
+the dispatcher starts the next ready message whenever a model slot is free (commands need no
+slot); the heartbeat keeps every held entry claimed. A message whose conversation is busy
+elsewhere, or whose earlier message is not done, goes back to wait without holding a slot.
+Delivery runs after the slot is freed, for as long as the platform needs.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +18,10 @@ from dataclasses import dataclass
 
 from core.chat import ChatService
 from core.errors import StoreUnavailable
-from core.models import InboxEntry
-from core.ports import Inbox, SinkFactory
+from core.models import InboxEntry, StoredReply, TurnState
+from core.outbox import Outbox
+from core.ports import Inbox, Metrics, NullMetrics, ReplySink, SinkFactory
+from core.scheduler import FairScheduler
 
 log = logging.getLogger("ollabot.worker")
 
@@ -20,51 +30,62 @@ log = logging.getLogger("ollabot.worker")
 class WorkerConfig:
     platform: str
     consumer: str
-    concurrency: int = 32
+    slots: int = 1  # model calls in flight: what the Ollama hosts run at once
     batch: int = 16
+    max_held: int = 1000
     claim_idle_ms: int = 60_000
+    order_wait_s: float = 120.0  # after this, an earlier message still open is not waited for
 
 
 class InboxWorker:
-    """Runs until ``stop`` is set, then lets replies in progress finish."""
+    """Runs until ``stop`` is set; ``drain`` then lets replies in progress finish."""
 
     def __init__(
-        self, inbox: Inbox, service: ChatService, sinks: SinkFactory, config: WorkerConfig
+        self,
+        inbox: Inbox,
+        service: ChatService,
+        outbox: Outbox,
+        sinks: SinkFactory,
+        config: WorkerConfig,
+        metrics: Metrics | None = None,
     ) -> None:
         self._inbox = inbox
         self._service = service
+        self._outbox = outbox
         self._sinks = sinks
         self._config = config
-        self._slots = asyncio.Semaphore(config.concurrency)
-        self._in_flight: dict[str, asyncio.Task[None]] = {}
-        self._order: dict[str, asyncio.Lock] = {}
-        self._queued: dict[str, int] = {}
+        self._metrics = metrics or NullMetrics()
+        self._scheduler = FairScheduler()
+        self._free_slots = config.slots
+        self._wake = asyncio.Event()
+        self._answering: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._delivering: dict[str, InboxEntry] = {}
+        self._first_tried: dict[str, float] = {}
+        self._attempts: dict[str, int] = {}
+        self._told_store_down: set[str] = set()
 
     @property
     def busy(self) -> int:
-        return len(self._in_flight)
+        """Entries being answered or delivered."""
+        return len(self._tasks)
 
     async def run(self, stop: asyncio.Event) -> None:
-        heartbeat = asyncio.create_task(self._heartbeat())
-        backoff, next_claim = 0.1, 0.0
+        loops = [self._read(stop), self._dispatch(stop), self._heartbeat()]
+        tasks = [asyncio.create_task(loop) for loop in loops]
         try:
-            while not stop.is_set():
-                try:
-                    if time.monotonic() >= next_claim:
-                        await self._start_all(await self._claim())
-                        next_claim = time.monotonic() + self._config.claim_idle_ms / 2000
-                    await self._start_all(await self._take())
-                    backoff = 0.1
-                except StoreUnavailable as error:
-                    log.warning("inbox unavailable, retrying in %.1fs: %s", backoff, error)
-                    await _wait(stop, backoff)
-                    backoff = min(backoff * 2, 5.0)
+            await stop.wait()
         finally:
-            heartbeat.cancel()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def drain(self, timeout_s: float) -> None:
-        """Wait for the replies in progress; cancel what is left after ``timeout_s``."""
-        tasks = list(self._in_flight.values())
+        """Wait for the replies in progress; cancel what is left after ``timeout_s``.
+
+        Messages not started stay pending in the inbox for the next run to take back.
+        """
+        tasks = list(self._tasks)
         if not tasks:
             return
         _, pending = await asyncio.wait(tasks, timeout=timeout_s)
@@ -72,50 +93,142 @@ class InboxWorker:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
 
+    # Reading
+
+    async def _read(self, stop: asyncio.Event) -> None:
+        backoff, next_claim = 0.1, 0.0
+        while not stop.is_set():
+            try:
+                if time.monotonic() >= next_claim:
+                    self._hold(await self._claim())
+                    next_claim = time.monotonic() + self._config.claim_idle_ms / 2000
+                if len(self._scheduler) < self._config.max_held:
+                    self._hold(await self._take())
+                else:
+                    await _wait(stop, 0.1)
+                backoff = 0.1
+            except StoreUnavailable as error:
+                log.warning("inbox unavailable, retrying in %.1fs: %s", backoff, error)
+                await _wait(stop, backoff)
+                backoff = min(backoff * 2, 1.0)
+
     async def _claim(self) -> list[InboxEntry]:
         c = self._config
         entries = await self._inbox.claim_abandoned(c.platform, c.consumer, c.claim_idle_ms)
-        return [e for e in entries if e.entry_id not in self._in_flight]
+        return [e for e in entries if e.entry_id not in self._delivering]
 
     async def _take(self) -> list[InboxEntry]:
-        await self._slots.acquire()
-        self._slots.release()
-        return await self._inbox.take(
-            self._config.platform, self._config.consumer, self._config.batch
-        )
+        c = self._config
+        return await self._inbox.take(c.platform, c.consumer, c.batch)
 
-    async def _start_all(self, entries: list[InboxEntry]) -> None:
-        for entry in entries:
-            await self._slots.acquire()
-            task = asyncio.create_task(self._process(entry))
-            self._in_flight[entry.entry_id] = task
+    def _hold(self, entries: list[InboxEntry]) -> None:
+        if any([self._scheduler.add(entry) for entry in entries]):
+            self._report_depth()
+            self._wake.set()
 
-    async def _process(self, entry: InboxEntry) -> None:
-        conversation = entry.message.conversation
-        order = self._order.setdefault(conversation, asyncio.Lock())
-        self._queued[conversation] = self._queued.get(conversation, 0) + 1
+    # Dispatching
+
+    async def _dispatch(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self._wake.clear()
+            self._start_ready()
+            wakeup = self._scheduler.next_wakeup()
+            delay = 1.0 if wakeup is None else max(0.0, wakeup - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), min(delay, 1.0))
+
+    def _start_ready(self) -> None:
+        now = time.monotonic()
+        while True:
+            with_slot = self._free_slots > 0
+            entry = self._scheduler.next_ready(now, commands_only=not with_slot)
+            if entry is None:
+                return
+            uses_slot = not entry.message.is_command
+            self._free_slots -= uses_slot
+            self._answering.add(entry.entry_id)
+            task = asyncio.create_task(self._answer(entry, uses_slot))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, entry: InboxEntry, uses_slot: bool) -> None:
+        sink = self._sinks(entry.message)
+        reply, cost = None, 0.0
         try:
-            async with order:
-                await self._service.handle(entry, self._sinks(entry.message))
+            handled = await self._service.handle(entry, sink, self._waited_too_long(entry))
+            reply, cost = handled.reply, handled.cost_s
+            if reply is None:
+                self._retry_later(entry, quick=handled.state is not TurnState.READY)
         except StoreUnavailable as error:
-            log.warning("store unavailable; entry %s stays pending: %s", entry.entry_id, error)
+            await self._tell_store_down(entry, sink, error)
+            self._retry_later(entry, quick=False)
         except Exception:
             log.exception("unexpected error answering entry %s", entry.entry_id)
+            self._retry_later(entry, quick=False)
         finally:
-            self._in_flight.pop(entry.entry_id, None)
-            # A released lock may still have waiters; forget it only when none are queued.
-            self._queued[conversation] -= 1
-            if not self._queued[conversation]:
-                del self._queued[conversation], self._order[conversation]
-            self._slots.release()
+            self._free_slots += uses_slot
+            self._answering.discard(entry.entry_id)
+            self._wake.set()
+        if reply is not None:
+            self._scheduler.finished(entry, cost)
+            await self._deliver(entry, sink, reply)
+
+    async def _deliver(self, entry: InboxEntry, sink: ReplySink, reply: StoredReply) -> None:
+        self._forget_attempts(entry)
+        self._delivering[entry.entry_id] = entry
+        self._report_depth()
+        try:
+            await self._outbox.deliver(entry, sink, reply)
+        except StoreUnavailable as error:
+            log.warning("entry %s delivered but not acknowledged: %s", entry.entry_id, error)
+        except Exception:
+            log.exception("unexpected error delivering entry %s", entry.entry_id)
+        finally:
+            del self._delivering[entry.entry_id]
+            self._report_depth()
+
+    def _waited_too_long(self, entry: InboxEntry) -> bool:
+        first = self._first_tried.setdefault(entry.entry_id, time.monotonic())
+        return time.monotonic() - first > self._config.order_wait_s
+
+    def _retry_later(self, entry: InboxEntry, quick: bool) -> None:
+        attempt = self._attempts.get(entry.entry_id, 0)
+        self._attempts[entry.entry_id] = attempt + 1
+        delay = min((0.05 if quick else 0.5) * 2**attempt, 1.0 if quick else 2.0)
+        self._scheduler.postpone(entry, time.monotonic() + delay)
+
+    def _forget_attempts(self, entry: InboxEntry) -> None:
+        self._attempts.pop(entry.entry_id, None)
+        self._first_tried.pop(entry.entry_id, None)
+        self._told_store_down.discard(entry.message.conversation)
+
+    async def _tell_store_down(
+        self, entry: InboxEntry, sink: ReplySink, error: StoreUnavailable
+    ) -> None:
+        """Once per conversation until it is answered again, not once per retry."""
+        conversation = entry.message.conversation
+        log.warning("store unavailable; entry %s waits: %s", entry.entry_id, error)
+        if conversation in self._told_store_down:
+            return
+        self._told_store_down.add(conversation)
+        with contextlib.suppress(Exception):
+            await sink.fail(error.notice)
+
+    # Keeping entries claimed
 
     async def _heartbeat(self) -> None:
         c = self._config
         while True:
             await asyncio.sleep(c.claim_idle_ms / 3000)
-            if self._in_flight:
+            held = [*self._scheduler.held_ids(), *self._delivering]
+            for start in range(0, len(held), 500):
                 with contextlib.suppress(StoreUnavailable):
-                    await self._inbox.keep_alive(c.platform, c.consumer, list(self._in_flight))
+                    await self._inbox.keep_alive(c.platform, c.consumer, held[start : start + 500])
+
+    def _report_depth(self) -> None:
+        waiting = len(self._scheduler) - len(self._answering)
+        self._metrics.queue_depth(self._config.platform, max(0, waiting))
+        self._metrics.outbox_pending(self._config.platform, len(self._delivering))
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

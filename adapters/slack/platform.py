@@ -8,6 +8,8 @@ and no Web API call happens before the acknowledgement (the one exception: a bou
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -26,7 +28,8 @@ from adapters.slack.sink import SlackSinks
 from adapters.slack.threads import MemoryThreadRegistry
 from bots.settings import SlackSettings
 from core import commands
-from core.errors import InvalidCommand, OllabotError
+from core.errors import DeliveryError, InvalidCommand, OllabotError, RateLimited
+from core.models import Admission, IncomingMessage
 from core.ports import Inbox
 
 log = logging.getLogger("ollabot.slack")
@@ -76,6 +79,7 @@ class SlackPlatform:
         self._admins = AdminDirectory(self.client, settings.admin_ids, admin_cache_s)
         self._session: aiohttp.ClientSession | None = None
         self._socket: AsyncSocketModeHandler | None = None
+        self._notices: set[asyncio.Task[None]] = set()
         self.http: SlackHttpServer | None = None
         self.identity: BotIdentity | None = None
 
@@ -192,16 +196,28 @@ class SlackPlatform:
 
     async def _enqueue(self, body: dict[str, Any]) -> None:
         message = events.message_from_event(body, self._bot)
-        if not await self._inbox.enqueue(message):
+        admission = await self._inbox.enqueue(message)
+        if admission is Admission.DUPLICATE:
             log.info("event %s already received; not answering twice", message.message_id)
+        elif admission is Admission.LIMITED:
+            # after the ack: nothing may call Slack before it, so the notice goes in the background
+            self._notices.add(task := asyncio.create_task(self._tell_limited(message)))
+            task.add_done_callback(self._notices.discard)
+
+    async def _tell_limited(self, message: IncomingMessage) -> None:
+        with contextlib.suppress(DeliveryError):
+            await self.sinks(message).fail(RateLimited.notice)
 
     async def _on_command(self, payload: dict[str, Any], ack: Ack) -> None:
         admin = await self._decide_admin(payload)
         message = events.message_from_command(payload, self._bot, self._command, admin)
         try:
-            await self._inbox.enqueue(message)
+            admission = await self._inbox.enqueue(message)
         except OllabotError as error:
             await ack(text=f":warning: {error.notice}")
+            return
+        if admission in (Admission.LIMITED, Admission.LIMITED_QUIETLY):
+            await ack(text=f":warning: {RateLimited.notice}")
             return
         await ack()
 

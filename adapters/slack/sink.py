@@ -4,8 +4,10 @@ A streamed reply is a placeholder message ("thinking") posted by ``begin``, edit
 ``chat.update`` at most once per ``update_interval_s`` while tokens arrive (and within a
 preview budget shared by all replies, as Slack's rate tiers are per workspace), and replaced
 by the final mrkdwn text; text beyond 4,000 characters continues in further messages.
-Everything a sink needs is in the message's ``reply_to``, so a sink built after a restart
-works the same.
+Everything a sink needs is in the message's ``reply_to`` and its ``handle`` (the streamed
+message's ts, the parts delivered), so a sink built after a restart finishes the same
+message. Final text that Slack keeps refusing with 429s, or cannot be reached for, is raised
+as ``DeliveryDeferred`` for the outbox to retry.
 
 Why not Slack's streaming methods (``chat.startStream``/``appendStream``/``stopStream``):
 they exist only for apps with the AI-app features enabled, need the recipient user and team
@@ -28,6 +30,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.formatting import preview, split_message, to_mrkdwn
 from adapters.slack.pacing import ChannelCooldowns, TokenBucket, retry_after_s
+from core.errors import DeliveryDeferred, DeliveryRefused
 from core.models import IncomingMessage
 from core.ports import ReplySink
 
@@ -109,13 +112,24 @@ class ThreadReplySink:
         self._cooldowns = cooldowns
         self._pace = pace
         self._ts: str | None = None
+        self._parts_done = 0
         self._shown = ""
         self._partial = ""
         self._next_update = 0.0
 
+    @property
+    def handle(self) -> dict[str, str]:
+        return {} if self._ts is None else {"ts": self._ts, "parts": str(self._parts_done)}
+
+    def resume(self, handle: dict[str, str]) -> None:
+        """Finish in the message an earlier attempt posted."""
+        if handle.get("ts"):
+            self._ts = handle["ts"]
+            self._parts_done = int(handle.get("parts", 0))
+
     async def begin(self) -> None:
         if self._ts is None:
-            with undeliverable_logged("the thinking placeholder", self._to):
+            with preview_errors_logged("the thinking placeholder", self._to):
                 self._ts = await self._post(THINKING)
                 self._shown = THINKING
             # the first preview waits one interval too: a quick reply then costs one
@@ -143,20 +157,23 @@ class ThreadReplySink:
             log.warning("preview not sent to %s: %s", self._to.channel, error)
 
     async def finish(self, text: str) -> None:
-        with undeliverable_logged("a reply", self._to):
+        with delivery_errors():
             await self._deliver(split_message(to_mrkdwn(text)))
 
     async def fail(self, notice: str) -> None:
         partial = to_mrkdwn(self._partial)
         note = f"{WARNING} {notice}"
-        with undeliverable_logged("a notice", self._to):
+        with delivery_errors():
             await self._deliver(split_message(f"{partial}\n\n{note}" if partial else note))
 
     async def _deliver(self, parts: list[str]) -> None:
-        first, *rest = parts
-        await self._replace_or_post(first)
-        for part in rest:
-            await self._post(part)
+        """Deliver the parts not delivered yet; the first one replaces the streamed message."""
+        for index in range(self._parts_done, len(parts)):
+            if index == 0:
+                await self._replace_or_post(parts[0])
+            else:
+                await self._post(parts[index])
+            self._parts_done = index + 1
 
     async def _replace_or_post(self, text: str) -> None:
         if self._ts is None:
@@ -212,13 +229,20 @@ class EphemeralSink:
     async def update(self, text: str) -> None:
         pass
 
+    @property
+    def handle(self) -> dict[str, str]:
+        return {}
+
+    def resume(self, handle: dict[str, str]) -> None:
+        pass
+
     async def finish(self, text: str) -> None:
-        with undeliverable_logged("a command answer", self._to):
+        with delivery_errors():
             for part in split_message(to_mrkdwn(text)):
                 await self._send(part)
 
     async def fail(self, notice: str) -> None:
-        with undeliverable_logged("a command notice", self._to):
+        with delivery_errors():
             await self._send(f"{WARNING} {notice}")
 
     async def _send(self, text: str) -> None:
@@ -234,12 +258,23 @@ class EphemeralSink:
 
 
 @contextlib.contextmanager
-def undeliverable_logged(what: str, to: SlackAddress) -> Iterator[None]:
-    """Log what Slack refused for good (after the 429 retries) instead of raising.
+def delivery_errors() -> Iterator[None]:
+    """Slack's refusals as the outbox understands them: wait (429s that outlasted the
+    channel's own retries, network trouble) or give up (any other API error)."""
+    try:
+        yield
+    except SlackApiError as error:
+        wait = retry_after_s(error)
+        if wait is not None:
+            raise DeliveryDeferred("Slack is rate limiting", wait) from error
+        raise DeliveryRefused(str(error.response.get("error"))) from error
+    except (ClientError, TimeoutError) as error:
+        raise DeliveryDeferred(f"Slack not reachable: {error!r}") from error
 
-    By then the reply is stored and its inbox entry done, so raising would only turn a
-    lost message into a crashed task; the log says what the user did not get.
-    """
+
+@contextlib.contextmanager
+def preview_errors_logged(what: str, to: SlackAddress) -> Iterator[None]:
+    """A placeholder or preview that did not go out costs nothing: the final text follows."""
     try:
         yield
     except (SlackApiError, ClientError, TimeoutError) as error:

@@ -32,8 +32,8 @@ from adapters.telegram.receive import ALLOWED_UPDATES, Poller, WebhookServer
 from adapters.telegram.request import AiohttpRequest, BotApi
 from adapters.telegram.sink import TelegramSink
 from bots.settings import TelegramSettings
-from core.errors import StoreUnavailable
-from core.models import IncomingMessage
+from core.errors import DeliveryError, RateLimited, StoreFull, StoreUnavailable
+from core.models import Admission, IncomingMessage
 from core.ports import Inbox
 
 log = logging.getLogger("ollabot.telegram")
@@ -104,7 +104,9 @@ class TelegramPlatform:
             await self._start_webhook(self._settings.webhook_url)
         else:
             await self.bot.delete_webhook()
-            self._poller = Poller(self.bot, self.receive, self._poll_timeout_s)
+            self._poller = Poller(
+                self.bot, self.receive, self._poll_timeout_s, on_hold=self._on_hold
+            )
             self._polling = asyncio.create_task(self._poller.run(), name="telegram-polling")
         log.info("telegram receiving as @%s", self._me.username)
 
@@ -138,20 +140,34 @@ class TelegramPlatform:
         if incoming.is_command:
             incoming = await self._with_admin_flag(incoming)
         try:
-            await self._inbox.enqueue(incoming)
-        except StoreUnavailable:
-            await self._tell_store_is_down(incoming)
+            admission = await self._inbox.enqueue(incoming)
+        except StoreUnavailable as error:
+            await self._tell_store_is_down(incoming, error)
             raise  # the update is not confirmed: Telegram delivers it again
+        if admission is Admission.LIMITED:
+            await self._tell(incoming, RateLimited.notice)
 
-    async def _tell_store_is_down(self, incoming: IncomingMessage) -> None:
+    async def _on_hold(self, update: Update) -> None:
+        """An update left waiting behind one the store refused: tell its chat too."""
+        assert self._me is not None, "start() first"
+        with contextlib.suppress(Exception):
+            incoming = translate(update, self._me)
+            if incoming is not None:
+                await self._tell_store_is_down(incoming, StoreUnavailable())
+
+    async def _tell_store_is_down(self, incoming: IncomingMessage, error: StoreUnavailable) -> None:
         """Say once per message that it waits for Redis, while polling retries it."""
         if incoming.message_id in self._told_store_down:
             return
         if len(self._told_store_down) > 10_000:
             self._told_store_down.clear()
         self._told_store_down.add(incoming.message_id)
-        with contextlib.suppress(TelegramError):
-            await self.sinks(incoming).fail(STORE_DOWN_NOTICE)
+        notice = error.notice if isinstance(error, StoreFull) else STORE_DOWN_NOTICE
+        await self._tell(incoming, notice)
+
+    async def _tell(self, incoming: IncomingMessage, notice: str) -> None:
+        with contextlib.suppress(DeliveryError):
+            await self.sinks(incoming).fail(notice)
 
     async def _with_admin_flag(self, incoming: IncomingMessage) -> IncomingMessage:
         if not is_admin_command(incoming):

@@ -12,7 +12,7 @@ import asyncio
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 from telegram import Bot, Update
@@ -25,15 +25,28 @@ log = logging.getLogger("ollabot.telegram.receive")
 
 Handler = Callable[[Update], Awaitable[None]]
 ALLOWED_UPDATES = ["message"]
+STORE_RETRY_S = 0.5
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
 class Poller:
-    """Long polling that advances the offset only past persisted updates."""
+    """Long polling that advances the offset only past persisted updates.
 
-    def __init__(self, bot: Bot, handle: Handler, timeout_s: int = 30, batch: int = 100) -> None:
+    When the store is down, every update of the batch that could not be stored is shown to
+    ``on_hold`` (to tell its chat, once), and polling retries within a second.
+    """
+
+    def __init__(
+        self,
+        bot: Bot,
+        handle: Handler,
+        timeout_s: int = 30,
+        batch: int = 100,
+        on_hold: Handler | None = None,
+    ) -> None:
         self._bot = bot
         self._handle = handle
+        self._on_hold = on_hold
         self._timeout_s = timeout_s
         self._batch = batch
         self._offset: int | None = None
@@ -50,6 +63,9 @@ class Poller:
                 raise
             except RetryAfter as error:
                 await asyncio.sleep(retry_seconds(error))
+            except StoreUnavailable as error:
+                log.warning("store unavailable, retrying in %.1fs: %s", STORE_RETRY_S, error)
+                await asyncio.sleep(STORE_RETRY_S)
             except Exception as error:  # keep receiving whatever happened
                 if isinstance(error, Conflict):
                     log.warning("another getUpdates or a webhook is active for this bot")
@@ -74,9 +90,18 @@ class Poller:
             timeout=self._timeout_s,
             allowed_updates=ALLOWED_UPDATES,
         )
-        for update in updates:
-            await self._handle(update)
+        for index, update in enumerate(updates):
+            try:
+                await self._handle(update)
+            except StoreUnavailable:
+                await self._hold(updates[index:])
+                raise
             self._offset = update.update_id + 1
+
+    async def _hold(self, updates: Sequence[Update]) -> None:
+        if self._on_hold is not None:
+            for update in updates:
+                await self._on_hold(update)
 
 
 class WebhookServer:

@@ -1,8 +1,11 @@
 """The Telegram reply sink: typing, one streamed message, then the formatted final parts.
 
 Built from ``IncomingMessage.reply_to`` alone, so a message claimed after a restart is
-answered just the same. Streaming edits are optional (skipped when the chat has no room or
-the text is unchanged); the final parts are required and retried through 429s.
+answered just the same; its ``handle`` (the streamed message's id, the parts delivered) lets
+a successor finish the same message. Streaming edits are optional (skipped when the chat has
+no room or the text is unchanged); the final parts are required: a 429 or a network failure
+is raised as ``DeliveryDeferred`` for the outbox to retry, and parts already delivered are
+not sent again.
 """
 
 from __future__ import annotations
@@ -17,16 +20,16 @@ from telegram.error import (
     NetworkError,
     RetryAfter,
     TelegramError,
-    TimedOut,
 )
 
 from adapters.telegram.pacing import ChatPacer, Pacers, retry_seconds
 from adapters.telegram.render import Part, render
 from adapters.telegram.request import BotApi
+from core.errors import DeliveryDeferred, DeliveryRefused
 
 log = logging.getLogger("ollabot.telegram.sink")
 
-ATTEMPTS = 8
+ATTEMPTS = 4
 TYPING_AT_MOST_S = 600.0
 _ELLIPSIS = " …"
 
@@ -42,10 +45,23 @@ class TelegramSink:
         self._quote = int(reply_to["message_id"]) if reply_to.get("message_id") else None
         self._pacer: ChatPacer = pacers.for_chat(self._chat_id, bool(reply_to.get("group")))
         self._message_id: int | None = None
+        self._parts_done = 0
         self._shown: Part | None = None
         self._latest = ""
         self._first_text_at = 0.0
         self._typing: asyncio.Task[None] | None = None
+
+    @property
+    def handle(self) -> dict[str, str]:
+        if self._message_id is None:
+            return {}
+        return {"message_id": str(self._message_id), "parts": str(self._parts_done)}
+
+    def resume(self, handle: dict[str, str]) -> None:
+        """Finish in the message an earlier attempt streamed into."""
+        if handle.get("message_id"):
+            self._message_id = int(handle["message_id"])
+            self._parts_done = int(handle.get("parts", 0))
 
     async def begin(self) -> None:
         """Start the typing indicator (after a short delay, so instant replies skip it)."""
@@ -76,58 +92,59 @@ class TelegramSink:
     async def finish(self, text: str) -> None:
         """Deliver the complete reply, formatted and split, every part in order."""
         self._end_streaming()
-        await self._deliver_or_log(render(text))
+        await self._deliver(render(text))
 
     async def fail(self, notice: str) -> None:
         """Keep the partial reply visible and add the notice (or send the notice alone)."""
         self._end_streaming()
         if self._latest.strip():
-            full = f"{self._latest}{_ELLIPSIS}\n\n⚠️ {notice}"
-            await self._deliver_or_log(render(full))
+            await self._deliver(render(f"{self._latest}{_ELLIPSIS}\n\n⚠️ {notice}"))
         else:
-            await self._deliver_or_log([Part(notice)])
-
-    async def _deliver_or_log(self, parts: list[Part]) -> None:
-        # Telegram refusing for good (bot blocked, chat gone) must not leave the entry
-        # pending forever: the reply is stored; log and move on.
-        try:
-            await self._deliver(parts)
-        except TelegramError as error:
-            log.warning("reply to chat %s not delivered: %s", self._chat_id, error)
+            await self._deliver([Part(notice)])
 
     async def _deliver(self, parts: list[Part]) -> None:
-        for index, part in enumerate(parts):
-            try:
-                await self._required(part, editing=index == 0)
-            except BadRequest as error:
-                if not _is_format_error(error):
-                    raise
-                log.warning("Telegram rejected the formatting, sending plain text: %s", error)
-                await self._required(part.plain(), editing=index == 0)
+        """Deliver the parts not delivered yet; the first one replaces the streamed message."""
+        try:
+            for index in range(self._parts_done, len(parts)):
+                await self._formatted_or_plain(parts[index], editing=index == 0)
+                self._parts_done = index + 1
+        except RetryAfter as error:
+            seconds = retry_seconds(error)
+            self._pacer.block(seconds)
+            raise DeliveryDeferred(f"Telegram asked to wait {seconds:.0f}s", seconds) from error
+        except NetworkError as error:  # includes TimedOut; BadRequest was raised above
+            if isinstance(error, BadRequest):
+                raise DeliveryRefused(str(error)) from error
+            raise DeliveryDeferred(f"Telegram not reachable: {error}") from error
+        except TelegramError as error:  # Forbidden (bot blocked), chat not found...
+            raise DeliveryRefused(str(error)) from error
+
+    async def _formatted_or_plain(self, part: Part, editing: bool) -> None:
+        try:
+            await self._required(part, editing)
+        except BadRequest as error:
+            if not _is_format_error(error):
+                raise
+            log.warning("Telegram rejected the formatting, sending plain text: %s", error)
+            await self._required(part.plain(), editing)
 
     async def _required(self, part: Part, editing: bool) -> None:
-        for attempt in range(ATTEMPTS):
+        for _ in range(ATTEMPTS):
             await self._pacer.wait_turn()
             try:
                 if editing and self._message_id is not None:
                     if part != self._shown:
                         await self._edit(part)
                 else:
-                    await self._send(part)
+                    await self._send(part, keep_first=not editing)
                 return
-            except RetryAfter as error:
-                self._pacer.block(retry_seconds(error))
             except ChatMigrated as error:  # the group became a supergroup
                 self._chat_id = int(error.new_chat_id)
             except BadRequest as error:
                 if not (editing and "message to edit not found" in error.message.lower()):
                     raise
                 self._message_id = None  # the streamed message was deleted: send anew
-            except (TimedOut, NetworkError):
-                if attempt == ATTEMPTS - 1:
-                    raise
-                await asyncio.sleep(min(0.25 * 2**attempt, 5.0))
-        raise NetworkError("Telegram kept refusing the reply")
+        raise DeliveryRefused("Telegram kept moving or losing the chat")
 
     async def _show(self, part: Part) -> None:
         if self._message_id is None:
@@ -135,7 +152,7 @@ class TelegramSink:
         else:
             await self._edit(part)
 
-    async def _send(self, part: Part) -> None:
+    async def _send(self, part: Part, keep_first: bool = False) -> None:
         message = await self._api.call(
             "sendMessage",
             chat_id=self._chat_id,
@@ -145,7 +162,8 @@ class TelegramSink:
             reply_parameters=self._reply_parameters(),
         )
         self._pacer.sent()
-        self._message_id, self._shown = int(message["message_id"]), part
+        if not (keep_first and self._message_id is not None):
+            self._message_id, self._shown = int(message["message_id"]), part
 
     async def _edit(self, part: Part) -> None:
         try:

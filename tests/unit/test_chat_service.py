@@ -9,9 +9,18 @@ import pytest
 
 from adapters.memory_store import MemoryStore
 from core.chat import ChatConfig, ChatService
+from core.commands import AdminService
 from core.errors import LLMBusy, LLMFailed, LLMUnavailable
 from core.fewshot import FewShotCatalog
-from core.models import ChatRequest, DoneReason, IncomingMessage, StreamEvent
+from core.models import (
+    Admission,
+    ChatRequest,
+    DoneReason,
+    InboxEntry,
+    IncomingMessage,
+    StreamEvent,
+)
+from core.outbox import Outbox
 
 
 @dataclass
@@ -28,7 +37,13 @@ class ScriptedLLM:
             if isinstance(piece, Exception):
                 raise piece
             yield StreamEvent(delta=piece)
-        yield StreamEvent(done=True, done_reason=DoneReason.STOP, prompt_eval_count=50)
+        yield StreamEvent(
+            done=True,
+            done_reason=DoneReason.STOP,
+            prompt_eval_count=50,
+            prompt_eval_duration_ns=100_000_000,
+            eval_duration_ns=400_000_000,
+        )
 
 
 @dataclass
@@ -36,6 +51,14 @@ class RecordingSink:
     updates: list[str] = field(default_factory=list)
     finished: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    resumed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def handle(self) -> dict[str, str]:
+        return {"shown": "yes"} if self.updates else {}
+
+    def resume(self, handle: dict[str, str]) -> None:
+        self.resumed = handle
 
     async def begin(self) -> None:
         pass
@@ -51,18 +74,21 @@ class RecordingSink:
 
 
 class Harness:
-    def __init__(self, **config: int) -> None:
-        self.store = MemoryStore(block_ms=10)
+    def __init__(self, rate_per_minute: int = 1000, **config: int) -> None:
+        self.store = MemoryStore(block_ms=10, rate_per_minute=rate_per_minute)
         self.llm = ScriptedLLM()
-        self.service = ChatService(
-            self.llm,
-            self.store,
-            self.store,
-            FewShotCatalog(),
-            ChatConfig(default_model="m", **config),
-            owner="me",
-        )
+        chat_config = ChatConfig(default_model="m", **config)
+        catalog = FewShotCatalog()
+        admin = AdminService(self.store, catalog, "m", chat_config.num_ctx)
+        self.service = ChatService(self.llm, self.store, catalog, chat_config, "me", admin)
+        self.outbox = Outbox(self.store, self.store)
         self.count = 0
+
+    async def answer(self, entry: InboxEntry, sink: RecordingSink) -> None:
+        """What a worker does with a ready entry: answer it, then deliver the answer."""
+        handled = await self.service.handle(entry, sink)
+        assert handled.reply is not None
+        await self.outbox.deliver(entry, sink, handled.reply)
 
     async def say(
         self,
@@ -88,12 +114,13 @@ class Harness:
         await self.store.enqueue(message)
         sink = RecordingSink()
         for entry in await self.store.take("test", "worker", 10):
-            await self.service.handle(entry, sink)
+            await self.answer(entry, sink)
         return sink
 
     async def history(self) -> list[tuple[str, str]]:
         message = IncomingMessage("test", "probe", "conv", "chan", "x", "X", "")
-        context = await self.store.load_context(message, 100, 60)
+        context = await self.store.load_context(InboxEntry("probe", message), 100, "me", 1000)
+        await self.store.release_lock("conv", "me")
         return [(t.role, t.content) for t in context.history]
 
 
@@ -130,21 +157,43 @@ async def test_a_message_answered_before_a_crash_is_redelivered_from_the_store()
     message = IncomingMessage("test", "m1", "conv", "chan", "alice", "Alice", "hi")
     await h.store.enqueue(message)
     [entry] = await h.store.take("test", "worker", 10)
-    await h.service.handle(entry, RecordingSink())
+    crashed = RecordingSink()
+    await h.service.handle(entry, crashed)  # answered and stored, then the process died
     sink = RecordingSink()
-    await h.service.handle(entry, sink)
+    await h.answer(entry, sink)
     assert sink.finished == ["echo: hi"]
+    assert sink.resumed == {"shown": "yes"}, "the successor finishes the streamed message"
     assert len(h.llm.requests) == 1
     assert len(await h.history()) == 2
+    assert await h.store.claim_abandoned("test", "worker", 0) == [], "delivered: done"
 
 
-async def test_too_many_messages_are_rate_limited() -> None:
-    h = Harness(rate_limit=2)
-    for text in ("a", "b"):
-        await h.say(text)
-    sink = await h.say("c")
-    assert "too fast" in sink.failures[0]
-    assert len(h.llm.requests) == 2
+async def test_an_answer_stays_pending_until_the_platform_takes_it() -> None:
+    h = Harness()
+    message = IncomingMessage("test", "m1", "conv", "chan", "alice", "Alice", "hi")
+    await h.store.enqueue(message)
+    [entry] = await h.store.take("test", "worker", 10)
+    handled = await h.service.handle(entry, RecordingSink())
+    assert handled.reply is not None and handled.reply.text == "echo: hi"
+    assert handled.cost_s == pytest.approx(0.5), "GPU time: prompt eval + eval durations"
+    [pending] = await h.store.claim_abandoned("test", "worker", 0)
+    assert pending.entry_id == entry.entry_id
+
+
+async def test_too_many_messages_are_refused_on_arrival_and_told_once() -> None:
+    h = Harness(rate_per_minute=2)
+    admissions = [
+        await h.store.enqueue(IncomingMessage("test", str(n), "conv", "chan", "al", "Al", "x"))
+        for n in range(5)
+    ]
+    assert admissions == [
+        Admission.ACCEPTED,
+        Admission.ACCEPTED,
+        Admission.LIMITED,
+        Admission.LIMITED_QUIETLY,
+        Admission.LIMITED_QUIETLY,
+    ]
+    assert len(await h.store.take("test", "worker", 10)) == 2, "refused ones are not queued"
 
 
 async def test_only_admins_change_settings_and_changes_are_audited() -> None:

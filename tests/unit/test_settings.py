@@ -16,7 +16,9 @@ def setting_names() -> set[str]:
     names = set()
     for section, field in Settings.model_fields.items():
         model = field.annotation
-        assert isinstance(model, type) and issubclass(model, BaseModel)
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            names.add(f"OLLABOT_{section}".upper())  # a top-level setting
+            continue
         for name, sub in model.model_fields.items():
             names.add(f"OLLABOT_{section}__{sub.alias or name}".upper())
     return names

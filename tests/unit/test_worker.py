@@ -1,16 +1,20 @@
-"""The inbox worker answers one conversation's messages in order, others in parallel."""
+"""The inbox worker: one conversation in order, across workers too; users served fairly; model
+slots never held by waiting messages; deliveries retried without a slot."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from adapters.memory_store import MemoryStore
 from core.chat import ChatConfig, ChatService
+from core.commands import AdminService
+from core.errors import DeliveryDeferred
 from core.fewshot import FewShotCatalog
 from core.models import ChatRequest, DoneReason, IncomingMessage, StreamEvent
+from core.outbox import Outbox
 from core.worker import InboxWorker, WorkerConfig
 from tests.unit.test_chat_service import RecordingSink
 
@@ -31,7 +35,10 @@ class GatedLLM:
         if text in self.gates:
             await self.gates[text].wait()
         yield StreamEvent(delta=f"re {text}")
-        yield StreamEvent(done=True, done_reason=DoneReason.STOP)
+        yield StreamEvent(done=True, done_reason=DoneReason.STOP, eval_duration_ns=10**9)
+
+    def asked(self) -> list[str]:
+        return [r.messages[-1].content for r in self.requests]
 
 
 async def until(condition: Callable[[], bool], changed: asyncio.Condition) -> None:
@@ -39,50 +46,136 @@ async def until(condition: Callable[[], bool], changed: asyncio.Condition) -> No
         await changed.wait_for(condition)
 
 
-async def test_a_message_arriving_while_the_previous_streams_waits_its_turn() -> None:
-    store = MemoryStore(block_ms=10)
-    llm = GatedLLM(gates={"one": asyncio.Event(), "two": asyncio.Event()})
-    service = ChatService(llm, store, store, FewShotCatalog(), ChatConfig("m"), owner="w")
-    sinks: dict[str, RecordingSink] = {}
-    worker = InboxWorker(
-        store,
-        service,
-        lambda m: sinks.setdefault(m.text, RecordingSink()),
-        WorkerConfig("test", "w", batch=1),
+@dataclass
+class Sinks:
+    """One recording sink per message text, and a condition notified on every delivery."""
+
+    by_text: dict[str, RecordingSink] = field(default_factory=dict)
+    delivered: list[str] = field(default_factory=list)
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    defer_first: int = 0
+
+    def __call__(self, message: IncomingMessage) -> DeliveringSink:
+        sink = self.by_text.setdefault(message.text, DeliveringSink(self, message.text))
+        assert isinstance(sink, DeliveringSink)
+        return sink
+
+
+@dataclass
+class DeliveringSink(RecordingSink):
+    owner: Sinks | None = None
+    text: str = ""
+
+    def __init__(self, owner: Sinks, text: str) -> None:
+        super().__init__()
+        self.owner, self.text = owner, text
+
+    async def finish(self, text: str) -> None:
+        assert self.owner is not None
+        if self.owner.defer_first > 0:
+            self.owner.defer_first -= 1
+            raise DeliveryDeferred("429", 0.01)
+        await super().finish(text)
+        async with self.owner.changed:
+            self.owner.delivered.append(self.text)
+            self.owner.changed.notify_all()
+
+
+def make_worker(
+    store: MemoryStore, llm: GatedLLM, sinks: Sinks, consumer: str = "w", slots: int = 1
+) -> InboxWorker:
+    config = ChatConfig("m")
+    admin = AdminService(store, FewShotCatalog(), "m", config.num_ctx)
+    service = ChatService(llm, store, FewShotCatalog(), config, consumer, admin)
+    return InboxWorker(
+        store, service, Outbox(store, store), sinks, WorkerConfig("test", consumer, slots=slots)
     )
+
+
+@contextlib.asynccontextmanager
+async def running(*workers: InboxWorker) -> AsyncIterator[None]:
     stop = asyncio.Event()
-    running = asyncio.create_task(worker.run(stop))
+    tasks = [asyncio.create_task(w.run(stop)) for w in workers]
+    try:
+        yield
+    finally:
+        stop.set()
+        for worker in workers:
+            await worker.drain(5)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def send(text: str) -> None:
-        await store.enqueue(IncomingMessage("test", text, "conv", "chan", "u", "U", text))
 
-    async def taken(count: int) -> None:
-        async with asyncio.timeout(5):  # bounded poll: the worker signals nothing when it takes
-            while worker.busy != count:  # noqa: ASYNC110
-                await asyncio.sleep(0.001)
+async def send(store: MemoryStore, text: str, conversation: str = "conv", user: str = "u") -> None:
+    message = IncomingMessage("test", text, conversation, conversation, user, user.title(), text)
+    await store.enqueue(message)
 
-    await send("one")
-    await send("two")
-    await until(lambda: len(llm.requests) == 1, llm.changed)
-    await taken(2)
-    llm.gates["one"].set()
-    await until(lambda: len(llm.requests) == 2, llm.changed)
-    await send("three")
-    await taken(2)
-    for _ in range(200):  # give "three" every chance to overtake: it must keep waiting
-        await asyncio.sleep(0)
-    assert len(llm.requests) == 2, "a later message started while the previous one streamed"
-    llm.gates["two"].set()
-    await until(lambda: len(llm.requests) == 3, llm.changed)
-    await worker.drain(5)
-    stop.set()
-    with contextlib.suppress(asyncio.CancelledError):
-        await running
 
+async def test_a_conversation_is_answered_in_order_and_history_follows() -> None:
+    store, llm, sinks = MemoryStore(block_ms=10), GatedLLM(gates={"one": asyncio.Event()}), Sinks()
+    async with running(make_worker(store, llm, sinks, slots=4)):
+        for text in ("one", "two", "three"):
+            await send(store, text)
+        await until(lambda: len(llm.requests) == 1, llm.changed)
+        for _ in range(200):  # give "two" every chance to overtake: it must keep waiting
+            await asyncio.sleep(0)
+        assert llm.asked() == ["one"], "a later message started while the previous streamed"
+        llm.gates["one"].set()
+        await until(lambda: len(sinks.delivered) == 3, sinks.changed)
+    assert sinks.delivered == ["one", "two", "three"]
     history = [m.content for m in llm.requests[2].messages[1:]]
     assert history == ["one", "re one", "two", "re two", "three"]
-    assert [sinks[t].finished for t in ("one", "two", "three")] == [
-        ["re one"],
-        ["re two"],
-        ["re three"],
-    ]
+
+
+async def test_a_message_waiting_for_its_conversation_holds_no_model_slot() -> None:
+    store, llm, sinks = MemoryStore(block_ms=10), GatedLLM(gates={"x1": asyncio.Event()}), Sinks()
+    async with running(make_worker(store, llm, sinks, slots=2)):
+        await send(store, "x1", "x")
+        await send(store, "x2", "x")
+        await send(store, "y1", "y", user="v")
+        await until(lambda: "y1" in sinks.delivered, sinks.changed)
+        assert llm.asked() == ["x1", "y1"], "y1 got the free slot while x2 waited for x1"
+        llm.gates["x1"].set()
+        await until(lambda: len(sinks.delivered) == 3, sinks.changed)
+
+
+async def test_one_users_flood_delays_another_user_by_one_reply_at_most() -> None:
+    store = MemoryStore(block_ms=10, rate_per_minute=1000, max_backlog=1000)
+    llm, sinks = GatedLLM(gates={"flood 0": asyncio.Event()}), Sinks()
+    async with running(make_worker(store, llm, sinks, slots=1)):
+        for n in range(20):  # twenty conversations of one user, in one channel
+            message = IncomingMessage("test", f"f{n}", f"c{n}", "chan", "flood", "F", f"flood {n}")
+            await store.enqueue(message)
+        await until(lambda: len(llm.requests) == 1, llm.changed)
+        await send(store, "late", "dm", user="other")
+        for _ in range(50):  # let the worker take "late" into its waiting room
+            await asyncio.sleep(0.001)
+        llm.gates["flood 0"].set()
+        await until(lambda: "late" in sinks.delivered, sinks.changed)
+    assert llm.asked().index("late") <= 2, llm.asked()
+
+
+async def test_two_workers_answer_one_conversation_in_arrival_order() -> None:
+    store = MemoryStore(block_ms=10)
+    llm, sinks = GatedLLM(gates={"one": asyncio.Event()}), Sinks()
+    first, second = make_worker(store, llm, sinks, "a"), make_worker(store, llm, sinks, "b")
+    async with running(first, second):
+        for text in ("one", "two", "three", "four"):
+            await send(store, text)
+        await until(lambda: len(llm.requests) == 1, llm.changed)
+        for _ in range(200):
+            await asyncio.sleep(0.001)
+        assert llm.asked() == ["one"], "the other worker answered a later message first"
+        llm.gates["one"].set()
+        await until(lambda: len(sinks.delivered) == 4, sinks.changed)
+    assert sinks.delivered == ["one", "two", "three", "four"]
+
+
+async def test_a_deferred_delivery_is_retried_without_holding_the_model() -> None:
+    store, llm = MemoryStore(block_ms=10), GatedLLM()
+    sinks = Sinks(defer_first=3)
+    async with running(make_worker(store, llm, sinks, slots=1)):
+        await send(store, "one", "a")
+        await send(store, "two", "b", user="v")
+        await until(lambda: len(sinks.delivered) == 2, sinks.changed)
+    assert sorted(sinks.delivered) == ["one", "two"]
+    assert await store.claim_abandoned("test", "w", 0) == [], "both entries are done"
