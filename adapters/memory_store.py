@@ -224,14 +224,17 @@ class MemoryStore:
                 stream.pending[entry_id] = _Pending(consumer, self._clock())
 
     async def acknowledge(self, entry: InboxEntry) -> None:
-        """Mark the entry done, forget it and take it off its author's backlog; safe to
-        repeat."""
+        """Mark the entry done, forget it, take it off its author's backlog and let the next
+        message of its conversation start; safe to repeat."""
         message = entry.message
         stream = self._stream(message.platform)
         if stream.pending.pop(entry.entry_id, None) is not None:
             author = f"{message.platform}:{message.author_id}"
             self._backlogs[author] = max(0, self._backlogs.get(author, 0) - 1)
         stream.entries.pop(entry.entry_id, None)
+        order = self._orders.get(message.conversation) or _Order()
+        order.done = max(order.done, entry.seq)
+        self._orders.put(message.conversation, order, self._conversation_ttl_s)
 
     def _stream(self, platform: str) -> _Stream:
         return self._streams.setdefault(platform, _Stream())
@@ -277,8 +280,8 @@ class MemoryStore:
     async def complete(
         self, entry: InboxEntry, outcome: Outcome | None, reply: StoredReply, owner: str
     ) -> StoredReply | None:
-        """Append the turns once per message, store the reply, advance the conversation's
-        order and release the lease, if ``owner`` still holds it; safe to repeat."""
+        """Append the turns once per message, store the reply and release the lease, if
+        ``owner`` still holds it; safe to repeat."""
         message = entry.message
         answered_key = f"{message.platform}:{message.message_id}"
         stored = self._answered.get(answered_key)
@@ -292,9 +295,6 @@ class MemoryStore:
             conversation.window_start = outcome.window_start
             self._conversations.put(message.conversation, conversation, self._conversation_ttl_s)
         self._answered.put(answered_key, reply, self._dedupe_ttl_s)
-        order = self._orders.get(message.conversation) or _Order()
-        order.done = max(order.done, entry.seq)
-        self._orders.put(message.conversation, order, self._conversation_ttl_s)
         self._locks.pop(message.conversation)
         return reply
 

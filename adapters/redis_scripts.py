@@ -35,18 +35,25 @@ redis.call('XADD', KEYS[2], '*', 'message', ARGV[2], 'seq', seq)
 return 1
 """
 
-# KEYS: inbox, backlog. ARGV: group, entry id. Done with an entry: acknowledged, deleted, and
-# no longer counted against its author's backlog (only once, however often this runs).
+# KEYS: inbox, backlog, order. ARGV: group, entry id, seq, order ttl.
+# Done with an entry (its reply delivered): acknowledged, deleted, no longer counted against
+# its author's backlog (only once, however often this runs), and the next message of its
+# conversation may start: replies reach the chat in the order the messages arrived.
 ACKNOWLEDGE = """
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 1 then
   if tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then redis.call('DECR', KEYS[2]) end
 end
 redis.call('XDEL', KEYS[1], ARGV[2])
+local seq = tonumber(ARGV[3])
+if seq > tonumber(redis.call('HGET', KEYS[3], 'done') or '0') then
+  redis.call('HSET', KEYS[3], 'done', seq)
+  redis.call('EXPIRE', KEYS[3], ARGV[4])
+end
 return 1
 """
 
-# KEYS: conv, convmeta, answered, lock, order.
-# ARGV: owner, seq, reply JSON, max stored, conv ttl, dedupe ttl, window_start, turns...
+# KEYS: conv, convmeta, answered, lock.
+# ARGV: owner, seq (unused), reply JSON, max stored, conv ttl, dedupe ttl, window_start, turns...
 # Returns {1} stored now, {2, reply} stored before (deliver that), {0} the lease is lost.
 # The check of the lease and the writes are one atomic step: a worker that lost its lease
 # (frozen past its expiry) can no longer write.
@@ -62,11 +69,6 @@ if #ARGV >= 8 then
   redis.call('EXPIRE', KEYS[2], ARGV[5])
 end
 redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[6])
-local seq = tonumber(ARGV[2])
-if seq > tonumber(redis.call('HGET', KEYS[5], 'done') or '0') then
-  redis.call('HSET', KEYS[5], 'done', seq)
-end
-redis.call('EXPIRE', KEYS[5], ARGV[5])
 redis.call('DEL', KEYS[4])
 return {1}
 """

@@ -304,10 +304,16 @@ class RedisStore:
 
     @translated
     async def acknowledge(self, entry: InboxEntry) -> None:
-        """Mark the entry done, delete it from the stream and take it off its author's
-        backlog; safe to repeat."""
-        keys = [self._inbox_key(entry.message.platform), self._backlog_key(entry.message)]
-        await self._redis.eval(ACKNOWLEDGE, len(keys), *keys, GROUP, entry.entry_id)
+        """Mark the entry done, delete it from the stream, take it off its author's backlog
+        and let the next message of its conversation start; safe to repeat."""
+        message = entry.message
+        keys = [
+            self._inbox_key(message.platform),
+            self._backlog_key(message),
+            self._order_key(message.conversation),
+        ]
+        args = [GROUP, entry.entry_id, entry.seq, self._conversation_ttl_s]
+        await self._redis.eval(ACKNOWLEDGE, len(keys), *keys, *args)
 
     async def _in_group(self, platform: str, call: Callable[[], Awaitable[Any]]) -> Any:
         """Run a consumer-group command, creating the stream and group on first use."""
@@ -388,16 +394,14 @@ class RedisStore:
     async def complete(
         self, entry: InboxEntry, outcome: Outcome | None, reply: StoredReply, owner: str
     ) -> StoredReply | None:
-        """Append the turns once per message, store the reply, advance the conversation's
-        order and release the lease, if ``owner`` still holds it: one round trip, safe to
-        repeat."""
+        """Append the turns once per message, store the reply and release the lease, if
+        ``owner`` still holds it: one round trip, safe to repeat."""
         message = entry.message
         keys = [
             self._conv_key(message.conversation),
             self._meta_key(message.conversation),
             self._answered_key(message),
             self._lock_key(message.conversation),
-            self._order_key(message.conversation),
         ]
         args: list[str | int] = [
             owner,

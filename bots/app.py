@@ -21,7 +21,7 @@ from core.chat import ChatConfig, ChatService
 from core.commands import AdminService
 from core.fewshot import FewShotCatalog, parse_templates
 from core.outbox import Outbox
-from core.ports import Metrics, NullMetrics, SinkFactory
+from core.ports import LLM, Metrics, NullMetrics, SinkFactory
 from core.prompting import DEFAULT_SYSTEM_PROMPT
 from core.worker import InboxWorker, WorkerConfig
 
@@ -81,30 +81,67 @@ async def resolve_model(settings: Settings) -> str:
     return await resolve_model_tag(settings)
 
 
-@dataclass
-class Runtime:
-    """What every command needs: the store, the model client and the chat service."""
+@dataclass(frozen=True)
+class Services:
+    """The core wired to one store and one model client, under one worker name."""
 
-    settings: Settings
     store: Store
-    llm: OllamaLLM
     service: ChatService
     outbox: Outbox
     metrics: Metrics
+    owner: str
+
+    def worker(
+        self, platform: str, sinks: SinkFactory, slots: int = 1, claim_idle_ms: int = 60_000
+    ) -> InboxWorker:
+        config = WorkerConfig(platform, self.owner, slots=slots, claim_idle_ms=claim_idle_ms)
+        return InboxWorker(self.store, self.service, self.outbox, sinks, config, self.metrics)
+
+
+def build_services(
+    store: Store,
+    llm: LLM,
+    config: ChatConfig,
+    owner: str,
+    catalog: FewShotCatalog | None = None,
+    metrics: Metrics | None = None,
+) -> Services:
+    """The one wiring of the core, for the CLI, the service, the tests and the benchmarks."""
+    catalog = catalog or FewShotCatalog()
+    metrics = metrics or NullMetrics()
+    admin = AdminService(
+        store, catalog, config.default_model, config.num_ctx, config.default_system_prompt
+    )
+    service = ChatService(llm, store, catalog, config, owner, admin, metrics=metrics)
+    return Services(store, service, Outbox(store, store, metrics), metrics, owner)
+
+
+@dataclass
+class Runtime:
+    """What every command needs: the settings, the model client and the wired core."""
+
+    settings: Settings
+    llm: OllamaLLM
+    services: Services
     model: str
-    consumer: str
     workers: list[tuple[InboxWorker, asyncio.Task[None]]] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
+    @property
+    def store(self) -> Store:
+        return self.services.store
+
+    @property
+    def consumer(self) -> str:
+        return self.services.owner
+
     def start_worker(self, platform: str, sinks: SinkFactory) -> InboxWorker:
-        chat = self.settings.chat
-        config = WorkerConfig(
+        worker = self.services.worker(
             platform,
-            self.consumer,
+            sinks,
             slots=self.settings.ollama.num_parallel,
-            claim_idle_ms=int(chat.claim_idle_s * 1000),
+            claim_idle_ms=int(self.settings.chat.claim_idle_s * 1000),
         )
-        worker = InboxWorker(self.store, self.service, self.outbox, sinks, config, self.metrics)
         self.workers.append((worker, asyncio.create_task(worker.run(self.stop))))
         return worker
 
@@ -141,17 +178,12 @@ async def runtime(
     catalog = load_catalog(settings)
     model = await resolve_model(settings)
     store, llm = open_store(settings), open_llm(settings)
-    metrics = metrics or NullMetrics()
     names = instances or [settings.instance or default_instance()]
     try:
         async with held_instance(store, names, wait_s=11.0) as name:
             config = chat_config(settings, model)
-            admin = AdminService(
-                store, catalog, model, config.num_ctx, config.default_system_prompt
-            )
-            service = ChatService(llm, store, catalog, config, name, admin, metrics=metrics)
-            outbox = Outbox(store, store, metrics)
-            rt = Runtime(settings, store, llm, service, outbox, metrics, model, name)
+            services = build_services(store, llm, config, name, catalog, metrics)
+            rt = Runtime(settings, llm, services, model)
             try:
                 yield rt
             finally:

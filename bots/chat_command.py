@@ -27,7 +27,8 @@ async def chat(settings: Settings, channel: str, user: str) -> int:
     names = [base, *(f"{base}-{n}" for n in range(2, 10))]
     async with runtime(settings, instances=names) as rt:
         console = Console(rt.store, channel, user, inbox_name=rt.consumer)
-        rt.start_worker(rt.consumer, console.sinks)
+        worker = rt.start_worker(rt.consumer, console.sinks)
+        await worker.caught_up()  # answer what a crashed run of this console left, first
         if interactive:
             print(BANNER.format(channel=channel, model=rt.model))
         while (line := await read_line("you> " if interactive else "")) is not None:

@@ -81,7 +81,8 @@ class Inbox(Protocol):
         ...
 
     async def acknowledge(self, entry: InboxEntry) -> None:
-        """The entry is done (its reply delivered): forget it; safe to repeat."""
+        """The entry is done (its reply delivered): forget it, and let the next message of
+        its conversation start; safe to repeat."""
 
 
 class ConversationStore(Protocol):
@@ -101,19 +102,20 @@ class ConversationStore(Protocol):
         lease_ms: int,
         skip_order: bool = False,
     ) -> ConversationContext:
-        """In one step: unless an earlier message of the conversation is still open (or
-        ``skip_order``), take the conversation's lease for ``owner``, then read the settings,
-        the turns from the window start on (at most ``max_turns``, newest last), the reply
-        already stored for this message and the handle of its preview."""
+        """In one step: unless an earlier message of the conversation is still open (not
+        delivered yet; ``skip_order`` ignores that), take the conversation's lease for
+        ``owner``, then read the settings, the turns from the window start on (at most
+        ``max_turns``, newest last), the reply already stored for this message and the
+        handle of its preview."""
         ...
 
     async def complete(
         self, entry: InboxEntry, outcome: Outcome | None, reply: StoredReply, owner: str
     ) -> StoredReply | None:
         """In one step, while ``owner`` holds the lease: append the turns (once per message),
-        store the reply until it is delivered, mark the message done in its conversation's
-        order and release the lease. Returns the reply to deliver (an earlier stored one when
-        this ran before), or None when the lease was lost: another worker owns it now."""
+        store the reply until it is delivered and release the lease. Returns the reply to
+        deliver (an earlier stored one when this ran before), or None when the lease was
+        lost: another worker owns it now."""
         ...
 
     async def save_handle(self, message: IncomingMessage, handle: dict[str, str]) -> None:

@@ -64,6 +64,8 @@ class InboxWorker:
         self._first_tried: dict[str, float] = {}
         self._attempts: dict[str, int] = {}
         self._told_store_down: set[str] = set()
+        self._claimed_once = False
+        self._changed = asyncio.Condition()
 
     @property
     def busy(self) -> int:
@@ -79,6 +81,11 @@ class InboxWorker:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def caught_up(self) -> None:
+        """Wait until what this worker's name left unfinished in an earlier run is done."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._claimed_once and not self._scheduler)
 
     async def drain(self, timeout_s: float) -> None:
         """Wait for the replies in progress; cancel what is left after ``timeout_s``.
@@ -102,6 +109,8 @@ class InboxWorker:
                 if time.monotonic() >= next_claim:
                     self._hold(await self._claim())
                     next_claim = time.monotonic() + self._config.claim_idle_ms / 2000
+                    self._claimed_once = True
+                    await self._notify()
                 if len(self._scheduler) < self._config.max_held:
                     self._hold(await self._take())
                 else:
@@ -114,8 +123,7 @@ class InboxWorker:
 
     async def _claim(self) -> list[InboxEntry]:
         c = self._config
-        entries = await self._inbox.claim_abandoned(c.platform, c.consumer, c.claim_idle_ms)
-        return [e for e in entries if e.entry_id not in self._delivering]
+        return await self._inbox.claim_abandoned(c.platform, c.consumer, c.claim_idle_ms)
 
     async def _take(self) -> list[InboxEntry]:
         c = self._config
@@ -170,8 +178,10 @@ class InboxWorker:
             self._answering.discard(entry.entry_id)
             self._wake.set()
         if reply is not None:
-            self._scheduler.finished(entry, cost)
             await self._deliver(entry, sink, reply)
+            self._scheduler.finished(entry, cost)  # the conversation's next message may start
+            self._wake.set()
+            await self._notify()
 
     async def _deliver(self, entry: InboxEntry, sink: ReplySink, reply: StoredReply) -> None:
         self._forget_attempts(entry)
@@ -220,10 +230,14 @@ class InboxWorker:
         c = self._config
         while True:
             await asyncio.sleep(c.claim_idle_ms / 3000)
-            held = [*self._scheduler.held_ids(), *self._delivering]
+            held = self._scheduler.held_ids()
             for start in range(0, len(held), 500):
                 with contextlib.suppress(StoreUnavailable):
                     await self._inbox.keep_alive(c.platform, c.consumer, held[start : start + 500])
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
 
     def _report_depth(self) -> None:
         waiting = len(self._scheduler) - len(self._answering)

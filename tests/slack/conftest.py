@@ -20,10 +20,10 @@ from adapters.ollama_llm import OllamaLLM
 from adapters.redis_store import RedisStore
 from adapters.slack.platform import SlackPlatform
 from adapters.slack.threads import RedisThreadRegistry
+from bots.app import build_services
 from bots.settings import SlackSettings
-from core.chat import ChatConfig, ChatService
-from core.fewshot import FewShotCatalog
-from core.worker import InboxWorker, WorkerConfig
+from core.chat import ChatConfig
+from core.worker import InboxWorker
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, FakeSlack, fake_slack  # noqa: F401
 
@@ -66,6 +66,7 @@ async def start_bot(
         ollama_url: str | None = None,
         admin_ids: list[str] | None = None,
         redis: str | None = None,
+        rate_per_minute: int = 1000,
     ) -> SlackBot:
         settings = SlackSettings(
             bot_token=SecretStr(BOT_TOKEN),
@@ -75,13 +76,14 @@ async def start_bot(
             api_base_url=fake_slack.url,
             admin_ids=admin_ids or [],
         )
-        store = RedisStore.from_url(redis or redis_url, prefix=key_prefix, block_ms=200)
+        store = RedisStore.from_url(
+            redis or redis_url, prefix=key_prefix, block_ms=200, rate_per_minute=rate_per_minute
+        )
         threads_client = aioredis.Redis.from_url(redis or redis_url, decode_responses=True)
         llm = OllamaLLM(ollama_url or fake_ollama.url, connect_timeout_s=1.0, retries=0)
-        config = ChatConfig(default_model="llama3.1:8b")
-        service = ChatService(llm, store, store, FewShotCatalog(), config, owner="test")
+        services = build_services(store, llm, ChatConfig(default_model="llama3.1:8b"), "test")
         platform = SlackPlatform(settings, store, RedisThreadRegistry(threads_client, key_prefix))
-        worker = InboxWorker(store, service, platform.sinks, WorkerConfig("slack", "test"))
+        worker = services.worker("slack", platform.sinks, slots=4)
         stop = asyncio.Event()
         await platform.start()
         task = asyncio.create_task(worker.run(stop))

@@ -14,10 +14,10 @@ from adapters.ollama_llm import OllamaLLM
 from adapters.redis_store import RedisStore
 from adapters.telegram.pacing import Limits
 from adapters.telegram.platform import TelegramPlatform
+from bots.app import build_services
 from bots.settings import TelegramSettings
-from core.chat import ChatConfig, ChatService
-from core.fewshot import FewShotCatalog
-from core.worker import InboxWorker, WorkerConfig
+from core.chat import ChatConfig
+from core.worker import InboxWorker
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.telegram_api import ALICE, TOKEN, FakeTelegram
 from tests.fakes.telegram_api import fake_telegram as fake_telegram  # the fixture
@@ -86,19 +86,19 @@ async def start_bot(
         limits: Limits = TEST_LIMITS,
         ollama_url: str | None = None,
         redis: str | None = None,
+        rate_per_minute: int = 1000,
     ) -> RunningBot:
         settings = TelegramSettings(
             token=SecretStr(TOKEN), api_base_url=fake_telegram.url, admin_ids=list(admin_ids)
         )
-        store = RedisStore.from_url(redis or redis_url, prefix=key_prefix, block_ms=100)
-        llm = OllamaLLM(ollama_url or fake_ollama.url, retries=0, backoff_s=0.01)
-        service = ChatService(
-            llm, store, store, FewShotCatalog(), ChatConfig(default_model="llama3.1:8b"), consumer
+        store = RedisStore.from_url(
+            redis or redis_url, prefix=key_prefix, block_ms=100, rate_per_minute=rate_per_minute
         )
+        llm = OllamaLLM(ollama_url or fake_ollama.url, retries=0, backoff_s=0.01)
+        services = build_services(store, llm, ChatConfig(default_model="llama3.1:8b"), consumer)
         platform = TelegramPlatform(settings, store, limits=limits, poll_timeout_s=1)
         await platform.start()
-        config = WorkerConfig(platform="telegram", consumer=consumer, claim_idle_ms=claim_idle_ms)
-        worker = InboxWorker(store, service, platform.sinks, config)
+        worker = services.worker("telegram", platform.sinks, slots=4, claim_idle_ms=claim_idle_ms)
         stop_event = asyncio.Event()
         task = asyncio.create_task(worker.run(stop_event))
         bot = RunningBot(platform, worker, store, llm, stop_event, task)
