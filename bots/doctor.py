@@ -56,6 +56,12 @@ async def check_ollama(settings: Settings) -> list[Check]:
     return [*checks, Check("model", present, detail)]
 
 
+def out_of_memory(info: dict[str, str]) -> bool:
+    """Whether Redis has reached ``maxmemory`` (and so, with noeviction, refuses writes)."""
+    used, limit = info.get("used_memory", ""), info.get("maxmemory", "")
+    return used.isdigit() and limit.isdigit() and int(limit) > 0 and int(used) >= int(limit)
+
+
 async def check_redis(settings: Settings) -> list[Check]:
     store = open_store(settings)
     try:
@@ -98,6 +104,18 @@ async def check_redis(settings: Settings) -> list[Check]:
                 else ": conversations may be evicted silently. Fix: maxmemory-policy noeviction"
             ),
             warning_only=True,
+        )
+    )
+    full = out_of_memory(info)
+    checks.append(
+        Check(
+            "redis memory",
+            not full,
+            f"out of memory: used {info.get('used_memory')} of maxmemory "
+            f"{info.get('maxmemory')} bytes, writes are refused. "
+            "Fix: raise maxmemory or free memory"
+            if full
+            else "room to write",
         )
     )
     return checks

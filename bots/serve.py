@@ -14,6 +14,7 @@ from adapters.ops_http import CheckResults, Checks, OpsServer
 from adapters.prometheus_metrics import PrometheusMetrics
 from adapters.systemd_notify import notify, watchdog_interval
 from bots.app import Runtime, Store, on_termination, runtime
+from bots.doctor import out_of_memory
 from bots.model_cli import warm_up
 from bots.settings import Settings
 from core.errors import OllabotError
@@ -144,11 +145,6 @@ async def redis_health(store: Store) -> tuple[bool, str]:
     if out_of_memory(info):
         return False, "out of memory: used_memory has reached maxmemory, writes are refused"
     return True, "reachable"
-
-
-def out_of_memory(info: dict[str, str]) -> bool:
-    used, limit = info.get("used_memory", ""), info.get("maxmemory", "")
-    return used.isdigit() and limit.isdigit() and int(limit) > 0 and int(used) >= int(limit)
 
 
 @contextlib.asynccontextmanager

@@ -225,9 +225,11 @@ class ChatService:
         """
         first = asyncio.ensure_future(anext(events, None))
         try:
-            done, _ = await asyncio.wait({first}, timeout=self._config.first_token_s)
-            if not done:
+            timeout = self._config.first_token_s
+            while not (await asyncio.wait({first}, timeout=timeout))[0]:
+                # repeated while waiting: a sink shows a preview only when its pacing allows
                 await sink.update(MODEL_WAITING_NOTICE)
+                timeout = 1.0
             event = await first
         finally:
             if not first.done():

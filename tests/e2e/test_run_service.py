@@ -129,3 +129,28 @@ async def test_sigterm_during_a_streamed_reply_finishes_and_stores_it(
     [conversation] = await redis_client.keys(f"{key_prefix}conv:*")
     turns = [json.loads(t)[1] for t in await redis_client.lrange(conversation, 0, -1)]
     assert turns == ["question", "a long and careful answer"]
+
+
+async def test_a_hanging_ollama_neither_blocks_receiving_nor_leaves_users_in_silence(
+    ollabot: Any, fake_slack: FakeSlack, fake_ollama: FakeOllama, notify_socket: NotifySocket
+) -> None:
+    never, later = asyncio.Event(), asyncio.Event()
+    fake_ollama.script(
+        Reply(first_byte_gate=never),  # the warm-up: accepted, never answered
+        Reply(text="sorry for the wait", first_byte_gate=later),
+    )
+    bot = ollabot(
+        OLLABOT_SLACK__BOT_TOKEN=BOT_TOKEN,
+        OLLABOT_SLACK__APP_TOKEN=APP_TOKEN,
+        OLLABOT_SLACK__API_BASE_URL=fake_slack.url,
+        OLLABOT_OPS__LISTEN="off",
+        OLLABOT_OLLAMA__FIRST_TOKEN_TIMEOUT_S="0.5",
+        NOTIFY_SOCKET=str(notify_socket.path),
+    )
+    async with running(bot, notify_socket):
+        await fake_slack.deliver("events_api", fake_slack.user_message("are you there?"))
+        notice = await dm_reply(fake_slack, "busy or still loading")
+        assert "waiting" in notice
+        later.set()
+        assert "sorry for the wait" in await dm_reply(fake_slack, "sorry for the wait")
+    never.set()
