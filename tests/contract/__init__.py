@@ -1,8 +1,11 @@
-"""Contract tests: every store implementation behaves the same (DESIGN.md §5)."""
+"""Contract tests: every store implementation (Redis, memory) behaves the same."""
 
 from __future__ import annotations
 
-from core.models import IncomingMessage
+from core.models import Admission, InboxEntry, IncomingMessage
+from tests.fixtures.store import Store
+
+LEASE_MS = 30_000
 
 
 def incoming(
@@ -25,3 +28,10 @@ def incoming(
         in_group=True,
         reply_to={"chat_id": "42", "message_id": message_id},
     )
+
+
+async def arrive(store: Store, *messages: IncomingMessage) -> list[InboxEntry]:
+    """Enqueue ``messages`` (each must be accepted) and take them, as a worker would."""
+    for message in messages:
+        assert await store.enqueue(message) is Admission.ACCEPTED
+    return await store.take(messages[0].platform, "worker-a", len(messages))

@@ -1,38 +1,63 @@
-"""Conversations: the tail of history, answers remembered once, rate counts, forgetting."""
+"""Conversations: the tail of history, the window, forgetting, and what a finished reply
+leaves behind until its delivery is confirmed."""
 
 from __future__ import annotations
 
-from core.models import ChannelSettings, InboxEntry, IncomingMessage, Outcome, Turn
-from tests.contract import incoming
+from core.models import (
+    ChannelSettings,
+    ConversationContext,
+    InboxEntry,
+    IncomingMessage,
+    Outcome,
+    StoredReply,
+    Turn,
+    TurnState,
+)
+from tests.contract import LEASE_MS, arrive, incoming
 from tests.fixtures.store import Store
+
+OWNER = "worker-a"
 
 
 async def answer(
-    store: Store, message: IncomingMessage, reply: str, seq: int = 0, window_start: int = 0
+    store: Store, message: IncomingMessage, reply: str, turn_seq: int = 0, window_start: int = 0
 ) -> InboxEntry:
-    """Take ``message`` from the inbox and complete it with ``reply``, as the chat service does."""
-    await store.enqueue(message)
-    [entry] = await store.take(message.platform, "worker-a", 1)
-    assert await store.acquire_lock(message.conversation, "worker-a", 30_000)
-    turns = (Turn("user", message.text, seq, "Ana"), Turn("assistant", reply, seq + 1))
-    await store.complete(entry, Outcome(turns, window_start, reply), "worker-a")
+    """Take ``message`` from the inbox, answer it with ``reply`` and confirm the delivery, as
+    the chat service and the outbox do."""
+    [entry] = await arrive(store, message)
+    assert (await store.load_context(entry, 10, OWNER, LEASE_MS)).state is TurnState.READY
+    turns = (Turn("user", message.text, turn_seq, "Ana"), Turn("assistant", reply, turn_seq + 1))
+    outcome = Outcome(turns, window_start, reply)
+    assert await store.complete(entry, outcome, StoredReply(reply), OWNER) == StoredReply(reply)
+    await store.acknowledge(entry)
     return entry
 
 
+async def context_for(
+    store: Store, message: IncomingMessage, max_turns: int = 10
+) -> ConversationContext:
+    """What a worker loads for a newly arrived ``message``."""
+    [entry] = await arrive(store, message)
+    context = await store.load_context(entry, max_turns, OWNER, LEASE_MS)
+    assert context.state is TurnState.READY
+    return context
+
+
 async def test_a_new_conversation_has_default_settings_and_no_history(store: Store) -> None:
-    context = await store.load_context(incoming("1"), 10, 60)
+    context = await context_for(store, incoming("1"))
 
     assert context.settings == ChannelSettings()
     assert context.history == ()
     assert context.window_start == 0
     assert context.answered is None
+    assert context.handle == {}
 
 
 async def test_completed_turns_come_back_in_order_with_their_authors(store: Store) -> None:
-    await answer(store, incoming("1", "hi"), "Hello Ana!", seq=0)
-    await answer(store, incoming("2", "how are you?"), "Fine, thanks.", seq=2)
+    await answer(store, incoming("1", "hi"), "Hello Ana!", turn_seq=0)
+    await answer(store, incoming("2", "how are you?"), "Fine, thanks.", turn_seq=2)
 
-    context = await store.load_context(incoming("3"), 10, 60)
+    context = await context_for(store, incoming("3"))
 
     assert context.history == (
         Turn("user", "hi", 0, "Ana"),
@@ -44,10 +69,10 @@ async def test_completed_turns_come_back_in_order_with_their_authors(store: Stor
 
 
 async def test_only_the_window_is_read_once_the_start_has_moved(store: Store) -> None:
-    await answer(store, incoming("1", "hi"), "Hello Ana!", seq=0)
-    await answer(store, incoming("2", "how are you?"), "Fine, thanks.", seq=2, window_start=2)
+    await answer(store, incoming("1", "hi"), "Hello Ana!", turn_seq=0)
+    await answer(store, incoming("2", "how are you?"), "Fine, thanks.", turn_seq=2, window_start=2)
 
-    context = await store.load_context(incoming("3"), 10, 60)
+    context = await context_for(store, incoming("3"))
 
     assert context.history == (
         Turn("user", "how are you?", 2, "Ana"),
@@ -57,57 +82,36 @@ async def test_only_the_window_is_read_once_the_start_has_moved(store: Store) ->
 
 
 async def test_only_the_newest_turns_are_loaded_from_a_long_conversation(store: Store) -> None:
-    await store.enqueue(incoming("1"))
-    [entry] = await store.take("telegram", "worker-a", 1)
+    [entry] = await arrive(store, incoming("1"))
+    await store.load_context(entry, 10, OWNER, LEASE_MS)
     turns = tuple(
         Turn("user" if seq % 2 == 0 else "assistant", f"turn {seq}", seq) for seq in range(2000)
     )
-    await store.complete(entry, Outcome(turns, 0, "turn 1999"), "worker-a")
+    await store.complete(entry, Outcome(turns, 0, "turn 1999"), StoredReply("turn 1999"), OWNER)
+    await store.acknowledge(entry)
 
-    context = await store.load_context(incoming("next"), 10, 60)
+    [following] = await arrive(store, incoming("next"))
+    context = await store.load_context(following, 10, OWNER, LEASE_MS)
+    everything = await store.load_context(following, 5000, OWNER, LEASE_MS)
 
     assert [turn.seq for turn in context.history] == list(range(1990, 2000))
     assert context.history[-1].content == "turn 1999"
-    everything = await store.load_context(incoming("all"), 5000, 60)
     assert len(everything.history) == 1000  # the stored length is capped (max_stored_turns)
 
 
-async def test_a_retried_message_gets_its_first_answer_back(store: Store) -> None:
-    await answer(store, incoming("5", "what is 2+2?"), "4")
-
-    context = await store.load_context(incoming("5", "what is 2+2?"), 10, 60)
-
-    assert context.answered == "4"
-
-
-async def test_completing_the_same_message_twice_appends_its_turns_once(store: Store) -> None:
-    entry = await answer(store, incoming("5", "hi"), "Hello!")
-    turns = (Turn("user", "hi", 0), Turn("assistant", "Hello again?", 1))
-
-    await store.complete(entry, Outcome(turns, 0, "Hello again?"), "worker-a")
-
-    context = await store.load_context(incoming("6"), 10, 60)
-    assert [turn.content for turn in context.history] == ["hi", "Hello!"]
-    assert (await store.load_context(incoming("5"), 10, 60)).answered == "Hello!"
-
-
-async def test_complete_acknowledges_the_entry_and_releases_the_lock(store: Store) -> None:
-    await answer(store, incoming("1"), "done")
-
-    assert await store.claim_abandoned("telegram", "worker-b", 0) == []
-    assert await store.acquire_lock("tg:42", "worker-b", 30_000)
-
-
-async def test_the_rate_counter_counts_each_authors_messages_in_the_window(
+async def test_complete_releases_the_lease_but_keeps_the_entry_until_delivery_is_confirmed(
     store: Store,
 ) -> None:
-    counts = [(await store.load_context(incoming(str(n)), 10, 60)).recent_messages for n in "123"]
-    other = await store.load_context(incoming("4", author_id="u2"), 10, 60)
-    again = await store.load_context(incoming("3"), 10, 60)
+    [entry] = await arrive(store, incoming("1", "are you there?"))
+    await store.load_context(entry, 10, OWNER, LEASE_MS)
+    await store.complete(entry, None, StoredReply("yes"), OWNER)
 
-    assert counts == [1, 2, 3]
-    assert other.recent_messages == 1
-    assert again.recent_messages == 3  # a message handled twice is counted once
+    assert await store.acquire_lock("tg:42", "worker-b", LEASE_MS)
+    claimed = await store.claim_abandoned("telegram", "worker-b", 0)
+    assert [e.message.text for e in claimed] == ["are you there?"]
+
+    await store.acknowledge(entry)
+    assert await store.claim_abandoned("telegram", "worker-b", 0) == []
 
 
 async def test_reset_forgets_the_conversation_but_not_others(store: Store) -> None:
@@ -117,6 +121,6 @@ async def test_reset_forgets_the_conversation_but_not_others(store: Store) -> No
     await store.clear_conversation("tg:42")
     await store.clear_conversation("tg:42")
 
-    assert (await store.load_context(incoming("3"), 10, 60)).history == ()
-    other = await store.load_context(incoming("4", conversation="tg:7"), 10, 60)
+    assert (await context_for(store, incoming("3"))).history == ()
+    other = await context_for(store, incoming("4", conversation="tg:7"))
     assert [turn.content for turn in other.history] == ["other chat", "ok"]

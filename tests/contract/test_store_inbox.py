@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
+from core.models import Admission
 from tests.contract import incoming
 from tests.fixtures.store import AgePending, Reopen, Store
 
 
 async def test_a_retried_delivery_is_stored_once(store: Store) -> None:
-    assert await store.enqueue(incoming("7", "first delivery")) is True
-    assert await store.enqueue(incoming("7", "retried delivery")) is False
+    assert await store.enqueue(incoming("7", "first delivery")) is Admission.ACCEPTED
+    assert await store.enqueue(incoming("7", "retried delivery")) is Admission.DUPLICATE
 
     taken = await store.take("telegram", "worker-a", 10)
 
@@ -18,8 +19,8 @@ async def test_a_retried_delivery_is_stored_once(store: Store) -> None:
 
 
 async def test_the_same_id_on_another_platform_is_a_different_message(store: Store) -> None:
-    assert await store.enqueue(incoming("7", platform="telegram"))
-    assert await store.enqueue(incoming("7", platform="slack"))
+    assert await store.enqueue(incoming("7", platform="telegram")) is Admission.ACCEPTED
+    assert await store.enqueue(incoming("7", platform="slack")) is Admission.ACCEPTED
 
     assert len(await store.take("slack", "worker-a", 10)) == 1
 
@@ -62,8 +63,8 @@ async def test_acknowledged_entries_are_not_claimed_again(store: Store) -> None:
     await store.enqueue(incoming("1"))
     [entry] = await store.take("telegram", "worker-a", 10)
 
-    await store.acknowledge("telegram", entry.entry_id)
-    await store.acknowledge("telegram", entry.entry_id)
+    await store.acknowledge(entry)
+    await store.acknowledge(entry)
 
     assert await store.claim_abandoned("telegram", "worker-b", 0) == []
     assert await store.claim_abandoned("telegram", "worker-a", 0) == []

@@ -1,9 +1,9 @@
-"""Conversation locks, channel settings and the admin audit trail."""
+"""Conversation leases, channel settings and the admin audit trail."""
 
 from __future__ import annotations
 
-from core.models import AuditEntry, ChannelSettings
-from tests.contract import incoming
+from core.models import AuditEntry, ChannelSettings, TurnState
+from tests.contract import LEASE_MS, arrive, incoming
 from tests.fixtures.store import Store
 
 
@@ -68,12 +68,18 @@ async def test_settings_handed_out_are_copies(store: Store) -> None:
     assert (await store.get_settings("tg:42")).overrides == {}
 
 
-async def test_loading_a_context_takes_the_lock_or_says_it_is_held(store: Store) -> None:
-    first = await store.load_context(incoming("1"), 10, 60, "worker-a", 30_000)
-    assert first.locked
-    other = await store.load_context(incoming("2"), 10, 60, "worker-b", 30_000)
-    assert not other.locked and other.history == ()
-    again = await store.load_context(incoming("3"), 10, 60, "worker-a", 30_000)
-    assert again.locked, "the owner renews its own lock"
-    await store.release_lock(incoming("1").conversation, "worker-a")
-    assert (await store.load_context(incoming("4"), 10, 60, "worker-b", 30_000)).locked
+async def test_loading_a_context_takes_the_lease_or_says_the_conversation_is_busy(
+    store: Store,
+) -> None:
+    first, second = await arrive(store, incoming("1"), incoming("2"))
+
+    assert (await store.load_context(first, 10, "worker-a", LEASE_MS)).state is TurnState.READY
+    busy = await store.load_context(second, 10, "worker-b", LEASE_MS, skip_order=True)
+    assert busy.state is TurnState.BUSY
+    again = await store.load_context(first, 10, "worker-a", LEASE_MS)
+    assert again.state is TurnState.READY, "the owner re-enters (and renews) its own lease"
+
+    await store.release_lock("tg:42", "worker-a")
+    free = await store.load_context(second, 10, "worker-b", LEASE_MS, skip_order=True)
+    assert free.state is TurnState.READY
+    assert not await store.acquire_lock("tg:42", "worker-a", LEASE_MS)

@@ -9,13 +9,22 @@ import pytest
 
 from adapters.redis_store import RedisStore
 from core.errors import StoreUnavailable
-from core.models import AuditEntry, ChannelSettings, InboxEntry, Outcome, Turn
+from core.models import (
+    Admission,
+    AuditEntry,
+    ChannelSettings,
+    InboxEntry,
+    Outcome,
+    StoredReply,
+    Turn,
+)
 from tests.contract import incoming
 from tests.fixtures.redis import RedisServer
 
 Call = Callable[[RedisStore], Awaitable[object]]
 
-ENTRY = InboxEntry("1-1", incoming("1"))
+ENTRY = InboxEntry("1-1", incoming("1"), 1)
+OUTCOME = Outcome((Turn("user", "hi"),), 0, "hi")
 EVERY_CALL: dict[str, Call] = {
     "ping": lambda s: s.ping(),
     "server_info": lambda s: s.server_info(),
@@ -23,12 +32,15 @@ EVERY_CALL: dict[str, Call] = {
     "take": lambda s: s.take("telegram", "worker-a", 10),
     "claim_abandoned": lambda s: s.claim_abandoned("telegram", "worker-a", 0),
     "keep_alive": lambda s: s.keep_alive("telegram", "worker-a", ["1-1"]),
-    "acknowledge": lambda s: s.acknowledge("telegram", "1-1"),
-    "load_context": lambda s: s.load_context(incoming("1"), 10, 60),
-    "complete": lambda s: s.complete(ENTRY, Outcome((Turn("user", "hi"),), 0, "hi"), "w"),
+    "acknowledge": lambda s: s.acknowledge(ENTRY),
+    "load_context": lambda s: s.load_context(ENTRY, 10, "w", 1000),
+    "complete": lambda s: s.complete(ENTRY, OUTCOME, StoredReply("hi"), "w"),
+    "save_handle": lambda s: s.save_handle(ENTRY.message, {"message_id": "9"}),
     "clear_conversation": lambda s: s.clear_conversation("tg:42"),
     "acquire_lock": lambda s: s.acquire_lock("tg:42", "worker-a", 1000),
     "release_lock": lambda s: s.release_lock("tg:42", "worker-a"),
+    "claim_instance": lambda s: s.claim_instance("worker-1", "host:1:a", 1000),
+    "release_instance": lambda s: s.release_instance("worker-1", "host:1:a"),
     "get_settings": lambda s: s.get_settings("tg:42"),
     "save_settings": lambda s: s.save_settings(
         "tg:42", ChannelSettings(), AuditEntry("tg:42", "u1", "preset", "a", "b")
@@ -65,7 +77,7 @@ async def test_with_redis_stopped_every_call_fails_fast_then_recovers(
         await fails_within(5, call(private_store))
 
     redis_server.start()
-    assert await private_store.enqueue(incoming("after-restart"))
+    assert await private_store.enqueue(incoming("after-restart")) is Admission.ACCEPTED
     [entry] = await private_store.take("telegram", "worker-a", 10)
     assert entry.message.message_id == "after-restart"
 
@@ -76,11 +88,11 @@ async def test_a_silent_redis_fails_within_seconds_then_recovers(
     await private_store.enqueue(incoming("before"))
     redis_server.pause()
     try:
-        await fails_within(5, private_store.load_context(incoming("2"), 10, 60))
+        await fails_within(5, private_store.load_context(ENTRY, 10, "w", 1000))
         await fails_within(5, private_store.take("telegram", "worker-a", 10))
     finally:
         redis_server.resume()
 
     [entry] = await private_store.take("telegram", "worker-a", 10)
     assert entry.message.message_id == "before"
-    assert (await private_store.load_context(incoming("3"), 10, 60)).history == ()
+    assert (await private_store.load_context(entry, 10, "w", 1000)).history == ()

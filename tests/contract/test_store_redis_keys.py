@@ -10,33 +10,51 @@ import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection
 
 from adapters.redis_store import RedisStore
-from core.models import Outcome, Turn
+from core.models import Admission, AuditEntry, ChannelSettings, Outcome, StoredReply, Turn
 from tests.contract import incoming
 
 DAY = 86400
 
 
-async def test_every_conversation_key_expires(
+@pytest.mark.parametrize("store_limits", [{"rate_per_minute": 1, "notice_window_s": 60}])
+async def test_every_key_expires_but_the_inbox_and_the_channel_settings(
     redis_store: RedisStore, raw_redis: aioredis.Redis, key_prefix: str
 ) -> None:
     message = incoming("1", "hi")
     await redis_store.enqueue(message)
+    assert await redis_store.enqueue(incoming("2")) is Admission.LIMITED
     [entry] = await redis_store.take("telegram", "worker-a", 1)
-    await redis_store.acquire_lock("tg:42", "worker-a", 30_000)
-    await redis_store.load_context(message, 10, 60)
+    await redis_store.load_context(entry, 10, "worker-a", 30_000)
     lock_ttl_ms = await raw_redis.pttl(f"{key_prefix}lock:tg:42")
-    await redis_store.complete(entry, Outcome((Turn("user", "hi"),), 0, "hello"), "worker-a")
+    await redis_store.save_handle(message, {"message_id": "99"})
+    outcome = Outcome((Turn("user", "hi"),), 0, "hello")
+    await redis_store.complete(entry, outcome, StoredReply("hello"), "worker-a")
+    await redis_store.acknowledge(entry)
+    await redis_store.claim_instance("worker-1", "host:1:abc", 10_000)
+    audit = AuditEntry("tg:42", "u1", "preset", "balanced", "precise")
+    await redis_store.save_settings("tg:42", ChannelSettings(preset="precise"), audit)
 
-    async def ttl(key: str) -> int:
-        return int(await raw_redis.ttl(f"{key_prefix}{key}"))
+    ttls = {
+        key.removeprefix(key_prefix): int(await raw_redis.ttl(key))
+        async for key in raw_redis.scan_iter(f"{key_prefix}*")
+    }
 
-    assert 29 * DAY < await ttl("conv:tg:42") <= 30 * DAY
-    assert 29 * DAY < await ttl("convmeta:tg:42") <= 30 * DAY
-    assert 0 < await ttl("seen:telegram:1") <= DAY
-    assert 0 < await ttl("answered:telegram:1") <= DAY
-    assert 0 < await ttl("rate:telegram:u1") <= 60
-    assert 0 < lock_ttl_ms <= 30_000
-    assert not await raw_redis.exists(f"{key_prefix}lock:tg:42")
+    expiring = {
+        "conv:tg:42": 30 * DAY,
+        "convmeta:tg:42": 30 * DAY,
+        "order:tg:42": 30 * DAY,
+        "backlog:telegram:u1": 30 * DAY,
+        "seen:telegram:1": DAY,
+        "seen:telegram:2": DAY,
+        "answered:telegram:1": DAY,
+        "handle:telegram:1": DAY,
+        "bucket:telegram:u1": 61,  # by then the bucket is full: as good as none
+        "told:telegram:u1": 60,
+        "instance:worker-1": 10,
+    }
+    assert set(ttls) == {"inbox:telegram", "channel:tg:42", "audit", *expiring}
+    assert {key: ttls[key] for key in expiring} == pytest.approx(expiring, rel=0.1)
+    assert 0 < lock_ttl_ms <= 30_000  # and complete released it
 
 
 async def test_an_unreadable_inbox_entry_is_dropped_without_stopping_the_inbox(
@@ -100,15 +118,17 @@ async def round_trips(operation: object) -> int:
     return CountingConnection.writes - before
 
 
-async def test_enqueue_load_and_complete_take_one_round_trip_each(
-    counted_store: RedisStore,
-) -> None:
+async def test_each_step_of_a_message_takes_one_round_trip(counted_store: RedisStore) -> None:
     message = incoming("1", "hi")
     assert await round_trips(counted_store.enqueue(message)) == 1
     [entry] = await counted_store.take("telegram", "worker-a", 1)
-    await counted_store.acquire_lock("tg:42", "worker-a", 30_000)
 
-    assert await round_trips(counted_store.load_context(message, 200, 60)) == 1
+    assert await round_trips(counted_store.load_context(entry, 200, "worker-a", 30_000)) == 1
+    assert await round_trips(counted_store.save_handle(message, {"message_id": "99"})) == 1
     outcome = Outcome((Turn("user", "hi", 0), Turn("assistant", "hello", 1)), 0, "hello")
-    assert await round_trips(counted_store.complete(entry, outcome, "worker-a")) == 1
+    reply = StoredReply("hello")
+    assert await round_trips(counted_store.complete(entry, outcome, reply, "worker-a")) == 1
+    assert await round_trips(counted_store.load_context(entry, 200, "worker-b", 30_000)) == 1
+    assert await round_trips(counted_store.acknowledge(entry)) == 1
     assert await round_trips(counted_store.enqueue(message)) == 1
+    assert await round_trips(counted_store.claim_instance("worker-1", "host:1:a", 10_000)) == 1

@@ -1,0 +1,97 @@
+"""Admission on arrival: per-author rate and backlog limits told once per window, and each
+accepted message's place in its conversation."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.models import Admission
+from tests.contract import arrive, incoming
+from tests.fixtures.store import LetTimePass, Reopen, Store
+
+ACCEPTED, DUPLICATE = Admission.ACCEPTED, Admission.DUPLICATE
+LIMITED, QUIETLY = Admission.LIMITED, Admission.LIMITED_QUIETLY
+
+
+async def admissions(store: Store, *message_ids: str, author_id: str = "u1") -> list[Admission]:
+    return [await store.enqueue(incoming(n, author_id=author_id)) for n in message_ids]
+
+
+@pytest.mark.parametrize("store_limits", [{"rate_per_minute": 3}])
+async def test_an_author_over_the_rate_is_told_once_then_refused_quietly(store: Store) -> None:
+    assert await admissions(store, "1", "2", "3", "4", "5", "6") == [
+        *[ACCEPTED] * 3,
+        LIMITED,
+        QUIETLY,
+        QUIETLY,
+    ]
+    assert await admissions(store, "1", "4") == [DUPLICATE, DUPLICATE]
+    assert await admissions(store, "7", author_id="u2") == [ACCEPTED]
+
+    taken = await store.take("telegram", "worker-a", 10)
+    assert [entry.message.message_id for entry in taken] == ["1", "2", "3", "7"]
+
+
+@pytest.mark.parametrize("store_limits", [{"rate_per_minute": 3, "notice_window_s": 60}])
+async def test_the_rate_allows_more_as_time_passes_and_a_new_window_tells_again(
+    store: Store, let_time_pass: LetTimePass
+) -> None:
+    assert await admissions(store, "1", "2", "3", "4") == [*[ACCEPTED] * 3, LIMITED]
+
+    await let_time_pass(21)  # 3 a minute: a message may follow every 20 s
+    assert await admissions(store, "5", "6") == [ACCEPTED, QUIETLY]
+
+    await let_time_pass(40)  # the notice window has passed too
+    assert await admissions(store, "7", "8", "9") == [ACCEPTED, ACCEPTED, LIMITED]
+
+
+@pytest.mark.parametrize("store_limits", [{"max_backlog": 2}])
+async def test_an_author_with_too_many_messages_waiting_may_send_again_once_one_is_delivered(
+    store: Store,
+) -> None:
+    first, _ = await arrive(store, incoming("1"), incoming("2"))
+    assert await admissions(store, "3") == [LIMITED]
+    assert await admissions(store, "4", author_id="u2") == [ACCEPTED]
+
+    await store.acknowledge(first)
+    await store.acknowledge(first)  # repeated: still one message delivered
+
+    assert await admissions(store, "5", "6") == [ACCEPTED, QUIETLY]
+
+
+async def test_each_conversation_numbers_its_messages_in_arrival_order(store: Store) -> None:
+    await store.enqueue(incoming("1"))
+    await store.enqueue(incoming("2", conversation="tg:7"))
+    await store.enqueue(incoming("3"))
+    await store.enqueue(incoming("4", conversation="tg:7", platform="slack"))
+
+    taken = await store.take("telegram", "worker-a", 10)
+    [on_slack] = await store.take("slack", "worker-a", 10)
+
+    assert [(entry.message.message_id, entry.seq) for entry in taken] == [
+        ("1", 1),
+        ("2", 1),
+        ("3", 2),
+    ]
+    assert on_slack.seq == 2  # the number belongs to the conversation, whatever the platform
+
+
+@pytest.mark.parametrize("store_limits", [{"rate_per_minute": 2}])
+async def test_refused_and_duplicate_messages_take_no_number(store: Store) -> None:
+    assert await admissions(store, "1", "1", "2", "3") == [ACCEPTED, DUPLICATE, ACCEPTED, LIMITED]
+    assert await admissions(store, "4", author_id="u2") == [ACCEPTED]
+
+    taken = await store.take("telegram", "worker-a", 10)
+
+    assert [entry.seq for entry in taken] == [1, 2, 3]
+
+
+async def test_an_entry_claimed_after_a_crash_keeps_its_number(
+    store: Store, reopen_store: Reopen
+) -> None:
+    await arrive(store, incoming("1"), incoming("2"))
+
+    restarted = await reopen_store()
+    claimed = await restarted.claim_abandoned("telegram", "worker-b", 0)
+
+    assert [(entry.message.message_id, entry.seq) for entry in claimed] == [("1", 1), ("2", 2)]
