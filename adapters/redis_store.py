@@ -38,7 +38,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 
 from adapters.redis_scripts import (
     ACKNOWLEDGE,
@@ -101,7 +101,7 @@ def translated(
 
 def is_out_of_memory(error: BaseException) -> bool:
     """Redis refusing writes at ``maxmemory`` (with ``noeviction``, as recommended)."""
-    return isinstance(error, ResponseError) and str(error).startswith("OOM")
+    return isinstance(error, OutOfMemoryError)
 
 
 def _log_out_of_memory(error: BaseException) -> None:
@@ -312,7 +312,7 @@ class RedisStore:
             self._backlog_key(message),
             self._order_key(message.conversation),
         ]
-        args = [GROUP, entry.entry_id, entry.seq, self._conversation_ttl_s]
+        args: list[str | int] = [GROUP, entry.entry_id, entry.seq, self._conversation_ttl_s]
         await self._redis.eval(ACKNOWLEDGE, len(keys), *keys, *args)
 
     async def _in_group(self, platform: str, call: Callable[[], Awaitable[Any]]) -> Any:

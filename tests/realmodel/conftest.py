@@ -1,8 +1,8 @@
 """Real-model fixtures: SmolLM2 behind an Ollama-API server, and ollabot's own pipeline on it.
 
-The pipeline is the production one: ``ChatService`` with ``RedisStore`` (real Redis) and
-``OllamaLLM`` (the official ``ollama`` client); messages go through the inbox as the worker
-takes them, and replies land in a recording sink.
+The pipeline is the production one (``build_services``: ``ChatService`` and ``Outbox``) with
+``RedisStore`` (real Redis) and ``OllamaLLM`` (the official ``ollama`` client); messages go
+through the inbox as the worker takes them, and replies land in a recording sink.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import pytest
 
 from adapters.ollama_llm import OllamaLLM
 from adapters.redis_store import RedisStore
-from core.chat import ChatConfig, ChatService
-from core.fewshot import FewShotCatalog
-from core.models import IncomingMessage
+from bots.app import Services, build_services
+from core.chat import ChatConfig
+from core.models import Admission, IncomingMessage
 from tests.fakes.llama_server import MODEL_NAME, Exchange, LlamaOllamaServer, SmolLM2
 
 PLATFORM = "test"
@@ -65,6 +65,13 @@ class RecordingSink:
     async def finish(self, text: str) -> None:
         self.finished = text
 
+    @property
+    def handle(self) -> dict[str, str]:
+        return {}
+
+    def resume(self, handle: dict[str, str]) -> None:
+        pass
+
     async def fail(self, notice: str) -> None:
         self.failed = notice
 
@@ -73,7 +80,7 @@ class RecordingSink:
 class Pipeline:
     """ollabot's pipeline on the real model; ``say`` and ``command`` go through the inbox."""
 
-    service: ChatService
+    services: Services
     store: RedisStore
     server: LlamaOllamaServer
     config: ChatConfig
@@ -105,11 +112,13 @@ class Pipeline:
             is_admin=True,
             is_command=is_command,
         )
-        assert await self.store.enqueue(message)
+        assert await self.store.enqueue(message) is Admission.ACCEPTED
         entries = await self.store.take(PLATFORM, CONSUMER, 10)
         assert [e.message.message_id for e in entries] == [message.message_id]
         sink = RecordingSink()
-        await self.service.handle(entries[0], sink)
+        handled = await self.services.service.handle(entries[0], sink)
+        assert handled.reply is not None
+        await self.services.outbox.deliver(entries[0], sink, handled.reply)
         return sink
 
     def last_exchange(self) -> Exchange:
@@ -127,12 +136,14 @@ async def make_pipeline(
     opened: list[tuple[RedisStore, OllamaLLM]] = []
 
     async def make(num_ctx: int = 2048, **config: object) -> Pipeline:
-        store = RedisStore.from_url(redis_url, prefix=key_prefix, block_ms=200)
+        store = RedisStore.from_url(
+            redis_url, prefix=key_prefix, block_ms=200, rate_per_minute=1000, max_backlog=1000
+        )
         llm = OllamaLLM(llama_ollama.url, read_timeout_s=60.0, retries=0)
         opened.append((store, llm))
         chat_config = ChatConfig(default_model=MODEL_NAME, num_ctx=num_ctx, **config)  # type: ignore[arg-type]
-        service = ChatService(llm, store, store, FewShotCatalog(), chat_config, owner=CONSUMER)
-        return Pipeline(service, store, llama_ollama, chat_config)
+        services = build_services(store, llm, chat_config, CONSUMER)
+        return Pipeline(services, store, llama_ollama, chat_config)
 
     yield make
     for store, llm in opened:

@@ -102,7 +102,7 @@ async def test_long_conversation_stays_in_context_and_keeps_a_stable_prefix(
     make_pipeline: MakePipeline,
 ) -> None:
     num_ctx, max_tokens = 1024, 8
-    pipeline = await make_pipeline(num_ctx=num_ctx, rate_limit=1000)
+    pipeline = await make_pipeline(num_ctx=num_ctx)
     await configure(
         pipeline,
         "chan",
