@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import statistics
 import tempfile
@@ -36,12 +37,19 @@ import redis.asyncio as aioredis
 
 from adapters.ollama_llm import OllamaLLM
 from adapters.redis_store import RedisStore
+from bots.app import Services, build_services
 from core import presets
-from core.chat import ChatConfig, ChatService
-from core.fewshot import FewShotCatalog
-from core.models import ChannelSettings, InboxEntry, IncomingMessage, Outcome, Turn
+from core.chat import ChatConfig
+from core.models import (
+    ChannelSettings,
+    ConversationContext,
+    InboxEntry,
+    IncomingMessage,
+    Outcome,
+    StoredReply,
+    Turn,
+)
 from core.prompting import DEFAULT_SYSTEM_PROMPT, Budget, TokenEstimator, assemble
-from core.worker import InboxWorker, WorkerConfig
 from tests.fakes.ollama import FakeOllama
 from tests.fixtures.redis import RedisServer
 
@@ -65,6 +73,13 @@ class CountingConnection(aioredis.Connection):
 
 class NullSink:
     """A reply sink that shows nothing (the platform's cost is not the pipeline's)."""
+
+    @property
+    def handle(self) -> dict[str, str]:
+        return {}
+
+    def resume(self, handle: dict[str, str]) -> None:
+        pass
 
     async def begin(self) -> None:
         pass
@@ -107,24 +122,27 @@ def message(
 @dataclass
 class Pipeline:
     store: RedisStore
-    service: ChatService
+    services: Services
     config: ChatConfig
 
     async def deliver(self, incoming: IncomingMessage) -> int:
-        """Receipt to stored reply; returns the round trips it took besides the inbox read."""
+        """Receipt to delivered reply; returns the round trips it took besides the inbox
+        read."""
         before = CountingConnection.sent
         await self.store.enqueue(incoming)
         counted = CountingConnection.sent - before
         entries = await self.store.take(PLATFORM, WORKER, 1)
         before = CountingConnection.sent
-        await self.service.handle(entries[0], NullSink())
+        sink = NullSink()
+        handled = await self.services.service.handle(entries[0], sink)
+        assert handled.reply is not None
+        await self.services.outbox.deliver(entries[0], sink, handled.reply)
         return counted + CountingConnection.sent - before
 
 
 def pipeline(store: RedisStore, llm: OllamaLLM, model: str = MODEL, **config: Any) -> Pipeline:
-    chat = ChatConfig(default_model=model, rate_limit=10**9, **config)
-    service = ChatService(llm, store, store, FewShotCatalog(), chat, owner=WORKER)
-    return Pipeline(store, service, chat)
+    chat = ChatConfig(default_model=model, **config)
+    return Pipeline(store, build_services(store, llm, chat, WORKER), chat)
 
 
 # -- 1 and 2: overhead and round trips --------------------------------------------------------
@@ -132,7 +150,13 @@ def pipeline(store: RedisStore, llm: OllamaLLM, model: str = MODEL, **config: An
 
 async def overhead(redis_url: str, messages: int) -> None:
     fake = await FakeOllama(instant=True).start()
-    store = counting_store(redis_url, f"bench-{time.time_ns()}:", block_ms=200)
+    store = counting_store(
+        redis_url,
+        f"bench-{time.time_ns()}:",
+        block_ms=200,
+        rate_per_minute=10**6,
+        max_backlog=10**6,
+    )
     llm = OllamaLLM(fake.url, retries=0)
     bare_client = ollama.AsyncClient(host=fake.url)
     flow = pipeline(store, llm)
@@ -148,12 +172,11 @@ async def overhead(redis_url: str, messages: int) -> None:
 
     trips = [await flow.deliver(message(n)) for n in range(40)]  # 20 to warm up
     replies: dict[str, asyncio.Event] = {}
-    worker = InboxWorker(
-        store,
-        flow.service,
-        lambda m: DoneSink(replies[m.message_id]),
-        WorkerConfig(PLATFORM, WORKER),
-    )
+
+    def sinks(incoming: IncomingMessage) -> DoneSink:
+        return DoneSink(replies[incoming.message_id])
+
+    worker = flow.services.worker(PLATFORM, sinks)
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))
 
@@ -166,7 +189,7 @@ async def overhead(redis_url: str, messages: int) -> None:
     bare_s, piped_s = [], []
     for n in range(100, messages + 120):  # the first 20 warm up connections and caches
         bare_s.append(await timed(bare))
-        piped_s.append(await timed(lambda n=n: received_to_replied(n)))
+        piped_s.append(await timed(functools.partial(received_to_replied, n)))
     stop.set()
     await running
     bare_ms, piped_ms = median_ms(bare_s[20:]), median_ms(piped_s[20:])
@@ -262,21 +285,29 @@ async def fill(
         incoming = replace(
             message(seq, conversation=conversation), message_id=f"{conversation}-{seq}"
         )
-        await store.complete(InboxEntry(f"0-{seq + 1}", incoming), outcome, WORKER)
+        await store.acquire_lock(conversation, WORKER, 30_000)
+        reply = StoredReply(pair[1].content)
+        await store.complete(InboxEntry(f"0-{seq + 1}", incoming), outcome, reply, WORKER)
     return conversation
 
 
 async def window_length(store: RedisStore, conversation: str, config: ChatConfig) -> int:
-    incoming = message(time.time_ns(), "And now?", conversation)
-    context = await store.load_context(incoming, config.history_turns, config.rate_window_s)
+    context = await load(store, conversation, config)
     return len(context.history)
+
+
+async def load(store: RedisStore, conversation: str, config: ChatConfig) -> ConversationContext:
+    incoming = message(time.time_ns(), "And now?", conversation)
+    entry = InboxEntry("0-0", incoming)
+    context = await store.load_context(entry, config.history_turns, WORKER, 30_000)
+    await store.release_lock(conversation, WORKER)
+    return context
 
 
 async def assemble_once(store: RedisStore, conversation: str, config: ChatConfig) -> float:
     """What ``ChatService`` does before calling the model: load the context, assemble."""
     started = time.perf_counter()
-    incoming = message(time.time_ns(), "And now?", conversation)
-    context = await store.load_context(incoming, config.history_turns, config.rate_window_s)
+    context = await load(store, conversation, config)
     params = presets.resolve(context.settings)
     seq = context.history[-1].seq + 1 if context.history else 0
     assemble(
@@ -284,7 +315,7 @@ async def assemble_once(store: RedisStore, conversation: str, config: ChatConfig
         None,
         context.history,
         context.window_start,
-        Turn("user", incoming.text, seq),
+        Turn("user", "And now?", seq),
         Budget(config.num_ctx, params.max_tokens, config.context_margin),
         TokenEstimator(),
     )

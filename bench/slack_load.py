@@ -27,10 +27,9 @@ from adapters.ollama_llm import OllamaLLM
 from adapters.redis_store import RedisStore
 from adapters.slack.platform import SlackPlatform
 from adapters.slack.threads import RedisThreadRegistry
+from bots.app import build_services
 from bots.settings import SlackSettings
-from core.chat import ChatConfig, ChatService
-from core.fewshot import FewShotCatalog
-from core.worker import InboxWorker, WorkerConfig
+from core.chat import ChatConfig
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, BOT_USER, Envelope, FakeSlack
 from tests.fixtures.redis import RedisServer
@@ -42,22 +41,21 @@ async def run(threads: int, followups: int, rate: float, redis_url: str) -> None
     slack, ollama = FakeSlack(), FakeOllama(instant=True)
     await slack.start()
     await ollama.start()
-    store = RedisStore.from_url(redis_url, prefix=f"bench-{time.time_ns()}:", block_ms=200)
+    store = RedisStore.from_url(
+        redis_url,
+        prefix=f"bench-{time.time_ns()}:",
+        block_ms=200,
+        rate_per_minute=10**6,
+        max_backlog=10**6,
+    )
     threads_client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     settings = SlackSettings(
         bot_token=SecretStr(BOT_TOKEN), app_token=SecretStr(APP_TOKEN), api_base_url=slack.url
     )
     llm = OllamaLLM(ollama.url)
-    service = ChatService(
-        llm,
-        store,
-        store,
-        FewShotCatalog(),
-        ChatConfig(default_model="llama3.1:8b", rate_limit=1000),
-        owner="bench",
-    )
+    services = build_services(store, llm, ChatConfig(default_model="llama3.1:8b"), "bench")
     platform = SlackPlatform(settings, store, RedisThreadRegistry(threads_client, "bench:"))
-    worker = InboxWorker(store, service, platform.sinks, WorkerConfig("slack", "bench", 64))
+    worker = services.worker("slack", platform.sinks, slots=64)
     stop = asyncio.Event()
     await platform.start()
     worker_task = asyncio.create_task(worker.run(stop))

@@ -32,10 +32,9 @@ from pydantic import SecretStr
 from adapters.ollama_llm import OllamaLLM
 from adapters.redis_store import RedisStore
 from adapters.telegram.platform import TelegramPlatform
+from bots.app import build_services
 from bots.settings import TelegramSettings
-from core.chat import ChatConfig, ChatService
-from core.fewshot import FewShotCatalog
-from core.worker import InboxWorker, WorkerConfig
+from core.chat import ChatConfig
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.telegram_api import TOKEN, FakeTelegram, message, private_chat
 from tests.fixtures.redis import RedisServer
@@ -102,15 +101,19 @@ def _user(n: int) -> dict[str, Any]:
 
 async def run_bot(telegram_url: str, ollama_url: str, redis_url: str) -> tuple[Any, ...]:
     """Start the bot as ``ollabot run telegram`` would (with a larger worker)."""
-    store = RedisStore.from_url(redis_url, prefix=f"bench-{time.time_ns()}:", block_ms=200)
-    llm = OllamaLLM(ollama_url)
-    service = ChatService(
-        llm, store, store, FewShotCatalog(), ChatConfig(default_model="llama3.1:8b"), "bench"
+    store = RedisStore.from_url(
+        redis_url,
+        prefix=f"bench-{time.time_ns()}:",
+        block_ms=200,
+        rate_per_minute=10**6,
+        max_backlog=10**6,
     )
+    llm = OllamaLLM(ollama_url)
+    services = build_services(store, llm, ChatConfig(default_model="llama3.1:8b"), "bench")
     settings = TelegramSettings(token=SecretStr(TOKEN), api_base_url=telegram_url)
     platform = TelegramPlatform(settings, store, poll_timeout_s=1)
     await platform.start()
-    worker = InboxWorker(store, service, platform.sinks, WorkerConfig("telegram", "bench", 64))
+    worker = services.worker("telegram", platform.sinks, slots=64)
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     return platform, worker, store, llm, stop, task

@@ -55,7 +55,7 @@ class ReplySink(Protocol):
 class SinkFactory(Protocol):
     """Builds the sink for a message taken from the inbox (possibly after a restart)."""
 
-    def __call__(self, message: IncomingMessage) -> ReplySink: ...
+    def __call__(self, message: IncomingMessage, /) -> ReplySink: ...
 
 
 class Inbox(Protocol):
