@@ -138,6 +138,7 @@ class FakeOllama:
     instant: bool = False
     requests: list[tuple[str, Any]] = field(default_factory=list)
     disconnects: int = 0
+    streams_done: int = 0
     url: str = ""
 
     def __post_init__(self) -> None:
@@ -176,6 +177,11 @@ class FakeOllama:
         async with asyncio.timeout(timeout), self._changed:
             await self._changed.wait_for(lambda: len(self.chat_requests) >= n)
         return self.chat_requests[n - 1]
+
+    async def wait_for_streams_done(self, n: int, timeout: float = 5) -> None:  # noqa: ASYNC109
+        """Wait until ``n`` streamed chat replies were written to the end."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: self.streams_done >= n)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -325,6 +331,9 @@ class FakeOllama:
             request.transport.abort()
             return response
         await response.write_eof()
+        async with self._changed:
+            self.streams_done += 1
+            self._changed.notify_all()
         return response
 
     @staticmethod
