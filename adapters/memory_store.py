@@ -216,6 +216,10 @@ class MemoryStore:
         ]
         return [self._deliver(stream, entry_id, consumer) for entry_id in claimed]
 
+    async def sweep_consumers(self, platform: str, min_idle_ms: int) -> int:
+        """Consumers are not kept here (only their pending entries): nothing to forget."""
+        return 0
+
     async def keep_alive(self, platform: str, consumer: str, entry_ids: list[str]) -> None:
         """Reset the idle time of entries still in progress."""
         stream = self._stream(platform)

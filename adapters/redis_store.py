@@ -292,6 +292,23 @@ class RedisStore:
         return records
 
     @translated
+    async def sweep_consumers(self, platform: str, min_idle_ms: int) -> int:
+        """Forget consumers idle that long with nothing pending (processes gone for good,
+        their entries already claimed); returns how many."""
+        key = self._inbox_key(platform)
+        consumers: Any = await self._in_group(
+            platform, lambda: self._redis.xinfo_consumers(key, GROUP)
+        )
+        gone = [
+            str(c["name"])
+            for c in consumers
+            if int(c["pending"]) == 0 and int(c["idle"]) >= min_idle_ms
+        ]
+        for name in gone:
+            await self._redis.xgroup_delconsumer(key, GROUP, name)
+        return len(gone)
+
+    @translated
     async def keep_alive(self, platform: str, consumer: str, entry_ids: list[str]) -> None:
         """Reset the idle time of entries still in progress (XCLAIM JUSTID)."""
         if entry_ids:

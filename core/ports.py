@@ -76,6 +76,10 @@ class Inbox(Protocol):
         """Take over entries another (dead) consumer left unacknowledged."""
         ...
 
+    async def sweep_consumers(self, platform: str, min_idle_ms: int) -> int:
+        """Forget consumers idle for ``min_idle_ms`` with nothing pending; how many."""
+        ...
+
     async def keep_alive(self, platform: str, consumer: str, entry_ids: list[str]) -> None:
         """Mark entries still in progress, so that no other worker claims them."""
         ...

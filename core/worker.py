@@ -34,6 +34,7 @@ class WorkerConfig:
     batch: int = 16
     max_held: int = 1000
     claim_idle_ms: int = 60_000
+    sweep_idle_ms: int = 24 * 3600 * 1000  # a consumer silent that long is a process gone
     order_wait_s: float = 120.0  # after this, an earlier message still open is not waited for
 
 
@@ -123,7 +124,10 @@ class InboxWorker:
 
     async def _claim(self) -> list[InboxEntry]:
         c = self._config
-        return await self._inbox.claim_abandoned(c.platform, c.consumer, c.claim_idle_ms)
+        entries = await self._inbox.claim_abandoned(c.platform, c.consumer, c.claim_idle_ms)
+        if swept := await self._inbox.sweep_consumers(c.platform, c.sweep_idle_ms):
+            log.info("forgot %d consumers of %s gone for a day", swept, c.platform)
+        return entries
 
     async def _take(self) -> list[InboxEntry]:
         c = self._config

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from adapters.redis_store import RedisStore
+from tests.contract import arrive, incoming
 
 TTL_MS = 10_000
 
@@ -40,3 +41,15 @@ async def test_only_the_holder_gives_an_instance_name_up(redis_store: RedisStore
 
     await redis_store.release_instance("worker-1", "host-a:100:x")
     assert await redis_store.claim_instance("worker-1", "host-b:200:y", TTL_MS) is None
+
+
+async def test_consumers_gone_for_good_are_swept_and_those_with_work_are_kept(
+    redis_store: RedisStore,
+) -> None:
+    await arrive(redis_store, incoming("1"))  # taken by "worker-a", still pending
+    await redis_store.take("telegram", "gone-host", 10)  # nothing left: holds nothing
+
+    assert await redis_store.sweep_consumers("telegram", min_idle_ms=0) == 1
+    assert await redis_store.sweep_consumers("telegram", min_idle_ms=0) == 0
+    [kept] = await redis_store.claim_abandoned("telegram", "worker-a", 60_000)
+    assert kept.message.message_id == "1"
