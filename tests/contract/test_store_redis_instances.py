@@ -47,7 +47,9 @@ async def test_consumers_gone_for_good_are_swept_and_those_with_work_are_kept(
     redis_store: RedisStore,
 ) -> None:
     await arrive(redis_store, incoming("1"))  # taken by "worker-a", still pending
-    await redis_store.take("telegram", "gone-host", 10)  # nothing left: holds nothing
+    await redis_store.enqueue(incoming("2", conversation="other"))
+    [done] = await redis_store.take("telegram", "gone-host", 10)
+    await redis_store.acknowledge(done)  # the process finished its work, then went away
 
     assert await redis_store.sweep_consumers("telegram", min_idle_ms=0) == 1
     assert await redis_store.sweep_consumers("telegram", min_idle_ms=0) == 0
