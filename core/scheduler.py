@@ -2,11 +2,11 @@
 
 Messages wait in one queue per conversation, in arrival order; only a conversation's oldest
 message is ever ready, and a conversation with a message in progress has none. Among the
-ready ones the choice is start-time fair queueing, first across channels, then across the
-users of a channel: each is charged the GPU seconds its replies cost (estimated when a reply
-starts, corrected when it ends), and the least charged goes first. A user who was idle starts
-level with the others, not ahead by their idle time, so a flood from one user delays anyone
-else by at most about one reply.
+ready ones the choice is start-time fair queueing across users, then across channels (a tie
+between users goes to the less served channel): each is charged the GPU seconds its replies
+cost (estimated when a reply starts, corrected when it ends), and the least charged goes
+first. A user who was idle starts level with the others, not ahead by their idle time, so a
+flood from one user, in however many chats, delays anyone else by about one reply.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ class FairScheduler:
             entry = queue.head()
             if commands_only and not entry.message.is_command:
                 continue
-            rank = (self._channel(entry).charged, self._user(entry).charged, queue.entries[0][1])
+            rank = (self._user(entry).charged, self._channel(entry).charged, queue.entries[0][1])
             if best is None or rank < best:
                 best, chosen = rank, queue
         if chosen is None:

@@ -25,6 +25,8 @@ from core.scheduler import FairScheduler
 
 log = logging.getLogger("ollabot.worker")
 
+MAX_FAILED_ATTEMPTS = 5
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
@@ -176,7 +178,10 @@ class InboxWorker:
             self._retry_later(entry, quick=False)
         except Exception:
             log.exception("unexpected error answering entry %s", entry.entry_id)
-            self._retry_later(entry, quick=False)
+            if self._attempts.get(entry.entry_id, 0) >= MAX_FAILED_ATTEMPTS:
+                await self._give_up(entry)
+            else:
+                self._retry_later(entry, quick=False)
         finally:
             self._free_slots += uses_slot
             self._answering.discard(entry.entry_id)
@@ -200,6 +205,15 @@ class InboxWorker:
         finally:
             del self._delivering[entry.entry_id]
             self._report_depth()
+
+    async def _give_up(self, entry: InboxEntry) -> None:
+        """A message that keeps failing for a reason of our own must not block its
+        conversation for ever: it is dropped, loudly."""
+        log.error("giving up on entry %s after %d failures", entry.entry_id, MAX_FAILED_ATTEMPTS)
+        self._forget_attempts(entry)
+        with contextlib.suppress(StoreUnavailable):
+            await self._inbox.acknowledge(entry)
+        self._scheduler.finished(entry, 0.0)
 
     def _waited_too_long(self, entry: InboxEntry) -> bool:
         first = self._first_tried.setdefault(entry.entry_id, time.monotonic())
