@@ -209,7 +209,7 @@ class SlackPlatform:
         """Ask Slack only when the command needs an admin and the user is not configured."""
         user = str(payload["user_id"])
         if _admin_only(str(payload.get("text", ""))):
-            return await self._admins.is_admin(user)
+            return await self._admins.is_admin(user, self._bot.team_id)
         return self._admins.is_configured(user)
 
 
