@@ -12,7 +12,7 @@ import copy
 import itertools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
 from core.models import (
@@ -109,7 +109,7 @@ class MemoryStore:
         self._locks: Expiring[str, str] = Expiring(clock)
         self._rates: Expiring[str, set[str]] = Expiring(clock)
         self._settings: dict[str, ChannelSettings] = {}
-        self._audit: list[AuditEntry] = []
+        self._audit: dict[str, list[AuditEntry]] = {}
 
     async def close(self) -> None:
         """Nothing to close; present for symmetry with ``RedisStore``."""
@@ -271,9 +271,18 @@ class MemoryStore:
     ) -> None:
         """Write the settings and append the audit entry."""
         self._settings[channel] = copy.deepcopy(settings)
-        self._audit = [*self._audit, audit][-self._audit_maxlen :]
+        await self.append_audit(audit)
+
+    async def append_audit(self, audit: AuditEntry) -> None:
+        """Append to the channel's own log (capped per channel), stamped with the time."""
+        log = self._audit.setdefault(audit.channel, [])
+        log.append(replace(audit, at=time.time()))
+        del log[: -self._audit_maxlen]
 
     async def audit_log(self, channel: str, count: int) -> list[AuditEntry]:
-        """The newest ``count`` changes of ``channel``, oldest first (newest last)."""
-        mine = [entry for entry in self._audit if entry.channel == channel]
-        return mine[-count:] if count > 0 else []
+        """The newest ``count`` entries of ``channel``, oldest first (newest last)."""
+        return self._audit.get(channel, [])[-count:] if count > 0 else []
+
+    async def count_recent(self, message: IncomingMessage, rate_window_s: int) -> int:
+        """Count ``message`` (once per id) in its author's rate window; the window's count."""
+        return self._count_recent(message, rate_window_s)

@@ -11,7 +11,8 @@ Key layout under ``prefix`` (DESIGN.md §5), values JSON:
     lock:{conversation}           owner token, SET NX PX
     rate:{platform}:{author}      set of message ids in the author's current fixed window
     channel:{channel}             channel settings
-    audit                         capped stream of settings changes
+    audit:{channel}               stream of the channel's settings changes and refused admin
+                                  commands, capped per channel; no TTL, like its settings
 
 Every write is safe to repeat, because a timed-out or retried call may have run already.
 Every Redis error leaves this module as ``StoreUnavailable``.
@@ -363,20 +364,40 @@ class RedisStore:
         """Write the settings and append the audit entry in one transaction."""
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(self._channel_key(channel), json.dumps(asdict(settings), ensure_ascii=False))
-            pipe.xadd(
-                f"{self._prefix}audit",
-                {name: value for name, value in asdict(audit).items()},
-                maxlen=self._audit_maxlen,
-                approximate=True,
-            )
+            self._add_audit(pipe, audit)
             await pipe.execute()
 
     @translated
+    async def append_audit(self, audit: AuditEntry) -> None:
+        """Record an attempt that changed nothing (a refused command) in its channel's log."""
+        await self._add_audit(self._redis, audit)
+
+    def _add_audit(self, target: Any, audit: AuditEntry) -> Any:
+        """XADD to the channel's own stream: one channel's entries never push out another's."""
+        fields = {k: v for k, v in asdict(audit).items() if k not in ("channel", "at")}
+        key = self._audit_key(audit.channel)
+        return target.xadd(key, fields, maxlen=self._audit_maxlen, approximate=True)
+
+    @translated
     async def audit_log(self, channel: str, count: int) -> list[AuditEntry]:
-        """The newest ``count`` changes of ``channel``, oldest first (newest last)."""
-        records: Any = await self._redis.xrevrange(f"{self._prefix}audit", count=self._audit_maxlen)
-        mine = [AuditEntry(**fields) for _, fields in records if fields["channel"] == channel]
-        return list(reversed(mine[: max(0, count)]))
+        """The newest ``count`` entries of ``channel``, oldest first (newest last), with the
+        time each was recorded (from its stream id)."""
+        if count <= 0:
+            return []
+        records: Any = await self._redis.xrevrange(self._audit_key(channel), count=count)
+        return [decode_audit(channel, entry_id, fields) for entry_id, fields in reversed(records)]
+
+    @translated
+    async def count_recent(self, message: IncomingMessage, rate_window_s: int) -> int:
+        """Count ``message`` (once per id) in its author's fixed rate window, as messages are
+        counted when their context is loaded; returns the window's count."""
+        key = f"{self._prefix}rate:{message.platform}:{message.author_id}"
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(key, message.message_id)
+            pipe.expire(key, max(1, rate_window_s), nx=True)
+            pipe.scard(key)
+            replies = await pipe.execute()
+        return int(replies[-1])
 
     # Keys
 
@@ -400,6 +421,9 @@ class RedisStore:
 
     def _channel_key(self, channel: str) -> str:
         return f"{self._prefix}channel:{channel}"
+
+    def _audit_key(self, channel: str) -> str:
+        return f"{self._prefix}audit:{channel}"
 
 
 def encode_turn(turn: Turn) -> str:
@@ -426,6 +450,20 @@ def decode_message(fields: dict[str, str] | None) -> IncomingMessage | None:
         return IncomingMessage(**{k: v for k, v in data.items() if k in known})
     except (ValueError, TypeError, AttributeError):
         return None
+
+
+def decode_audit(channel: str, entry_id: str, fields: dict[str, str]) -> AuditEntry:
+    """An audit stream entry; its id's first part is the time Redis recorded it, in ms."""
+    value = fields.get
+    return AuditEntry(
+        channel,
+        value("actor", ""),
+        value("field", ""),
+        value("old", ""),
+        value("new", ""),
+        value("outcome", "changed"),
+        int(entry_id.split("-", 1)[0]) / 1000,
+    )
 
 
 def decode_settings(raw: str | None) -> ChannelSettings:

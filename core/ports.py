@@ -104,7 +104,16 @@ class ConversationStore(Protocol):
         self, channel: str, settings: ChannelSettings, audit: AuditEntry
     ) -> None: ...
 
-    async def audit_log(self, channel: str, count: int) -> list[AuditEntry]: ...
+    async def append_audit(self, audit: AuditEntry) -> None:
+        """Record an attempt that changed nothing (a refused command) in its channel's log."""
+
+    async def audit_log(self, channel: str, count: int) -> list[AuditEntry]:
+        """The channel's newest ``count`` entries, oldest first, each with its time."""
+        ...
+
+    async def count_recent(self, message: IncomingMessage, rate_window_s: int) -> int:
+        """Count ``message`` (once per id) in its author's rate window; the window's count."""
+        ...
 
 
 class Metrics(Protocol):

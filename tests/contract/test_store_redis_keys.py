@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection
 
 from adapters.redis_store import RedisStore
-from core.models import Outcome, Turn
+from core.models import AuditEntry, ChannelSettings, Outcome, Turn
 from tests.contract import incoming
 
 DAY = 86400
@@ -37,6 +37,19 @@ async def test_every_conversation_key_expires(
     assert 0 < await ttl("rate:telegram:u1") <= 60
     assert 0 < lock_ttl_ms <= 30_000
     assert not await raw_redis.exists(f"{key_prefix}lock:tg:42")
+
+
+async def test_a_channels_settings_and_its_audit_log_are_kept_alike(
+    redis_store: RedisStore, raw_redis: aioredis.Redis, key_prefix: str
+) -> None:
+    audit = AuditEntry("tg:42", "u1", "model", "", "m:8b")
+    await redis_store.save_settings("tg:42", ChannelSettings(model="m:8b"), audit)
+    await redis_store.append_audit(AuditEntry("tg:42", "u9", "model", "", "x", "refused: no"))
+
+    assert await raw_redis.ttl(f"{key_prefix}channel:tg:42") == -1
+    assert await raw_redis.ttl(f"{key_prefix}audit:tg:42") == -1
+    assert await raw_redis.xlen(f"{key_prefix}audit:tg:42") == 2
+    assert not await raw_redis.exists(f"{key_prefix}audit")
 
 
 async def test_an_unreadable_inbox_entry_is_dropped_without_stopping_the_inbox(
