@@ -63,7 +63,13 @@ class ChatService:
         self._estimator = estimator or TokenEstimator()
         self._metrics = metrics or NullMetrics()
         self.admin = commands.AdminService(
-            store, catalog, config.default_model, config.num_ctx, config.default_system_prompt
+            store,
+            catalog,
+            config.default_model,
+            config.num_ctx,
+            config.default_system_prompt,
+            config.rate_limit,
+            config.rate_window_s,
         )
 
     async def handle(self, entry: InboxEntry, sink: ReplySink) -> None:

@@ -53,6 +53,7 @@ ADMIN_MENU = (
     BotCommand("system", "Show or change the system prompt"),
     BotCommand("fewshot", "Show or choose few-shot examples"),
     BotCommand("model", "Show or change the model"),
+    BotCommand("audit", "Recent changes to this chat's settings"),
 )
 
 

@@ -73,3 +73,8 @@ async def test_an_admin_of_another_workspace_is_not_an_admin_here(
     assert refused == ":warning: Sorry, only admins of this chat can change its settings."
     assert allowed.startswith("Set temperature = 0.3")
     assert (await bot.store.get_settings(LAB_SETTINGS)).overrides == {"temperature": 0.3}
+    trail = (await command(fake_slack, "audit", ALICE)).splitlines()[1:]
+    assert [line.split(" UTC ", 1)[1] for line in trail] == [
+        f"{GUEST} preset: refused (not an admin): set temperature 1.5",
+        f"{ALICE} preset: balanced → balanced temperature=0.3",
+    ]

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from tests.fakes.ollama import FakeOllama, Reply
-from tests.fakes.telegram_api import ALICE, FakeTelegram, message, private_chat
+from tests.fakes.telegram_api import (
+    ALICE,
+    BOB,
+    FakeTelegram,
+    message,
+    private_chat,
+    supergroup,
+)
 from tests.telegram.conftest import StartBot
 from tests.wire.test_control_tokens import GEMMA
 
@@ -45,3 +52,29 @@ async def test_after_switching_to_gemma_its_turn_tokens_typed_by_a_user_stay_tex
     sent = request["messages"][-1]["content"]
     assert "<start_of_turn>" not in sent and "<end_of_turn>" not in sent
     assert sent.replace("\u200b", "") == attack
+
+
+async def test_an_outsiders_command_flood_leaves_a_groups_audit_trail_intact(
+    start_bot: StartBot, fake_telegram: FakeTelegram
+) -> None:
+    lab = supergroup()
+    throwaway = [supergroup(-1009000000000 - n, f"spam {n}") for n in range(30)]
+    for group in throwaway:
+        fake_telegram.admins[group["id"]] = [BOB]  # whoever creates a group administers it
+    await start_bot(admin_ids=(ALICE["id"],))
+
+    fake_telegram.push(message(lab, ALICE, "/preset use precise"))
+    fake_telegram.push(message(lab, BOB, "/preset set temperature 2"))
+    await fake_telegram.wait_until(lambda: len(fake_telegram.sent(lab["id"])) == 2)
+    for group in throwaway:
+        fake_telegram.push(message(group, BOB, "/preset set temperature 1.5"))
+    await fake_telegram.wait_until(lambda: all(fake_telegram.sent(g["id"]) for g in throwaway))
+    fake_telegram.push(message(lab, ALICE, "/audit"))
+
+    await fake_telegram.wait_until(lambda: len(fake_telegram.sent(lab["id"])) == 3)
+    answers = [fake_telegram.sent(group["id"])[0]["text"] for group in throwaway]
+    assert sum("too fast" in a for a in answers) == 11  # 20 a minute, one spent in the lab
+    trail = fake_telegram.sent(lab["id"])[2]["text"].splitlines()[1:]
+    assert len(trail) == 2
+    assert trail[0].endswith(f" UTC {ALICE['id']} preset: balanced → precise")
+    assert trail[1].endswith(f" UTC {BOB['id']} preset: refused (not an admin): set temperature 2")

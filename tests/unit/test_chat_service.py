@@ -155,12 +155,19 @@ async def test_only_admins_change_settings_and_changes_are_audited() -> None:
     assert "temperature = 0.2" in done.finished[0]
     await h.say("hi")
     assert h.llm.requests[-1].options["temperature"] == 0.2
-    [audit] = await h.store.audit_log("chan", 10)
-    assert (audit.actor, audit.field, audit.old, audit.new) == (
+    tried, changed = await h.store.audit_log("chan", 10)
+    assert (tried.actor, tried.field, tried.new, tried.outcome) == (
+        "bob",
+        "preset",
+        "set temperature 0.2",
+        "refused: not an admin",
+    )
+    assert (changed.actor, changed.field, changed.old, changed.new, changed.outcome) == (
         "alice",
         "preset",
         "balanced",
         "balanced temperature=0.2",
+        "changed",
     )
 
 
@@ -168,7 +175,11 @@ async def test_a_bad_value_changes_nothing() -> None:
     h = Harness()
     sink = await h.say("preset set top_k 500", command=True, admin=True)
     assert sink.failures == ["top_k must be a whole number in 1 to 100."]
-    assert await h.store.audit_log("chan", 10) == []
+    [tried] = await h.store.audit_log("chan", 10)
+    assert (tried.new, tried.outcome) == (
+        "set top_k 500",
+        "refused: top_k must be a whole number in 1 to 100.",
+    )
     await h.say("hi")
     assert h.llm.requests[-1].options["top_k"] == 40
 
@@ -197,3 +208,31 @@ async def test_max_tokens_cannot_exceed_half_the_context() -> None:
     assert sink.failures == [
         "max_tokens must be in 1 to 2048 (half of this deployment's context of 4096 tokens)."
     ]
+
+
+async def test_commands_count_towards_the_rate_limit_and_a_flood_is_not_audited() -> None:
+    h = Harness(rate_limit=3)
+    await h.say("hi")
+    for _ in range(2):
+        await h.say("preset set temperature 1.5", command=True, author="alice")
+    flooded = [await h.say("preset set temperature 1.5", command=True) for _ in range(5)]
+
+    assert all("too fast" in sink.failures[0] for sink in flooded)
+    assert len(await h.store.audit_log("chan", 100)) == 2
+    assert "too fast" in (await h.say("help", command=True)).failures[0]
+
+
+async def test_audit_shows_the_channels_changes_to_admins_only() -> None:
+    h = Harness()
+    await h.say("preset use precise", command=True, admin=True)
+    await h.say("system set You are terse.", command=True, author="bob")
+
+    refused = await h.say("audit", command=True, author="bob")
+    shown = (await h.say("audit", command=True, admin=True)).finished[0]
+
+    assert refused.failures == ["Sorry, only admins of this chat can see its audit log."]
+    first, changed, tried, asked = shown.splitlines()
+    assert first == "Recent settings changes in this chat (newest last):"
+    assert changed.endswith(" UTC alice preset: balanced → precise")
+    assert tried.endswith(" UTC bob system_prompt: refused (not an admin): set You are terse.")
+    assert asked.endswith(" UTC bob audit: refused (not an admin): show")
