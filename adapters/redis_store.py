@@ -13,6 +13,8 @@ Key layout under ``prefix`` (DESIGN.md §5), values JSON:
     channel:{channel}             channel settings
     audit:{channel}               stream of the channel's settings changes and refused admin
                                   commands, capped per channel; no TTL, like its settings
+    deadletter                    capped stream of what was received but could not be read,
+                                  stored or answered (fields platform, source, reason, payload)
 
 Every write is safe to repeat, because a timed-out or retried call may have run already.
 Every Redis error leaves this module as ``StoreUnavailable``.
@@ -33,7 +35,14 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
-from adapters.redis_scripts import ACQUIRE_LOCK, COMPLETE, ENQUEUE, LOAD_CONTEXT, RELEASE_LOCK
+from adapters.redis_scripts import (
+    ACQUIRE_LOCK,
+    BURY,
+    COMPLETE,
+    ENQUEUE,
+    LOAD_CONTEXT,
+    RELEASE_LOCK,
+)
 from core.errors import StoreUnavailable
 from core.models import (
     AuditEntry,
@@ -53,6 +62,8 @@ R = TypeVar("R")
 GROUP = "ollabot"
 CLAIM_PAGE = 100
 CLAIM_PAGES = 10
+DEAD_LETTER_CHARS = 16_384
+DeadLetterHook = Callable[[str], None]
 
 
 def translated(
@@ -88,6 +99,9 @@ class RedisStore:
         dedupe_ttl_s: int = 86400,
         audit_maxlen: int = 1000,
         block_ms: int = 1000,
+        max_deliveries: int = 5,
+        dead_letters_maxlen: int = 10_000,
+        on_dead_letter: DeadLetterHook | None = None,
     ) -> None:
         self._redis = client
         self._blocking = blocking_client
@@ -97,6 +111,9 @@ class RedisStore:
         self._dedupe_ttl_s = dedupe_ttl_s
         self._audit_maxlen = audit_maxlen
         self._block_ms = block_ms
+        self._max_deliveries = max_deliveries
+        self._dead_letters_maxlen = dead_letters_maxlen
+        self._on_dead_letter = on_dead_letter
 
     @classmethod
     def from_url(cls, url: str, *, socket_timeout_s: float = 2.0, **kwargs: Any) -> RedisStore:
@@ -199,13 +216,23 @@ class RedisStore:
         )
         seen = {entry_id for entry_id, _ in own}
         records = own + [record for record in idle if record[0] not in seen]
-        return await self._decoded(platform, records)
+        return await self._decoded(platform, await self._without_poison(platform, records))
 
     async def _own_pending(self, platform: str, consumer: str) -> list[Any]:
-        reply: Any = await self._redis.xreadgroup(
-            GROUP, consumer, {self._inbox_key(platform): "0"}, CLAIM_PAGE
+        """Read without delivering again (XPENDING, XRANGE), so that the delivery count says
+        how often an entry was really handed out, not how often its owner looked."""
+        key = self._inbox_key(platform)
+        pending: Any = await self._redis.xpending_range(
+            key, GROUP, "-", "+", CLAIM_PAGE, consumername=consumer
         )
-        return list(reply[0][1]) if reply else []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for entry in pending:
+                pipe.xrange(key, entry["message_id"], entry["message_id"])
+            found = await pipe.execute()
+        return [
+            records[0] if records else (entry["message_id"], None)
+            for entry, records in zip(pending, found, strict=True)
+        ]
 
     async def _auto_claim(self, platform: str, consumer: str, min_idle_ms: int) -> list[Any]:
         records: list[Any] = []
@@ -255,16 +282,77 @@ class RedisStore:
         return await call()
 
     async def _decoded(self, platform: str, records: Sequence[Any]) -> list[InboxEntry]:
-        """Entries whose message decodes; others (deleted or corrupt) are acknowledged."""
+        """Entries whose message decodes; deleted ones are acknowledged, unreadable ones
+        set aside as dead letters."""
         entries: list[InboxEntry] = []
         for entry_id, fields in records:
             message = decode_message(fields)
-            if message is None:
-                log.warning("dropping unreadable inbox entry %s on %s", entry_id, platform)
+            if not fields:
                 await self.acknowledge(platform, entry_id)
+            elif message is None:
+                await self._bury(platform, entry_id, "unreadable inbox entry")
             else:
                 entries.append(InboxEntry(entry_id, message))
         return entries
+
+    # Dead letters
+
+    @translated
+    async def dead_letter(self, platform: str, payload: str, reason: str) -> None:
+        """Keep what was received but cannot be read or stored, with the reason, for an
+        operator. A repeated call may keep it twice; nothing else changes."""
+        fields = {
+            "platform": platform,
+            "source": "receive",
+            "reason": storable(reason),
+            "payload": storable(payload[:DEAD_LETTER_CHARS]),
+        }
+        await self._redis.xadd(
+            self._dead_letters_key, fields, maxlen=self._dead_letters_maxlen, approximate=True
+        )
+        self._count_dead_letter(platform)
+
+    @translated
+    async def dead_letter_count(self) -> int:
+        """How many dead letters are kept (``ollabot doctor`` shows it)."""
+        return int(await self._redis.xlen(self._dead_letters_key))
+
+    async def _without_poison(self, platform: str, records: list[Any]) -> list[Any]:
+        """The records delivered at most ``max_deliveries`` times; the others, which no
+        worker managed to answer, become dead letters instead of being retried forever."""
+        if not records:
+            return records
+        key = self._inbox_key(platform)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for entry_id, _ in records:
+                pipe.xpending_range(key, GROUP, entry_id, entry_id, 1)
+            pending = await pipe.execute()
+        kept = []
+        for record, found in zip(records, pending, strict=True):
+            deliveries = int(found[0]["times_delivered"]) if found else 0
+            if deliveries > self._max_deliveries:
+                reason = f"delivered {deliveries} times without being answered"
+                await self._bury(platform, record[0], reason)
+            else:
+                kept.append(record)
+        return kept
+
+    async def _bury(self, platform: str, entry_id: str, reason: str) -> None:
+        keys = [self._inbox_key(platform), self._dead_letters_key]
+        args = [GROUP, entry_id, platform, reason, self._dead_letters_maxlen]
+        await self._redis.eval(BURY, len(keys), *keys, *args)
+        log.warning(
+            "inbox entry %s on %s set aside as a dead letter: %s", entry_id, platform, reason
+        )
+        self._count_dead_letter(platform)
+
+    def _count_dead_letter(self, platform: str) -> None:
+        if self._on_dead_letter is not None:
+            self._on_dead_letter(platform)
+
+    @property
+    def _dead_letters_key(self) -> str:
+        return f"{self._prefix}deadletter"
 
     # Conversations
 
@@ -450,6 +538,11 @@ def decode_message(fields: dict[str, str] | None) -> IncomingMessage | None:
         return IncomingMessage(**{k: v for k, v in data.items() if k in known})
     except (ValueError, TypeError, AttributeError):
         return None
+
+
+def storable(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode (lone surrogates) written as escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def decode_audit(channel: str, entry_id: str, fields: dict[str, str]) -> AuditEntry:

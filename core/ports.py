@@ -48,7 +48,11 @@ class SinkFactory(Protocol):
 
 
 class Inbox(Protocol):
-    """Durable queue of incoming messages, one stream per platform."""
+    """Durable queue of incoming messages, one stream per platform.
+
+    An entry handed out more often than the store allows without being answered, or one that
+    cannot be read, is moved to the dead letters instead of being retried forever.
+    """
 
     async def enqueue(self, message: IncomingMessage) -> bool:
         """Store the message; False when its ``message_id`` was already seen."""
@@ -69,6 +73,13 @@ class Inbox(Protocol):
         ...
 
     async def acknowledge(self, platform: str, entry_id: str) -> None: ...
+
+    async def dead_letter(self, platform: str, payload: str, reason: str) -> None:
+        """Set aside something received that cannot be read or stored, with the reason."""
+
+    async def dead_letter_count(self) -> int:
+        """How many dead letters are kept (entries that could not be answered included)."""
+        ...
 
 
 class ConversationStore(Protocol):
@@ -128,6 +139,9 @@ class Metrics(Protocol):
 
     def tokens_per_second(self, value: float) -> None: ...
 
+    def dead_lettered(self, platform: str) -> None:
+        """Something received was set aside as a dead letter."""
+
 
 class NullMetrics:
     """Metrics that go nowhere (tests, the console)."""
@@ -141,4 +155,7 @@ class NullMetrics:
         pass
 
     def tokens_per_second(self, value: float) -> None:
+        pass
+
+    def dead_lettered(self, platform: str) -> None:
         pass

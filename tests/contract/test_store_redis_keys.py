@@ -52,7 +52,7 @@ async def test_a_channels_settings_and_its_audit_log_are_kept_alike(
     assert not await raw_redis.exists(f"{key_prefix}audit")
 
 
-async def test_an_unreadable_inbox_entry_is_dropped_without_stopping_the_inbox(
+async def test_an_unreadable_inbox_entry_is_set_aside_without_stopping_the_inbox(
     redis_store: RedisStore, raw_redis: aioredis.Redis, key_prefix: str
 ) -> None:
     await raw_redis.xadd(f"{key_prefix}inbox:telegram", {"message": "{not json"})
@@ -63,6 +63,14 @@ async def test_an_unreadable_inbox_entry_is_dropped_without_stopping_the_inbox(
     assert [entry.message.text for entry in taken] == ["a real question"]
     assert await redis_store.claim_abandoned("telegram", "worker-b", 0) != []
     assert await raw_redis.xlen(f"{key_prefix}inbox:telegram") == 1
+    [(_, letter)] = await raw_redis.xrange(f"{key_prefix}deadletter")
+    assert letter == {
+        "platform": "telegram",
+        "source": "inbox",
+        "reason": "unreadable inbox entry",
+        "payload": "{not json",
+    }
+    assert await raw_redis.ttl(f"{key_prefix}deadletter") == -1
 
 
 async def test_unreadable_channel_settings_fall_back_to_defaults(
