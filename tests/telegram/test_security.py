@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.fakes.ollama import FakeOllama, Reply
 from tests.fakes.telegram_api import (
     ALICE,
@@ -78,3 +80,24 @@ async def test_an_outsiders_command_flood_leaves_a_groups_audit_trail_intact(
     assert len(trail) == 2
     assert trail[0].endswith(f" UTC {ALICE['id']} preset: balanced → precise")
     assert trail[1].endswith(f" UTC {BOB['id']} preset: refused (not an admin): set temperature 2")
+
+
+async def test_updates_that_cannot_be_read_or_stored_are_set_aside_and_receiving_goes_on(
+    start_bot: StartBot, fake_telegram: FakeTelegram, key_prefix: str
+) -> None:
+    bot = await start_bot()
+    undated = message(ALICE_CHAT, ALICE, "no date on this one")
+    del undated["message"]["date"]
+    first = fake_telegram.push(undated)
+    second = fake_telegram.push(message(ALICE_CHAT, ALICE, "a lone surrogate: \ud800"))
+    fake_telegram.push(message(ALICE_CHAT, ALICE, "still there?"))
+
+    await fake_telegram.wait_until(
+        lambda: [m["text"] for m in fake_telegram.sent(ALICE["id"])] == ["echo: still there?"]
+    )
+    await fake_telegram.wait_until(lambda: fake_telegram.pending_updates() == 0)
+    letters = await bot.store.client.xrange(f"{key_prefix}deadletter")
+    assert [(f["platform"], f["source"]) for _, f in letters] == [("telegram", "receive")] * 2
+    assert letters[0][1]["reason"] == "KeyError: 'date'"
+    assert letters[1][1]["reason"].startswith("UnicodeEncodeError")
+    assert [json.loads(f["payload"])["update_id"] for _, f in letters] == [first, second]
