@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from tests.fakes.ollama import FakeOllama, Reply
-from tests.fakes.slack_api import ALICE, BOT_USER, LAB_CHANNEL, FakeSlack
+from tests.fakes.slack_api import ALICE, BOT_USER, DM_CHANNEL, LAB_CHANNEL, FakeSlack
 from tests.slack.conftest import StartBot
 from tests.slack.test_commands import LAB_SETTINGS, command
 
@@ -77,4 +78,29 @@ async def test_an_admin_of_another_workspace_is_not_an_admin_here(
     assert [line.split(" UTC ", 1)[1] for line in trail] == [
         f"{GUEST} preset: refused (not an admin): set temperature 1.5",
         f"{ALICE} preset: balanced → balanced temperature=0.3",
+    ]
+
+
+async def test_events_that_cannot_be_read_or_stored_are_set_aside_and_acknowledged(
+    start_bot: StartBot, fake_slack: FakeSlack, key_prefix: str
+) -> None:
+    bot = await start_bot()
+    channelless = fake_slack.user_message("where am I?")
+    del channelless["event"]["channel"]
+    surrogate = fake_slack.user_message("a lone surrogate: \ud800")
+
+    acks = []
+    for body in (channelless, surrogate):
+        acks.append(await fake_slack.wait_for_ack(await fake_slack.deliver("events_api", body)))
+    await fake_slack.deliver("events_api", fake_slack.user_message("still there?"))
+
+    await fake_slack.wait_until(
+        lambda: [m.text for m in fake_slack.bot_messages(DM_CHANNEL)] == ["echo: still there?"]
+    )
+    assert all(seconds < 3.0 for seconds in acks)
+    letters = await bot.store.client.xrange(f"{key_prefix}deadletter")
+    assert [f["reason"].split(":")[0] for _, f in letters] == ["KeyError", "UnicodeEncodeError"]
+    assert [json.loads(f["payload"])["event_id"] for _, f in letters] == [
+        channelless["event_id"],
+        surrogate["event_id"],
     ]
