@@ -54,6 +54,13 @@ class PrometheusMetrics:
         self._redis_errors = Counter(
             "ollabot_redis_errors", "Redis errors by kind.", ["kind"], registry=registry
         )
+        self._dead_letters = Counter(
+            "ollabot_dead_letters",
+            "Updates, events and inbox entries set aside because they could not be read, "
+            "stored or answered.",
+            ["platform"],
+            registry=registry,
+        )
 
     def reply_started(self, platform: str) -> None:
         """A message was taken from the inbox and its reply begins."""
@@ -76,6 +83,10 @@ class PrometheusMetrics:
     def tokens_per_second(self, value: float) -> None:
         """One reply's generation speed as Ollama measured it."""
         self._tokens_per_second.observe(value)
+
+    def dead_lettered(self, platform: str) -> None:
+        """Something received on ``platform`` was set aside as a dead letter."""
+        self._dead_letters.labels(platform).inc()
 
     def ollama_error(self, kind: str) -> None:
         """Count an Ollama failure (``LLMUnavailable``, ``LLMBusy``…)."""

@@ -21,18 +21,19 @@ from adapters.redis_store import RedisStore
 from bots.settings import Settings
 from core.chat import ChatConfig, ChatService
 from core.fewshot import FewShotCatalog, parse_templates
-from core.ports import Metrics, SinkFactory
+from core.ports import Metrics, NullMetrics, SinkFactory
 from core.worker import InboxWorker, WorkerConfig
 
 log = structlog.get_logger("ollabot")
 Store = RedisStore | MemoryStore
 
 
-def open_store(settings: Settings) -> Store:
+def open_store(settings: Settings, on_dead_letter: Callable[[str], None] | None = None) -> Store:
     url = settings.redis.url.get_secret_value()
     options: dict[str, Any] = {
         "conversation_ttl_s": settings.redis.conversation_ttl_days * 86_400,
         "max_stored_turns": settings.redis.max_stored_turns,
+        "on_dead_letter": on_dead_letter,
     }
     if url.startswith("memory://"):
         log.warning("memory store in use: nothing persists after this process exits")
@@ -124,7 +125,7 @@ async def runtime(
 ) -> AsyncIterator[Runtime]:
     catalog = load_catalog(settings)
     model = await resolve_model(settings)
-    store, llm = open_store(settings), open_llm(settings)
+    store, llm = open_store(settings, (metrics or NullMetrics()).dead_lettered), open_llm(settings)
     # A fixed consumer name (the console's) is also the lock owner, so that a restarted
     # console takes its crashed run's lock back at once instead of waiting for it to expire.
     owner = consumer or instance_id()

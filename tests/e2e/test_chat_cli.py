@@ -188,6 +188,7 @@ async def test_doctor_names_what_is_wrong_and_how_to_fix_it(
     assert process.returncode == 0, report
     assert "[ok  ] ollama: version" in report and "[ok  ] model: llama3.1:8b is installed" in report
     assert "[warn] redis persistence: AOF is off" in report
+    assert "[ok  ] dead letters: none" in report
 
     redis_server.stop()
     broken: Ollabot = ollabot(
