@@ -28,7 +28,7 @@ async def test_menus_show_admin_commands_only_to_admins(
     }
     names = {kind: {cmd["command"] for cmd in p["commands"]} for kind, p in menus.items()}
     assert {"help", "reset"} <= names["default"] and "preset" not in names["default"]
-    assert {"preset", "system", "fewshot", "model"} <= names["all_chat_administrators"]
+    assert {"preset", "system", "fewshot", "model", "audit"} <= names["all_chat_administrators"]
     assert menus["chat"]["scope"]["chat_id"] == ALICE["id"] and "preset" in names["chat"]
 
 
