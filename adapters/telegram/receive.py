@@ -99,22 +99,23 @@ class Poller:
         """Tell Telegram the persisted updates arrived (best effort, on shutdown)."""
         if self._offset is not None:
             try:
-                await self._bot.get_updates(offset=self._offset, limit=1, timeout=0)
+                await self._fetch(limit=1, timeout_s=0)
             except TelegramError as error:
                 log.info("could not confirm the last updates: %s", error)
 
     async def _poll_once(self) -> None:
-        for raw in await self._fetch():
+        for raw in await self._fetch(self._batch, self._timeout_s):
             await receive_one(raw, self._bot, self._handle, self._set_aside)
             update_id = raw.get("update_id") if isinstance(raw, dict) else None
             if isinstance(update_id, int):
                 self._offset = update_id + 1
 
-    async def _fetch(self) -> list[object]:
+    async def _fetch(self, limit: int, timeout_s: int) -> list[object]:
+        """``getUpdates`` past the offset, as plain JSON values."""
         parameters = {
             "offset": self._offset,
-            "limit": self._batch,
-            "timeout": self._timeout_s,
+            "limit": limit,
+            "timeout": timeout_s,
             "allowed_updates": ALLOWED_UPDATES,
         }
         data = RequestData(
@@ -123,7 +124,7 @@ class Poller:
         result = await self._request.post(
             f"{self._bot.base_url}/getUpdates",
             data,
-            read_timeout=self._timeout_s + (self._request.read_timeout or 10.0),
+            read_timeout=timeout_s + (self._request.read_timeout or 10.0),
         )
         return list(result) if isinstance(result, list) else []
 
