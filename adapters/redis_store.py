@@ -209,7 +209,8 @@ class RedisStore:
     ) -> list[InboxEntry]:
         """Entries idle for ``min_idle_ms``, plus every entry ``consumer`` itself holds pending
         (after a restart nothing of this process is working on them; callers skip their own
-        entries in progress)."""
+        entries in progress). Entries handed out more than ``max_deliveries`` times become
+        dead letters instead."""
         own = await self._in_group(platform, lambda: self._own_pending(platform, consumer))
         idle = await self._in_group(
             platform, lambda: self._auto_claim(platform, consumer, min_idle_ms)
