@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import copy
 import itertools
+import json
+import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Generic, TypeVar
 
 from core.models import (
@@ -27,6 +29,8 @@ from core.models import (
     Turn,
     TurnState,
 )
+
+log = logging.getLogger("ollabot.store")
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -67,6 +71,17 @@ class Expiring(Generic[K, V]):
 class _Pending:
     consumer: str
     delivered_at: float
+    deliveries: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Something received that could not be read, stored or answered."""
+
+    platform: str
+    source: str
+    reason: str
+    payload: str
 
 
 @dataclass(slots=True)
@@ -111,6 +126,9 @@ class MemoryStore:
         rate_per_minute: int = 20,
         max_backlog: int = 10,
         notice_window_s: int = 60,
+        max_deliveries: int = 5,
+        dead_letters_maxlen: int = 10_000,
+        on_dead_letter: Callable[[str], None] | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
         self._conversation_ttl_s = conversation_ttl_s
@@ -118,6 +136,10 @@ class MemoryStore:
         self._dedupe_ttl_s = dedupe_ttl_s
         self._audit_maxlen = audit_maxlen
         self._block_ms = block_ms
+        self._max_deliveries = max_deliveries
+        self._dead_letters_maxlen = dead_letters_maxlen
+        self._on_dead_letter = on_dead_letter
+        self.dead_letters: list[DeadLetter] = []
         self._clock = clock
         self._rate_per_minute = max(1, rate_per_minute)
         self._max_backlog = max(1, max_backlog)
@@ -134,7 +156,7 @@ class MemoryStore:
         self._backlogs: dict[str, int] = {}
         self._told: Expiring[str, bool] = Expiring(clock)
         self._settings: dict[str, ChannelSettings] = {}
-        self._audit: list[AuditEntry] = []
+        self._audit: dict[str, list[AuditEntry]] = {}
 
     async def close(self) -> None:
         """Nothing to close; present for symmetry with ``RedisStore``."""
@@ -206,15 +228,23 @@ class MemoryStore:
     async def claim_abandoned(
         self, platform: str, consumer: str, min_idle_ms: int
     ) -> list[InboxEntry]:
-        """Entries idle for ``min_idle_ms``, plus every entry ``consumer`` holds pending."""
+        """Entries idle for ``min_idle_ms`` (delivered again), plus every entry ``consumer``
+        holds pending; entries delivered more than ``max_deliveries`` times become dead
+        letters instead."""
         stream = self._stream(platform)
         now = self._clock()
-        claimed = [
-            entry_id
-            for entry_id, pending in stream.pending.items()
-            if pending.consumer == consumer or (now - pending.delivered_at) * 1000 >= min_idle_ms
-        ]
-        return [self._deliver(stream, entry_id, consumer) for entry_id in claimed]
+        claimed: list[InboxEntry] = []
+        for entry_id, pending in list(stream.pending.items()):
+            if (now - pending.delivered_at) * 1000 >= min_idle_ms:
+                deliveries = pending.deliveries + 1
+                if deliveries > self._max_deliveries:
+                    reason = f"delivered {deliveries} times without being answered"
+                    self._bury(platform, stream, entry_id, reason)
+                    continue
+                claimed.append(self._deliver(stream, entry_id, consumer, deliveries))
+            elif pending.consumer == consumer:
+                claimed.append(stream.entries[entry_id])
+        return claimed
 
     async def sweep_consumers(self, platform: str, min_idle_ms: int) -> int:
         """Consumers are not kept here (only their pending entries): nothing to forget."""
@@ -224,8 +254,8 @@ class MemoryStore:
         """Reset the idle time of entries still in progress."""
         stream = self._stream(platform)
         for entry_id in entry_ids:
-            if entry_id in stream.pending:
-                stream.pending[entry_id] = _Pending(consumer, self._clock())
+            if (pending := stream.pending.get(entry_id)) is not None:
+                stream.pending[entry_id] = _Pending(consumer, self._clock(), pending.deliveries)
 
     async def acknowledge(self, entry: InboxEntry) -> None:
         """Mark the entry done, forget it, take it off its author's backlog and let the next
@@ -243,9 +273,35 @@ class MemoryStore:
     def _stream(self, platform: str) -> _Stream:
         return self._streams.setdefault(platform, _Stream())
 
-    def _deliver(self, stream: _Stream, entry_id: str, consumer: str) -> InboxEntry:
-        stream.pending[entry_id] = _Pending(consumer, self._clock())
+    def _deliver(
+        self, stream: _Stream, entry_id: str, consumer: str, deliveries: int = 1
+    ) -> InboxEntry:
+        stream.pending[entry_id] = _Pending(consumer, self._clock(), deliveries)
         return stream.entries[entry_id]
+
+    def _bury(self, platform: str, stream: _Stream, entry_id: str, reason: str) -> None:
+        entry = stream.entries.pop(entry_id)
+        stream.pending.pop(entry_id, None)
+        payload = json.dumps(asdict(entry.message), ensure_ascii=False)
+        log.warning(
+            "inbox entry %s on %s set aside as a dead letter: %s", entry_id, platform, reason
+        )
+        self._keep(DeadLetter(platform, "inbox", reason, payload))
+
+    # Dead letters
+
+    async def dead_letter(self, platform: str, payload: str, reason: str) -> None:
+        """Keep what was received but cannot be read or stored, with the reason."""
+        self._keep(DeadLetter(platform, "receive", reason, payload))
+
+    async def dead_letter_count(self) -> int:
+        """How many dead letters are kept."""
+        return len(self.dead_letters)
+
+    def _keep(self, letter: DeadLetter) -> None:
+        self.dead_letters = [*self.dead_letters, letter][-self._dead_letters_maxlen :]
+        if self._on_dead_letter is not None:
+            self._on_dead_letter(letter.platform)
 
     # Conversations
 
@@ -348,9 +404,14 @@ class MemoryStore:
     ) -> None:
         """Write the settings and append the audit entry."""
         self._settings[channel] = copy.deepcopy(settings)
-        self._audit = [*self._audit, audit][-self._audit_maxlen :]
+        await self.append_audit(audit)
+
+    async def append_audit(self, audit: AuditEntry) -> None:
+        """Append to the channel's own log (capped per channel), stamped with the time."""
+        log = self._audit.setdefault(audit.channel, [])
+        log.append(replace(audit, at=time.time()))
+        del log[: -self._audit_maxlen]
 
     async def audit_log(self, channel: str, count: int) -> list[AuditEntry]:
-        """The newest ``count`` changes of ``channel``, oldest first (newest last)."""
-        mine = [entry for entry in self._audit if entry.channel == channel]
-        return mine[-count:] if count > 0 else []
+        """The newest ``count`` entries of ``channel``, oldest first (newest last)."""
+        return self._audit.get(channel, [])[-count:] if count > 0 else []

@@ -11,6 +11,10 @@ Library errors are translated here, at the boundary, into the core's error tree:
 
 Connection errors and 503 are retried a few times with jittered exponential backoff, and only
 before the first piece of the reply was yielded, so streamed text is never repeated.
+
+Every request's text is cleared of the control tokens of the model it goes to (its template's
+and tokenizer's, from ``/api/show``, see ``adapters.ollama_tokens``), not only the common
+families' that the core knows.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ import asyncio
 import contextlib
 import random
 import re
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable, Mapping
+from dataclasses import replace
 from typing import Any, TypeVar, cast
 
 import httpx
@@ -27,8 +32,10 @@ import ollama
 import structlog
 
 from adapters.aiohttp_transport import AiohttpTransport
+from adapters.ollama_tokens import ControlTokens
 from core.errors import LLMBusy, LLMError, LLMFailed, LLMUnavailable, ModelNotFound
-from core.models import ChatRequest, DoneReason, StreamEvent
+from core.models import ChatMessage, ChatRequest, DoneReason, StreamEvent
+from core.prompting import neutralise
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -54,6 +61,7 @@ class OllamaLLM:
         retries: int = 2,
         backoff_s: float = 0.5,
         max_connections: int = 8,
+        show_timeout_s: float = 10.0,
     ) -> None:
         timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
         # Ollama generates OLLAMA_NUM_PARALLEL replies at a time and queues the rest, so a few
@@ -63,9 +71,12 @@ class OllamaLLM:
         self._keep_alive = keep_alive_value(keep_alive)
         self._retries = retries
         self._backoff_s = backoff_s
+        self._show_timeout_s = show_timeout_s
+        self._control_tokens = ControlTokens(self.show)
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         """Yield the reply piece by piece, then one ``done`` event with Ollama's counts."""
+        request = without_control_tokens(request, await self._control_tokens.of(request.model))
         for attempt in range(self._retries + 1):
             started = False
             try:
@@ -121,6 +132,15 @@ class OllamaLLM:
         response = await self._guarded(call)
         return str(response.json()["version"])
 
+    async def show(self, model: str) -> Mapping[str, Any]:
+        """``/api/show`` with the tokenizer's vocabulary (``verbose``), within a short timeout."""
+        body = {"model": model, "verbose": True}
+        call = self._client._request_raw("POST", "/api/show", json=body)  # type: ignore[no-untyped-call]
+        async with asyncio.timeout(self._show_timeout_s):
+            response = await self._guarded(call, model)
+        shown: Mapping[str, Any] = response.json()
+        return shown
+
     async def installed_models(self) -> list[str]:
         """Tags of the models pulled on the server (``GET /api/tags``)."""
         listing = await self._guarded(self._client.list())
@@ -140,6 +160,12 @@ class OllamaLLM:
             return await call
         except LIBRARY_ERRORS as error:
             raise translate(error, model) from error
+
+
+def without_control_tokens(request: ChatRequest, tokens: frozenset[str]) -> ChatRequest:
+    """The request with ``tokens`` (and the common families' tokens) made plain text."""
+    messages = tuple(ChatMessage(m.role, neutralise(m.content, tokens)) for m in request.messages)
+    return replace(request, messages=messages)
 
 
 def keep_alive_value(keep_alive: str | int) -> str | int:

@@ -78,6 +78,13 @@ class PrometheusMetrics:
             ["platform"],
             registry=registry,
         )
+        self._dead_letters = Counter(
+            "ollabot_dead_letters",
+            "Updates, events and inbox entries set aside because they could not be read, "
+            "stored or answered.",
+            ["platform"],
+            registry=registry,
+        )
 
     def reply_started(self, platform: str) -> None:
         """A message was taken from the inbox and its reply begins."""
@@ -112,6 +119,10 @@ class PrometheusMetrics:
 
     def queue_depth(self, platform: str, count: int) -> None:
         self._queue_depth.labels(platform).set(count)
+
+    def dead_lettered(self, platform: str) -> None:
+        """Something received on ``platform`` was set aside as a dead letter."""
+        self._dead_letters.labels(platform).inc()
 
     def ollama_error(self, kind: str) -> None:
         """Count an Ollama failure (``LLMUnavailable``, ``LLMBusy``…)."""

@@ -129,3 +129,23 @@ if not current or current == ARGV[1] or (ARGV[3] ~= '' and current == ARGV[3]) t
 end
 return {0, current}
 """
+
+# KEYS: inbox, dead letters. ARGV: group, entry id, platform, reason, dead letters maxlen.
+# Moves a pending inbox entry to the dead letters, once: a repeat finds it acknowledged.
+BURY = """
+local record = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])[1]
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  local payload = ''
+  if record then
+    local fields = record[2]
+    payload = cjson.encode(fields)
+    for i = 1, #fields, 2 do
+      if fields[i] == 'message' then payload = fields[i + 1] end
+    end
+  end
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'platform', ARGV[3],
+             'source', 'inbox', 'reason', ARGV[4], 'payload', string.sub(payload, 1, 16384))
+end
+redis.call('XDEL', KEYS[1], ARGV[2])
+return 1
+"""

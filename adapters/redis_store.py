@@ -17,7 +17,10 @@ Key layout under ``prefix`` (DESIGN.md §5), values JSON:
     backlog:{platform}:{author}   how many of the author's messages wait in the inbox
     told:{platform}:{author}      the author was told they are over the limit, SET NX EX
     channel:{channel}             channel settings
-    audit                         capped stream of settings changes
+    audit:{channel}               stream of the channel's settings changes and refused admin
+                                  commands, capped per channel; no TTL, like its settings
+    deadletter                    capped stream of what was received but could not be read,
+                                  stored or answered (fields platform, source, reason, payload)
 
 Every write is safe to repeat, because a timed-out or retried call may have run already.
 Every Redis error leaves this module as ``StoreUnavailable`` (``StoreFull`` when Redis is
@@ -39,10 +42,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
+from redis.typing import EncodableT, FieldT
 
 from adapters.redis_scripts import (
     ACKNOWLEDGE,
     ACQUIRE_LOCK,
+    BURY,
     CLAIM_INSTANCE,
     COMPLETE,
     ENQUEUE,
@@ -79,6 +84,8 @@ ADMISSIONS = {
 }
 OOM_LOG_EVERY_S = 60.0
 _oom_logged_at = -OOM_LOG_EVERY_S
+DEAD_LETTER_CHARS = 16_384
+DeadLetterHook = Callable[[str], None]
 
 
 def translated(
@@ -137,6 +144,9 @@ class RedisStore:
         rate_per_minute: int = 20,
         max_backlog: int = 10,
         notice_window_s: int = 60,
+        max_deliveries: int = 5,
+        dead_letters_maxlen: int = 10_000,
+        on_dead_letter: DeadLetterHook | None = None,
     ) -> None:
         self._redis = client
         self._blocking = blocking_client
@@ -149,6 +159,9 @@ class RedisStore:
         self._rate_per_minute = max(1, rate_per_minute)
         self._max_backlog = max(1, max_backlog)
         self._notice_window_s = max(1, notice_window_s)
+        self._max_deliveries = max_deliveries
+        self._dead_letters_maxlen = dead_letters_maxlen
+        self._on_dead_letter = on_dead_letter
 
     @classmethod
     def from_url(cls, url: str, *, socket_timeout_s: float = 2.0, **kwargs: Any) -> RedisStore:
@@ -263,20 +276,31 @@ class RedisStore:
     ) -> list[InboxEntry]:
         """Entries idle for ``min_idle_ms``, plus every entry ``consumer`` itself holds pending
         (after a restart nothing of this process is working on them; callers skip their own
-        entries in progress)."""
+        entries in progress). Entries handed out more than ``max_deliveries`` times become
+        dead letters instead."""
         own = await self._in_group(platform, lambda: self._own_pending(platform, consumer))
         idle = await self._in_group(
             platform, lambda: self._auto_claim(platform, consumer, min_idle_ms)
         )
         seen = {entry_id for entry_id, _ in own}
         records = own + [record for record in idle if record[0] not in seen]
-        return await self._decoded(platform, records)
+        return await self._decoded(platform, await self._without_poison(platform, records))
 
     async def _own_pending(self, platform: str, consumer: str) -> list[Any]:
-        reply: Any = await self._redis.xreadgroup(
-            GROUP, consumer, {self._inbox_key(platform): "0"}, CLAIM_PAGE
+        """Read without delivering again (XPENDING, XRANGE), so that the delivery count says
+        how often an entry was really handed out, not how often its owner looked."""
+        key = self._inbox_key(platform)
+        pending: Any = await self._redis.xpending_range(
+            key, GROUP, "-", "+", CLAIM_PAGE, consumername=consumer
         )
-        return list(reply[0][1]) if reply else []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for entry in pending:
+                pipe.xrange(key, entry["message_id"], entry["message_id"])
+            found = await pipe.execute()
+        return [
+            records[0] if records else (entry["message_id"], None)
+            for entry, records in zip(pending, found, strict=True)
+        ]
 
     async def _auto_claim(self, platform: str, consumer: str, min_idle_ms: int) -> list[Any]:
         records: list[Any] = []
@@ -347,18 +371,82 @@ class RedisStore:
         return await call()
 
     async def _decoded(self, platform: str, records: Sequence[Any]) -> list[InboxEntry]:
-        """Entries whose message decodes; others (deleted or corrupt) are acknowledged."""
+        """Entries whose message decodes; deleted ones are acknowledged, unreadable ones
+        set aside as dead letters."""
         entries: list[InboxEntry] = []
         for entry_id, fields in records:
             message = decode_message(fields)
-            if message is None:
-                log.warning("dropping unreadable inbox entry %s on %s", entry_id, platform)
+            if not fields:  # deleted meanwhile: nothing left to answer
                 key = self._inbox_key(platform)
                 await self._redis.xack(key, GROUP, entry_id)
                 await self._redis.xdel(key, entry_id)
+            elif message is None:
+                await self._bury(platform, entry_id, "unreadable inbox entry")
             else:
                 entries.append(InboxEntry(entry_id, message, _seq(fields)))
         return entries
+
+    # Dead letters
+
+    @translated
+    async def dead_letter(self, platform: str, payload: str, reason: str) -> None:
+        """Keep what was received but cannot be read or stored, with the reason, for an
+        operator. A repeated call may keep it twice; nothing else changes."""
+        fields: dict[FieldT, EncodableT] = {
+            "platform": platform,
+            "source": "receive",
+            "reason": storable(reason),
+            "payload": storable(payload[:DEAD_LETTER_CHARS]),
+        }
+        await self._redis.xadd(
+            self._dead_letters_key,
+            fields,
+            maxlen=self._dead_letters_maxlen,
+            approximate=True,
+        )
+        self._count_dead_letter(platform)
+
+    @translated
+    async def dead_letter_count(self) -> int:
+        """How many dead letters are kept (``ollabot doctor`` shows it)."""
+        return int(await self._redis.xlen(self._dead_letters_key))
+
+    async def _without_poison(self, platform: str, records: list[Any]) -> list[Any]:
+        """The records delivered at most ``max_deliveries`` times; the others, which no
+        worker managed to answer, become dead letters instead of being retried forever."""
+        if not records:
+            return records
+        key = self._inbox_key(platform)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for entry_id, _ in records:
+                pipe.xpending_range(key, GROUP, entry_id, entry_id, 1)
+            pending = await pipe.execute()
+        kept = []
+        for record, found in zip(records, pending, strict=True):
+            deliveries = int(found[0]["times_delivered"]) if found else 0
+            if deliveries > self._max_deliveries:
+                reason = f"delivered {deliveries} times without being answered"
+                await self._bury(platform, record[0], reason)
+            else:
+                kept.append(record)
+        return kept
+
+    async def _bury(self, platform: str, entry_id: str, reason: str) -> None:
+        keys = [self._inbox_key(platform), self._dead_letters_key]
+        args: list[str | int] = [GROUP, entry_id, platform, reason, self._dead_letters_maxlen]
+        await self._redis.eval(BURY, len(keys), *keys, *args)
+        log.warning(
+            "inbox entry %s on %s set aside as a dead letter: %s", entry_id, platform, reason
+        )
+        self._count_dead_letter(platform)
+
+    def _count_dead_letter(self, platform: str) -> None:
+        if self._on_dead_letter is not None:
+            self._on_dead_letter(platform)
+
+    @property
+    def _dead_letters_key(self) -> str:
+        return f"{self._prefix}deadletter"
 
     # Conversations
 
@@ -492,20 +580,28 @@ class RedisStore:
         """Write the settings and append the audit entry in one transaction."""
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(self._channel_key(channel), json.dumps(asdict(settings), ensure_ascii=False))
-            pipe.xadd(
-                f"{self._prefix}audit",
-                {name: value for name, value in asdict(audit).items()},
-                maxlen=self._audit_maxlen,
-                approximate=True,
-            )
+            self._add_audit(pipe, audit)
             await pipe.execute()
 
     @translated
+    async def append_audit(self, audit: AuditEntry) -> None:
+        """Record an attempt that changed nothing (a refused command) in its channel's log."""
+        await self._add_audit(self._redis, audit)
+
+    def _add_audit(self, target: Any, audit: AuditEntry) -> Any:
+        """XADD to the channel's own stream: one channel's entries never push out another's."""
+        fields = {k: v for k, v in asdict(audit).items() if k not in ("channel", "at")}
+        key = self._audit_key(audit.channel)
+        return target.xadd(key, fields, maxlen=self._audit_maxlen, approximate=True)
+
+    @translated
     async def audit_log(self, channel: str, count: int) -> list[AuditEntry]:
-        """The newest ``count`` changes of ``channel``, oldest first (newest last)."""
-        records: Any = await self._redis.xrevrange(f"{self._prefix}audit", count=self._audit_maxlen)
-        mine = [AuditEntry(**fields) for _, fields in records if fields["channel"] == channel]
-        return list(reversed(mine[: max(0, count)]))
+        """The newest ``count`` entries of ``channel``, oldest first (newest last), with the
+        time each was recorded (from its stream id)."""
+        if count <= 0:
+            return []
+        records: Any = await self._redis.xrevrange(self._audit_key(channel), count=count)
+        return [decode_audit(channel, entry_id, fields) for entry_id, fields in reversed(records)]
 
     # Keys
 
@@ -538,6 +634,9 @@ class RedisStore:
 
     def _channel_key(self, channel: str) -> str:
         return f"{self._prefix}channel:{channel}"
+
+    def _audit_key(self, channel: str) -> str:
+        return f"{self._prefix}audit:{channel}"
 
 
 def encode_turn(turn: Turn) -> str:
@@ -589,6 +688,25 @@ def decode_handle(raw: str | None) -> dict[str, str]:
     except ValueError:
         return {}
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def storable(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode (lone surrogates) written as escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def decode_audit(channel: str, entry_id: str, fields: dict[str, str]) -> AuditEntry:
+    """An audit stream entry; its id's first part is the time Redis recorded it, in ms."""
+    value = fields.get
+    return AuditEntry(
+        channel,
+        value("actor", ""),
+        value("field", ""),
+        value("old", ""),
+        value("new", ""),
+        value("outcome", "changed"),
+        int(entry_id.split("-", 1)[0]) / 1000,
+    )
 
 
 def decode_settings(raw: str | None) -> ChannelSettings:

@@ -29,13 +29,14 @@ log = structlog.get_logger("ollabot")
 Store = RedisStore | MemoryStore
 
 
-def open_store(settings: Settings) -> Store:
+def open_store(settings: Settings, on_dead_letter: Callable[[str], None] | None = None) -> Store:
     url = settings.redis.url.get_secret_value()
     options: dict[str, Any] = {
         "conversation_ttl_s": settings.redis.conversation_ttl_days * 86_400,
         "max_stored_turns": settings.redis.max_stored_turns,
         "rate_per_minute": settings.chat.rate_limit_per_minute,
         "max_backlog": settings.chat.max_queued_per_user,
+        "on_dead_letter": on_dead_letter,
     }
     if url.startswith("memory://"):
         log.warning("memory store in use: nothing persists after this process exits")
@@ -177,7 +178,8 @@ async def runtime(
     ``instances``, by default ``OLLABOT_INSTANCE`` (waiting for a crashed holder's lease)."""
     catalog = load_catalog(settings)
     model = await resolve_model(settings)
-    store, llm = open_store(settings), open_llm(settings)
+    store = open_store(settings, (metrics or NullMetrics()).dead_lettered)
+    llm = open_llm(settings)
     names = instances or [settings.instance or default_instance()]
     try:
         async with held_instance(store, names, wait_s=11.0) as name:

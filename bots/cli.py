@@ -8,7 +8,7 @@ import getpass
 import sys
 from collections.abc import Sequence
 
-from pydantic import ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from bots import logging as bot_logging
 from bots.app import ConfigurationError
@@ -37,15 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def secrets_of(settings: Settings) -> list[str]:
-    values = [
-        settings.redis.url,
-        settings.telegram.token,
-        settings.telegram.webhook_secret,
-        settings.slack.bot_token,
-        settings.slack.app_token,
-        settings.slack.signing_secret,
-    ]
-    return [v.get_secret_value() for v in values if v is not None]
+    """Every ``SecretStr`` setting's value, found by type so a new secret is never missed."""
+    fields = [getattr(settings, name) for name in type(settings).model_fields]
+    sections = [field for field in fields if isinstance(field, BaseModel)]
+    values = [getattr(section, name) for section in sections for name in type(section).model_fields]
+    return [v.get_secret_value() for v in [*fields, *values] if isinstance(v, SecretStr)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

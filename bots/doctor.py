@@ -67,6 +67,7 @@ async def check_redis(settings: Settings) -> list[Check]:
     try:
         await store.ping()
         info = await store.server_info()
+        dead_letters = await store.dead_letter_count()
     except OllabotError as error:
         return [
             Check(
@@ -118,7 +119,19 @@ async def check_redis(settings: Settings) -> list[Check]:
             else "room to write",
         )
     )
+    checks.append(dead_letter_check(dead_letters, settings.redis.prefix))
     return checks
+
+
+def dead_letter_check(count: int, prefix: str) -> Check:
+    """Received updates and messages that were set aside: a few are worth a look."""
+    if not count:
+        return Check("dead letters", True, "none", warning_only=True)
+    detail = (
+        f"{count} received update(s) or message(s) could not be read, stored or answered and "
+        f"were set aside. Inspect: redis-cli XRANGE {prefix}deadletter - +"
+    )
+    return Check("dead letters", False, detail, warning_only=True)
 
 
 def check_tokens(settings: Settings) -> list[Check]:

@@ -14,10 +14,14 @@ NOISY_LOGGERS = ("httpx", "httpcore", "telegram.ext", "slack_bolt", "slack_sdk",
 
 
 class SecretRedactor:
-    """Replaces every configured secret value in log events, wherever it appears."""
+    """Replaces every configured secret value in log events, wherever it appears.
+
+    Short secrets too: a short webhook secret is still the secret, and a few over-redacted
+    log lines are cheaper than one leaked credential.
+    """
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        self._secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
 
     def redact(self, text: str) -> str:
         for secret in self._secrets:

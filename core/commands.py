@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from core import presets
 from core.errors import InvalidCommand, NotAuthorized
@@ -13,6 +15,10 @@ from core.ports import ConversationStore
 from core.prompting import DEFAULT_SYSTEM_PROMPT
 
 MAX_SYSTEM_PROMPT_CHARS = 4000
+AUDIT_SHOWN = 15
+AUDIT_ADMINS_ONLY = "Sorry, only admins of this chat can see its audit log."
+_AUDIT_VALUE_CHARS = 80
+_REFUSED_TEXT_CHARS = 200
 _MODEL_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$")
 
 # verb -> action -> (needs admin, number of words after the action; -1 = free text)
@@ -27,6 +33,7 @@ GRAMMAR: dict[str, dict[str, tuple[bool, int]]] = {
     "system": {"show": (False, 0), "set": (True, -1), "reset": (True, 0)},
     "fewshot": {"show": (False, 0), "list": (False, 0), "use": (True, 1), "clear": (True, 0)},
     "model": {"show": (False, 0), "use": (True, 1)},
+    "audit": {"show": (True, 0)},
     "reset": {"": (False, 0)},
     "help": {"": (False, 0)},
     "start": {"": (False, 0)},
@@ -36,7 +43,10 @@ USAGE = {
     "system": "system show | system set TEXT | system reset",
     "fewshot": "fewshot show | fewshot list | fewshot use NAME | fewshot clear",
     "model": "model show | model use TAG",
+    "audit": "audit",
 }
+# The settings field a command's verb changes, where the audit log names it differently.
+_FIELD_OF_VERB = {"system": "system_prompt"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +95,9 @@ def help_text(prefix: str) -> str:
 
 
 class AdminService:
-    """Executes commands; only admins change settings, and every change is audited."""
+    """Executes commands; only admins change settings. Every change and every refused admin
+    command is audited. (Commands count towards their author's rate limit on arrival, like
+    messages, so a flood of them is refused before it reaches the audit trail.)"""
 
     def __init__(
         self,
@@ -102,13 +114,23 @@ class AdminService:
         self._default_system_prompt = default_system_prompt
 
     async def execute(self, message: IncomingMessage, command: Command) -> str:
+        try:
+            return await self._run(message, command)
+        except (NotAuthorized, InvalidCommand) as refusal:
+            if command.admin_only:
+                await self._store.append_audit(_refused(message, command, refusal))
+            raise
+
+    async def _run(self, message: IncomingMessage, command: Command) -> str:
         if command.admin_only and not message.is_admin:
-            raise NotAuthorized()
+            raise NotAuthorized(AUDIT_ADMINS_ONLY if command.verb == "audit" else None)
         if command.verb in ("help", "start"):
             return help_text(message.command_prefix)
         if command.verb == "reset":
             await self._store.clear_conversation(message.conversation)
             return "Conversation forgotten; let's start afresh."
+        if command.verb == "audit":
+            return audit_text(await self._store.audit_log(message.channel, AUDIT_SHOWN))
         settings = await self._store.get_settings(message.channel)
         handler = getattr(self, f"_{command.verb}_{command.action}")
         result: tuple[str, ChannelSettings | None, str] = handler(settings, *command.args)
@@ -220,6 +242,32 @@ class AdminService:
         if not _MODEL_TAG.match(tag):
             raise InvalidCommand("A model tag looks like llama3.1:8b-instruct-q8_0.")
         return f"Model is now {tag}.", replace(s, model=tag), "model"
+
+
+def audit_text(entries: Sequence[AuditEntry]) -> str:
+    """The channel's recent changes and refused attempts, one line each, newest last."""
+    if not entries:
+        return "No settings changes recorded in this chat yet."
+    lines = ["Recent settings changes in this chat (newest last):"]
+    for e in entries:
+        when = datetime.fromtimestamp(e.at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        change = f"{_clip(e.old) or '(default)'} → {_clip(e.new) or '(default)'}"
+        if e.outcome != "changed":
+            change = f"refused ({_clip(e.outcome.removeprefix('refused: '))}): {_clip(e.new)}"
+        lines.append(f"{when} {e.actor} {e.field}: {change}")
+    return "\n".join(lines)
+
+
+def _clip(value: str) -> str:
+    flat = " ".join(value.split())
+    return flat if len(flat) <= _AUDIT_VALUE_CHARS else flat[: _AUDIT_VALUE_CHARS - 1] + "…"
+
+
+def _refused(message: IncomingMessage, command: Command, refusal: Exception) -> AuditEntry:
+    why = "not an admin" if isinstance(refusal, NotAuthorized) else str(refusal)
+    attempted = " ".join((command.action, *command.args)).strip()[:_REFUSED_TEXT_CHARS]
+    field = _FIELD_OF_VERB.get(command.verb, command.verb)
+    return AuditEntry(message.channel, message.author_id, field, "", attempted, f"refused: {why}")
 
 
 def _overrides(s: ChannelSettings) -> str:

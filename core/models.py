@@ -160,13 +160,18 @@ class ConversationContext:
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
-    """Who changed what in which channel, with the old and new value."""
+    """Who changed, or tried to change, what in which channel, with the old and new value.
+
+    ``outcome`` is ``changed`` or ``refused: <why>``; ``at`` (Unix seconds) is set by the store.
+    """
 
     channel: str
     actor: str
     field: str
     old: str
     new: str
+    outcome: str = "changed"
+    at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,7 +59,11 @@ class SinkFactory(Protocol):
 
 
 class Inbox(Protocol):
-    """Durable queue of incoming messages, one stream per platform."""
+    """Durable queue of incoming messages, one stream per platform.
+
+    An entry handed out more often than the store allows without being answered, or one that
+    cannot be read, is moved to the dead letters instead of being retried forever.
+    """
 
     async def enqueue(self, message: IncomingMessage) -> Admission:
         """Store the message unless it was seen, its author is over the rate limit or has too
@@ -87,6 +91,13 @@ class Inbox(Protocol):
     async def acknowledge(self, entry: InboxEntry) -> None:
         """The entry is done (its reply delivered): forget it, and let the next message of
         its conversation start; safe to repeat."""
+
+    async def dead_letter(self, platform: str, payload: str, reason: str) -> None:
+        """Set aside something received that cannot be read or stored, with the reason."""
+
+    async def dead_letter_count(self) -> int:
+        """How many dead letters are kept (entries that could not be answered included)."""
+        ...
 
 
 class ConversationStore(Protocol):
@@ -133,7 +144,12 @@ class ConversationStore(Protocol):
         self, channel: str, settings: ChannelSettings, audit: AuditEntry
     ) -> None: ...
 
-    async def audit_log(self, channel: str, count: int) -> list[AuditEntry]: ...
+    async def append_audit(self, audit: AuditEntry) -> None:
+        """Record an attempt that changed nothing (a refused command) in its channel's log."""
+
+    async def audit_log(self, channel: str, count: int) -> list[AuditEntry]:
+        """The channel's newest ``count`` entries, oldest first, each with its time."""
+        ...
 
 
 class Metrics(Protocol):
@@ -158,6 +174,9 @@ class Metrics(Protocol):
 
     def queue_depth(self, platform: str, count: int) -> None:
         """Messages taken from the inbox and waiting for a model slot, in this process."""
+
+    def dead_lettered(self, platform: str) -> None:
+        """Something received was set aside as a dead letter."""
 
 
 class NullMetrics:
@@ -184,4 +203,7 @@ class NullMetrics:
         pass
 
     def queue_depth(self, platform: str, count: int) -> None:
+        pass
+
+    def dead_lettered(self, platform: str) -> None:
         pass

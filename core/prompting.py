@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from core.errors import PromptTooLong
@@ -16,17 +17,54 @@ DEFAULT_SYSTEM_PROMPT = (
     "use Markdown for code and lists, and say so when you are not sure."
 )
 
-# Llama 3 (and other chat templates') control tokens look like <|name|>; Ollama parses them
-# in user text. A zero-width space after '<' keeps the text readable but no longer a token.
-_SPECIAL_TOKEN = re.compile(r"<(\|[A-Za-z0-9_]{1,64}\|)>")
+# Ollama parses a model's control tokens wherever they appear in the text it is sent, so a user
+# who types them opens turns of their own. Most families' tokens have one of two shapes:
+# <|name|> (Llama 3, ChatML/Qwen, Phi, Granite, Command R) and DeepSeek's, with fullwidth bars.
+_BAR = "\uff5c"
+TOKEN_SHAPES = (r"<\|[^|<>\s]{1,64}\|>", f"<{_BAR}[^{_BAR}<>\\s]{{1,64}}{_BAR}>")
+# The common families' other control tokens; the model's own come in as ``tokens``.
+BUILTIN_CONTROL_TOKENS = (
+    *("<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>"),  # Gemma
+    *("[INST]", "[/INST]", "<<SYS>>", "<</SYS>>", "<s>", "</s>"),  # Mistral, Llama 2
+    *("[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]", "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]"),
+    *("[TOOL_CALLS]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]", "[THINK]", "[/THINK]"),  # Mistral
+)
+# A zero-width space after the first character keeps the text readable but no longer a token.
 _ZERO_WIDTH_SPACE = "\u200b"
 
 
-def neutralise(text: str) -> str:
-    """Make special tokens in user-supplied text plain text."""
-    if "<|" not in text:
-        return text
-    return _SPECIAL_TOKEN.sub(lambda m: f"<{_ZERO_WIDTH_SPACE}{m.group(1)}>", text)
+def neutralise(text: str, tokens: Iterable[str] = ()) -> str:
+    """Make control tokens in user-supplied text plain text: those of the common families
+    and ``tokens`` (the model's own, which the caller may know)."""
+    first_characters, pattern = _BUILTIN if not tokens else _control_tokens(frozenset(tokens))
+    for character in first_characters:
+        if character in text:
+            break
+    else:
+        return text  # the common case, and much cheaper than the regular expression
+    while (cleaned := pattern.sub(_broken, text)) != text:
+        text = cleaned  # again, in case breaking one token uncovered an overlapping one
+    return text
+
+
+@functools.lru_cache(maxsize=64)
+def _control_tokens(tokens: frozenset[str]) -> tuple[str, re.Pattern[str]]:
+    """The characters tokens start with, and one expression matching any token."""
+    shapes = re.compile("|".join(TOKEN_SHAPES))
+    literals = {
+        t for t in (*BUILTIN_CONTROL_TOKENS, *tokens) if len(t) > 1 and _ZERO_WIDTH_SPACE not in t
+    }
+    distinct = sorted((t for t in literals if not shapes.fullmatch(t)), key=len, reverse=True)
+    first_characters = "".join(sorted({"<", *(t[0] for t in distinct)}))
+    return first_characters, re.compile("|".join([*TOKEN_SHAPES, *map(re.escape, distinct)]))
+
+
+_BUILTIN = _control_tokens(frozenset())
+
+
+def _broken(match: re.Match[str]) -> str:
+    token = match.group(0)
+    return token[0] + _ZERO_WIDTH_SPACE + token[1:]
 
 
 class TokenEstimator:

@@ -1,4 +1,8 @@
-"""Who may change a channel's settings: configured ids plus workspace admins and owners."""
+"""Who may change a channel's settings: configured ids plus workspace admins and owners.
+
+Only admins and owners of the workspace the bot is installed in count: in a Slack Connect
+channel, an admin of the other organisation is a plain member here.
+"""
 
 from __future__ import annotations
 
@@ -32,15 +36,16 @@ class AdminDirectory:
         self._configured = frozenset(configured)
         self._ttl = ttl_s
         self._timeout = lookup_timeout_s
-        self._cache: dict[str, tuple[bool, float]] = {}
+        self._cache: dict[tuple[str, str], tuple[bool, float]] = {}
 
     def is_configured(self, user_id: str) -> bool:
         return user_id in self._configured
 
-    async def is_admin(self, user_id: str) -> bool:
+    async def is_admin(self, user_id: str, team_id: str) -> bool:
+        """Configured, or an admin or owner whose home workspace is ``team_id``."""
         if self.is_configured(user_id):
             return True
-        cached = self._cache.get(user_id)
+        cached = self._cache.get((user_id, team_id))
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
         try:
@@ -49,6 +54,9 @@ class AdminDirectory:
             log.warning("users.info for %s failed, treating as non-admin: %s", user_id, error)
             return False
         user = response.get("user") or {}
-        admin = any(bool(user.get(flag)) for flag in ("is_admin", "is_owner", "is_primary_owner"))
-        self._cache[user_id] = (admin, time.monotonic() + self._ttl)
+        home = user.get("team_id") == team_id
+        admin = home and any(
+            bool(user.get(flag)) for flag in ("is_admin", "is_owner", "is_primary_owner")
+        )
+        self._cache[(user_id, team_id)] = (admin, time.monotonic() + self._ttl)
         return admin

@@ -2,31 +2,63 @@
 
 from __future__ import annotations
 
+import re
+
 from markdown_to_mrkdwn import SlackMarkdownConverter
 
 MESSAGE_LIMIT = 4000
 FENCE = "```"
 _converter = SlackMarkdownConverter()
+_FENCE_LINE = re.compile(r"^```\w*\s*$")
+_IMAGE = re.compile(r"!\[(?=[^\]\n]*\]\()")
+# What the converter turns into Slack's <target|label> syntax; only web and mail links may
+# stay links, every other target (!here, @U…, #C…, !subteam^…) would mention someone.
+_ANGLED = re.compile(r"<([^<>]*)>")
+_SAFE_TARGET = re.compile(r"(?:https?://|mailto:)[^\s|]+")
 
 
 def to_mrkdwn(markdown: str) -> str:
     """Convert the model's Markdown to Slack's mrkdwn (bold, italics, links, lists, code).
 
-    ``&``, ``<`` and ``>`` are escaped first, as Slack requires: otherwise a model could
-    write ``<!channel>`` and ping everyone. Leading ``>`` stay, so quotes still work.
+    ``&``, ``<`` and ``>`` are escaped first, as Slack requires, so nothing the model typed
+    is read as Slack syntax (leading ``>`` stay, so quotes still work). What the conversion
+    itself builds from Markdown links is checked afterwards: only web and mail links stay
+    links, anything else (``[x](!here)`` would be ``<!here|x>``) becomes plain text.
     """
-    return str(_converter.convert(escape(markdown))).strip()
+    return _without_mentions(str(_converter.convert(escape(markdown))).strip())
 
 
 def escape(text: str) -> str:
-    """Slack's three control characters as entities, keeping each line's quote markers."""
-    return "\n".join(_escape_line(line) for line in text.split("\n"))
+    """Slack's three control characters as entities, keeping each line's quote markers.
+
+    Images become links outside code blocks, as the converter would drop their text.
+    """
+    lines, in_code = [], False
+    for line in text.split("\n"):
+        if _FENCE_LINE.match(line.strip()):
+            in_code = not in_code
+        elif not in_code:
+            line = _IMAGE.sub("[", line)
+        lines.append(_escape_line(line))
+    return "\n".join(lines)
 
 
 def _escape_line(line: str) -> str:
     body = line.lstrip("> ")
     quote = line[: len(line) - len(body)]
     return quote + body.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _without_mentions(mrkdwn: str) -> str:
+    return _ANGLED.sub(_link_or_text, mrkdwn)
+
+
+def _link_or_text(match: re.Match[str]) -> str:
+    target, _, label = match.group(1).partition("|")
+    if _SAFE_TARGET.fullmatch(target):
+        return match.group(0)
+    target = target.strip()
+    return f"{label} ({target})" if label and target else label or target
 
 
 def preview(markdown: str, limit: int = MESSAGE_LIMIT) -> str:

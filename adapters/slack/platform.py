@@ -3,15 +3,17 @@
 Listeners only translate and write to the inbox; Bolt acknowledges when they return
 (``process_before_response=True``), so every event is in Redis before Slack hears back,
 and no Web API call happens before the acknowledgement (the one exception: a bounded
-``users.info`` for an admin-only command from a user not cached yet).
+``users.info`` for an admin-only command from a user not cached yet). An event that cannot
+be read or stored is set aside as a dead letter, with the reason, and acknowledged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 import aiohttp
@@ -28,13 +30,14 @@ from adapters.slack.sink import SlackSinks
 from adapters.slack.threads import MemoryThreadRegistry
 from bots.settings import SlackSettings
 from core import commands
-from core.errors import DeliveryError, InvalidCommand, OllabotError, RateLimited
+from core.errors import DeliveryError, InvalidCommand, OllabotError, RateLimited, StoreUnavailable
 from core.models import Admission, IncomingMessage
 from core.ports import Inbox
 
 log = logging.getLogger("ollabot.slack")
 
 COMMAND = "/ollabot"
+UNREADABLE_COMMAND = "Sorry, I could not read that command."
 Ack = Callable[..., Awaitable[Any]]
 
 
@@ -154,10 +157,12 @@ class SlackPlatform:
         )
 
         async def on_mention(body: dict[str, Any]) -> None:
-            await self._on_mention(body)
+            async with self._set_aside_on_failure(body):
+                await self._on_mention(body)
 
         async def on_message(body: dict[str, Any]) -> None:
-            await self._on_message(body)
+            async with self._set_aside_on_failure(body):
+                await self._on_message(body)
 
         async def on_command(body: dict[str, Any], ack: Ack) -> None:
             await self._on_command(body, ack)
@@ -209,23 +214,45 @@ class SlackPlatform:
             await self.sinks(message).fail(RateLimited.notice)
 
     async def _on_command(self, payload: dict[str, Any], ack: Ack) -> None:
-        admin = await self._decide_admin(payload)
-        message = events.message_from_command(payload, self._bot, self._command, admin)
         try:
+            admin = await self._decide_admin(payload)
+            message = events.message_from_command(payload, self._bot, self._command, admin)
             admission = await self._inbox.enqueue(message)
         except OllabotError as error:
             await ack(text=f":warning: {error.notice}")
+            return
+        except Exception as error:  # a command that cannot be read or stored
+            await self._set_aside(payload, error)
+            await ack(text=f":warning: {UNREADABLE_COMMAND}")
             return
         if admission in (Admission.LIMITED, Admission.LIMITED_QUIETLY):
             await ack(text=f":warning: {RateLimited.notice}")
             return
         await ack()
 
+    @contextlib.asynccontextmanager
+    async def _set_aside_on_failure(self, body: dict[str, Any]) -> AsyncIterator[None]:
+        """Set an event aside when it cannot be read or stored, so that it is acknowledged
+        instead of being delivered again; only a Redis outage leaves it to Slack's retries."""
+        try:
+            yield
+        except StoreUnavailable:
+            raise
+        except Exception as error:
+            await self._set_aside(body, error)
+
+    async def _set_aside(self, body: dict[str, Any], error: Exception) -> None:
+        reason = f"{type(error).__name__}: {error}"
+        what = body.get("event_id") or body.get("trigger_id")
+        log.warning("event %s set aside as a dead letter: %s", what, ascii(reason))
+        payload = json.dumps(body, ensure_ascii=True, default=repr)
+        await self._inbox.dead_letter(events.PLATFORM, payload, reason)
+
     async def _decide_admin(self, payload: dict[str, Any]) -> bool:
         """Ask Slack only when the command needs an admin and the user is not configured."""
         user = str(payload["user_id"])
         if _admin_only(str(payload.get("text", ""))):
-            return await self._admins.is_admin(user)
+            return await self._admins.is_admin(user, self._bot.team_id)
         return self._admins.is_configured(user)
 
 

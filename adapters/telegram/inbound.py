@@ -17,7 +17,7 @@ from core.models import IncomingMessage
 
 PLATFORM = "telegram"
 PUBLIC_COMMANDS = ("start", "help", "reset")
-ADMIN_COMMANDS = ("preset", "system", "fewshot", "model")
+ADMIN_COMMANDS = ("preset", "system", "fewshot", "model", "audit")
 KNOWN_COMMANDS = (*PUBLIC_COMMANDS, *ADMIN_COMMANDS, "ask")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 from dataclasses import replace
@@ -53,6 +54,7 @@ ADMIN_MENU = (
     BotCommand("system", "Show or change the system prompt"),
     BotCommand("fewshot", "Show or choose few-shot examples"),
     BotCommand("model", "Show or change the model"),
+    BotCommand("audit", "Recent changes to this chat's settings"),
 )
 
 
@@ -75,11 +77,12 @@ class TelegramPlatform:
         self._inbox = inbox
         self._poll_timeout_s = poll_timeout_s
         request = request or AiohttpRequest()
+        self._updates_request = AiohttpRequest(connections=2)
         self.bot = Bot(
             settings.token.get_secret_value(),
             base_url=settings.api_base_url,
             request=request,
-            get_updates_request=AiohttpRequest(connections=2),
+            get_updates_request=self._updates_request,
         )
         self._api = BotApi(request, self.bot.base_url)
         self._pacers = Pacers(limits or Limits())
@@ -105,7 +108,12 @@ class TelegramPlatform:
         else:
             await self.bot.delete_webhook()
             self._poller = Poller(
-                self.bot, self.receive, self._poll_timeout_s, on_hold=self._on_hold
+                self.bot,
+                self._updates_request,
+                self.receive,
+                self.set_aside,
+                self._poll_timeout_s,
+                on_hold=self._on_hold,
             )
             self._polling = asyncio.create_task(self._poller.run(), name="telegram-polling")
         log.info("telegram receiving as @%s", self._me.username)
@@ -130,11 +138,7 @@ class TelegramPlatform:
     async def receive(self, update: Update) -> None:
         """Persist one update as an ``IncomingMessage`` (or ignore it); returns once stored."""
         assert self._me is not None, "start() first"
-        try:
-            incoming = translate(update, self._me)
-        except Exception:  # an update we cannot read must not stop the others
-            log.exception("ignoring update %s that could not be read", update.update_id)
-            return
+        incoming = translate(update, self._me)
         if incoming is None:
             return
         if incoming.is_command:
@@ -147,11 +151,18 @@ class TelegramPlatform:
         if admission is Admission.LIMITED:
             await self._tell(incoming, RateLimited.notice)
 
-    async def _on_hold(self, update: Update) -> None:
+    async def set_aside(self, raw: object, reason: str) -> None:
+        """Keep an update that cannot be read or stored as a dead letter; log it once."""
+        update_id = raw.get("update_id") if isinstance(raw, dict) else None
+        log.warning("update %s set aside as a dead letter: %s", update_id, ascii(reason))
+        payload = json.dumps(raw, ensure_ascii=True, default=repr)
+        await self._inbox.dead_letter(self.name, payload, reason)
+
+    async def _on_hold(self, raw: object) -> None:
         """An update left waiting behind one the store refused: tell its chat too."""
         assert self._me is not None, "start() first"
         with contextlib.suppress(Exception):
-            incoming = translate(update, self._me)
+            incoming = translate(Update.de_json(raw, self.bot), self._me)  # type: ignore[arg-type]
             if incoming is not None:
                 await self._tell_store_is_down(incoming, StoreUnavailable())
 
@@ -193,6 +204,7 @@ class TelegramPlatform:
         secret = self._settings.webhook_secret
         token = secret.get_secret_value() if secret else secrets.token_urlsafe(32)
         host, _, port = self._settings.webhook_listen.rpartition(":")
-        self._webhook = WebhookServer(self.bot, self.receive, token, urlsplit(url).path or "/")
+        path = urlsplit(url).path or "/"
+        self._webhook = WebhookServer(self.bot, self.receive, self.set_aside, token, path)
         self.webhook_port = await self._webhook.start(host or "127.0.0.1", int(port))
         await self.bot.set_webhook(url, secret_token=token, allowed_updates=ALLOWED_UPDATES)

@@ -4,6 +4,10 @@ Polling: ``getUpdates`` is asked for the next batch with an ``offset`` past only
 already written to the inbox, so a crash at any point redelivers the rest (the inbox dedupes on
 ``update_id``). Webhook: the HTTP answer (2xx) is sent after the inbox write; a wrong secret
 token gets 403.
+
+Each update is read on its own: one that cannot be read or stored (no ``date``, a lone
+surrogate in its text…) is set aside as a dead letter with the reason, and receiving goes on.
+Only a Redis outage holds updates back, to be delivered again once Redis is back.
 """
 
 from __future__ import annotations
@@ -12,11 +16,15 @@ import asyncio
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from telegram import Bot, Update
 from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
+from telegram.request import BaseRequest, RequestData
+
+# Not re-exported by telegram.request, but how PTB itself fills a RequestData.
+from telegram.request._requestparameter import RequestParameter
 
 from adapters.telegram.pacing import retry_seconds
 from core.errors import StoreUnavailable
@@ -24,28 +32,48 @@ from core.errors import StoreUnavailable
 log = logging.getLogger("ollabot.telegram.receive")
 
 Handler = Callable[[Update], Awaitable[None]]
+SetAside = Callable[[object, str], Awaitable[None]]
 ALLOWED_UPDATES = ["message"]
 STORE_RETRY_S = 0.5
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
-class Poller:
-    """Long polling that advances the offset only past persisted updates.
+async def receive_one(raw: object, bot: Bot, handle: Handler, set_aside: SetAside) -> None:
+    """Parse and persist one raw update; set it aside with the reason if either fails.
 
-    When the store is down, every update of the batch that could not be stored is shown to
-    ``on_hold`` (to tell its chat, once), and polling retries within a second.
+    ``StoreUnavailable`` passes: the update is not lost but waits for Redis.
+    """
+    try:
+        await handle(Update.de_json(raw, bot))  # type: ignore[arg-type]
+    except StoreUnavailable:
+        raise
+    except Exception as error:  # whatever it is, this update must not hold up the others
+        await set_aside(raw, f"{type(error).__name__}: {error}")
+
+
+class Poller:
+    """Long polling that advances the offset only past persisted (or set aside) updates.
+
+    Updates are fetched as JSON and read one by one, not with ``Bot.get_updates``, which
+    fails the whole batch, and then every later poll, on one update it cannot read. When the
+    store is down, every update of the batch that could not be stored is shown to ``on_hold``
+    (to tell its chat, once), and polling retries within a second.
     """
 
     def __init__(
         self,
         bot: Bot,
+        request: BaseRequest,
         handle: Handler,
+        set_aside: SetAside,
         timeout_s: int = 30,
         batch: int = 100,
-        on_hold: Handler | None = None,
+        on_hold: Callable[[object], Awaitable[None]] | None = None,
     ) -> None:
         self._bot = bot
+        self._request = request
         self._handle = handle
+        self._set_aside = set_aside
         self._on_hold = on_hold
         self._timeout_s = timeout_s
         self._batch = batch
@@ -69,7 +97,7 @@ class Poller:
             except Exception as error:  # keep receiving whatever happened
                 if isinstance(error, Conflict):
                     log.warning("another getUpdates or a webhook is active for this bot")
-                elif not isinstance(error, TelegramError | StoreUnavailable):
+                elif not isinstance(error, TelegramError):
                     log.exception("unexpected polling failure")
                 log.warning("polling failed, retrying in %.1fs: %s", backoff, error)
                 await asyncio.sleep(backoff)
@@ -79,37 +107,55 @@ class Poller:
         """Tell Telegram the persisted updates arrived (best effort, on shutdown)."""
         if self._offset is not None:
             try:
-                await self._bot.get_updates(offset=self._offset, limit=1, timeout=0)
+                await self._fetch(limit=1, timeout_s=0)
             except TelegramError as error:
                 log.info("could not confirm the last updates: %s", error)
 
     async def _poll_once(self) -> None:
-        updates = await self._bot.get_updates(
-            offset=self._offset,
-            limit=self._batch,
-            timeout=self._timeout_s,
-            allowed_updates=ALLOWED_UPDATES,
-        )
-        for index, update in enumerate(updates):
+        batch = await self._fetch(self._batch, self._timeout_s)
+        for index, raw in enumerate(batch):
             try:
-                await self._handle(update)
+                await receive_one(raw, self._bot, self._handle, self._set_aside)
             except StoreUnavailable:
-                await self._hold(updates[index:])
+                await self._hold(batch[index + 1 :])
                 raise
-            self._offset = update.update_id + 1
+            update_id = raw.get("update_id") if isinstance(raw, dict) else None
+            if isinstance(update_id, int):
+                self._offset = update_id + 1
 
-    async def _hold(self, updates: Sequence[Update]) -> None:
+    async def _hold(self, waiting: list[object]) -> None:
         if self._on_hold is not None:
-            for update in updates:
-                await self._on_hold(update)
+            for raw in waiting:
+                await self._on_hold(raw)
+
+    async def _fetch(self, limit: int, timeout_s: int) -> list[object]:
+        """``getUpdates`` past the offset, as plain JSON values."""
+        parameters = {
+            "offset": self._offset,
+            "limit": limit,
+            "timeout": timeout_s,
+            "allowed_updates": ALLOWED_UPDATES,
+        }
+        data = RequestData(
+            [RequestParameter.from_input(k, v) for k, v in parameters.items() if v is not None]
+        )
+        result = await self._request.post(
+            f"{self._bot.base_url}/getUpdates",
+            data,
+            read_timeout=timeout_s + (self._request.read_timeout or 10.0),
+        )
+        return list(result) if isinstance(result, list) else []
 
 
 class WebhookServer:
     """An aiohttp endpoint that answers Telegram only once the update is in the inbox."""
 
-    def __init__(self, bot: Bot, handle: Handler, secret: str, path: str) -> None:
+    def __init__(
+        self, bot: Bot, handle: Handler, set_aside: SetAside, secret: str, path: str
+    ) -> None:
         self._bot = bot
         self._handle = handle
+        self._set_aside = set_aside
         self._secret = secret.encode()
         self._path = path
         self._runner: web.AppRunner | None = None
@@ -135,12 +181,15 @@ class WebhookServer:
         given = request.headers.get(SECRET_HEADER, "").encode()
         if not hmac.compare_digest(given, self._secret):
             return web.Response(status=403)
+        body = await request.read()
         try:
-            update = Update.de_json(json.loads(await request.read()), self._bot)
-        except (ValueError, TypeError, KeyError, AttributeError):
-            return web.Response(status=400, text="not an Update")
+            raw: object = json.loads(body)
+        except ValueError:
+            raw = body.decode("utf-8", "replace")
         try:
-            await self._handle(update)
+            await receive_one(raw, self._bot, self._handle, self._set_aside)
         except StoreUnavailable:
             return web.Response(status=503)  # Telegram retries later
+        # An update that was set aside is answered 200 too: Telegram would otherwise send it
+        # again and again, and hold back the ones behind it.
         return web.Response(status=200)

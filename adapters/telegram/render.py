@@ -3,15 +3,19 @@
 Entities (not MarkdownV2) cannot fail to parse on reserved characters. Telegram counts the
 4,096-character limit in UTF-16 code units after entity parsing; parts are cut at a paragraph,
 else a line, else a word boundary. An entity cut by a boundary (a code block, say) is clipped
-into both parts, so each part closes and reopens it.
+into both parts, so each part closes and reopens it. Raw HTML in the Markdown (``use the <div>
+tag``) is shown as the text it is: the converter would drop it, and the words with it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
+import pyromark
 import telegramify_markdown
 from telegramify_markdown import MessageEntity, utf16_len
+from telegramify_markdown.converter import STANDARD_OPTIONS
 
 TELEGRAM_LIMIT = 4096
 PART_LIMIT = 4000  # conservative: leaves room for a notice or an ellipsis
@@ -33,12 +37,40 @@ class Part:
 def render(markdown: str, limit: int = PART_LIMIT) -> list[Part]:
     """Render Markdown into one or more parts of at most ``limit`` UTF-16 units, in order."""
     try:
-        text, entities = telegramify_markdown.convert(markdown)
+        text, entities = telegramify_markdown.convert(literal_html(markdown))
     except Exception:  # a renderer bug must not lose the reply: send it unformatted
         text, entities = markdown, []
     if not text.strip():
         text, entities = markdown, []
     return [_part(text, entities, start, end) for start, end in split_ranges(text, limit)]
+
+
+def literal_html(markdown: str) -> str:
+    """``markdown`` with a backslash before each ``<`` that would start raw HTML.
+
+    CommonMark reads ``\\<`` as a plain ``<``; code spans and blocks are left as they are.
+    Escaping the start of an HTML block turns it into a paragraph that may hold inline HTML
+    of its own, hence the loop (each round escapes at least one ``<``, so it ends).
+    """
+    if "<" not in markdown:
+        return markdown
+    while offsets := _html_starts(markdown):
+        source = markdown.encode("utf-8")
+        bounds = [0, *offsets, len(source)]
+        markdown = b"\\".join(source[a:b] for a, b in pairwise(bounds)).decode("utf-8")
+    return markdown
+
+
+def _html_starts(markdown: str) -> list[int]:
+    """UTF-8 offsets of the ``<`` opening each piece of raw HTML the parser finds."""
+    source = markdown.encode("utf-8")
+    starts: set[int] = set()
+    for event, span in pyromark.events_with_range(markdown, options=STANDARD_OPTIONS):
+        if isinstance(event, dict) and ("InlineHtml" in event or "Html" in event):
+            at = source.find(b"<", span["start"], span["end"])
+            if at >= 0:
+                starts.add(at)
+    return sorted(starts)
 
 
 def split_ranges(text: str, limit: int) -> list[tuple[int, int]]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
+
 from core.models import AuditEntry, ChannelSettings, TurnState
 from tests.contract import LEASE_MS, arrive, incoming
 from tests.fixtures.store import Store
@@ -42,7 +45,9 @@ async def test_saved_settings_come_back_and_the_change_is_audited(store: Store) 
     assert before == ChannelSettings()
     assert await store.get_settings("tg:42") == changed
     assert await store.get_settings("tg:7") == ChannelSettings()
-    assert await store.audit_log("tg:42", 10) == [audit]
+    [logged] = await store.audit_log("tg:42", 10)
+    assert replace(logged, at=0.0) == audit
+    assert time.time() - 60 < logged.at <= time.time()
     assert await store.audit_log("tg:7", 10) == []
 
 
@@ -59,6 +64,31 @@ async def test_the_audit_log_returns_the_newest_changes_of_the_channel_last(
     log = await store.audit_log("tg:42", 2)
 
     assert [(entry.old, entry.new) for entry in log] == [("m3", "m4"), ("m4", "m5")]
+
+
+async def test_refused_attempts_are_logged_with_the_channels_changes(store: Store) -> None:
+    change = AuditEntry("tg:42", "u1", "model", "", "m:8b")
+    refusal = AuditEntry("tg:42", "u9", "preset", "", "set top_k 500", "refused: not an admin")
+
+    await store.save_settings("tg:42", ChannelSettings(model="m:8b"), change)
+    await store.append_audit(refusal)
+
+    log = await store.audit_log("tg:42", 10)
+    assert [(e.actor, e.outcome) for e in log] == [("u1", "changed"), ("u9", refusal.outcome)]
+    assert (await store.get_settings("tg:42")).model == "m:8b"
+
+
+async def test_a_flood_in_other_channels_never_pushes_a_channels_changes_out(
+    store: Store,
+) -> None:
+    await store.save_settings(
+        "tg:42", ChannelSettings(preset="precise"), AuditEntry("tg:42", "u1", "preset", "", "p")
+    )
+
+    for n in range(1200):  # an outsider's throwaway groups, each its own channel
+        await store.append_audit(AuditEntry(f"tg:-{n % 40}", "u666", "preset", "", "x"))
+
+    assert [e.actor for e in await store.audit_log("tg:42", 10)] == ["u1"]
 
 
 async def test_settings_handed_out_are_copies(store: Store) -> None:

@@ -52,12 +52,25 @@ async def test_every_key_expires_but_the_inbox_and_the_channel_settings(
         "told:telegram:u1": 60,
         "instance:worker-1": 10,
     }
-    assert set(ttls) == {"inbox:telegram", "channel:tg:42", "audit", *expiring}
+    assert set(ttls) == {"inbox:telegram", "channel:tg:42", "audit:tg:42", *expiring}
     assert {key: ttls[key] for key in expiring} == pytest.approx(expiring, rel=0.1)
     assert 0 < lock_ttl_ms <= 30_000  # and complete released it
 
 
-async def test_an_unreadable_inbox_entry_is_dropped_without_stopping_the_inbox(
+async def test_a_channels_settings_and_its_audit_log_are_kept_alike(
+    redis_store: RedisStore, raw_redis: aioredis.Redis, key_prefix: str
+) -> None:
+    audit = AuditEntry("tg:42", "u1", "model", "", "m:8b")
+    await redis_store.save_settings("tg:42", ChannelSettings(model="m:8b"), audit)
+    await redis_store.append_audit(AuditEntry("tg:42", "u9", "model", "", "x", "refused: no"))
+
+    assert await raw_redis.ttl(f"{key_prefix}channel:tg:42") == -1
+    assert await raw_redis.ttl(f"{key_prefix}audit:tg:42") == -1
+    assert await raw_redis.xlen(f"{key_prefix}audit:tg:42") == 2
+    assert not await raw_redis.exists(f"{key_prefix}audit")
+
+
+async def test_an_unreadable_inbox_entry_is_set_aside_without_stopping_the_inbox(
     redis_store: RedisStore, raw_redis: aioredis.Redis, key_prefix: str
 ) -> None:
     await raw_redis.xadd(f"{key_prefix}inbox:telegram", {"message": "{not json"})
@@ -68,6 +81,14 @@ async def test_an_unreadable_inbox_entry_is_dropped_without_stopping_the_inbox(
     assert [entry.message.text for entry in taken] == ["a real question"]
     assert await redis_store.claim_abandoned("telegram", "worker-b", 0) != []
     assert await raw_redis.xlen(f"{key_prefix}inbox:telegram") == 1
+    [(_, letter)] = await raw_redis.xrange(f"{key_prefix}deadletter")
+    assert letter == {
+        "platform": "telegram",
+        "source": "inbox",
+        "reason": "unreadable inbox entry",
+        "payload": "{not json",
+    }
+    assert await raw_redis.ttl(f"{key_prefix}deadletter") == -1
 
 
 async def test_unreadable_channel_settings_fall_back_to_defaults(

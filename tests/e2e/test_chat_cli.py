@@ -23,12 +23,19 @@ async def test_a_scripted_conversation_streams_replies_and_applies_admin_command
 ) -> None:
     fake_ollama.script(Reply(text="Hello Alice, how can I help?", chunks=4))
     code, out, _ = await ollabot().chat(
-        "hello there", "/preset set temperature 0.2", "/preset set temperature 7", "and now?"
+        "hello there",
+        "/preset set temperature 0.2",
+        "/preset set temperature 7",
+        "and now?",
+        "/audit",
     )
     assert code == 0
     assert "ollabot> Hello Alice, how can I help?" in out
     assert "Set temperature = 0.2" in out
     assert "temperature must be a number in 0 to 2" in out
+    trail = out.split("Recent settings changes in this chat (newest last):\n")[1].splitlines()
+    assert trail[0].endswith(" alice preset: balanced → balanced temperature=0.2")
+    assert "alice preset: refused (temperature must be a number in 0 to 2" in trail[1]
     second = fake_ollama.chat_requests[1]
     assert second["options"]["temperature"] == 0.2
     assert second["options"]["num_ctx"] == 8192
@@ -181,6 +188,7 @@ async def test_doctor_names_what_is_wrong_and_how_to_fix_it(
     assert process.returncode == 0, report
     assert "[ok  ] ollama: version" in report and "[ok  ] model: llama3.1:8b is installed" in report
     assert "[warn] redis persistence: AOF is off" in report
+    assert "[ok  ] dead letters: none" in report
 
     redis_server.stop()
     broken: Ollabot = ollabot(

@@ -6,7 +6,11 @@ What it emulates (see ``shared/wire/README.md``, section Ollama):
   final ``done`` chunk, ``created_at`` in RFC 3339 UTC with nanoseconds) or as one JSON object;
 - errors as ``{"error": ...}`` with the HTTP status, or as a line mid-stream with status 200;
 - ``GET /api/tags``, ``POST /api/show``, ``GET /api/ps``, ``POST /api/pull``, ``GET /api/version``,
-  ``HEAD /`` and ``GET /`` ("Ollama is running").
+  ``HEAD /`` and ``GET /`` ("Ollama is running");
+- ``/api/show`` answers the wire file, with a test's per-model fields (``shows``: template,
+  parameters, tokenizer arrays) laid over it; like Ollama, arrays of more than five items
+  (the vocabulary) are sent empty unless the request says ``verbose``; a ``shows`` entry with
+  an ``error`` is answered with it and HTTP 500.
 
 What it does not: tokenise, load models, or honour sampling options. The reply text is
 ``echo: <last user message>`` unless a test scripted one (``FakeOllama.script``). Every request
@@ -137,6 +141,7 @@ class FakeOllama:
     version: str = "0.32.15"
     instant: bool = False
     requests: list[tuple[str, Any]] = field(default_factory=list)
+    shows: dict[str, dict[str, Any]] = field(default_factory=dict)
     disconnects: int = 0
     streams_done: int = 0
     url: str = ""
@@ -250,6 +255,14 @@ class FakeOllama:
             return json_response({"error": f"model '{model}' not found"}, status=404)
         shown = wire_json("show_response.json")
         shown["details"] = tag_entry(model)["details"]
+        extra = copy.deepcopy(self.shows.get(model, {}))
+        if "error" in extra:  # e.g. a damaged manifest: Ollama answers 500
+            return json_response({"error": extra["error"]}, status=500)
+        shown["model_info"].update(extra.pop("model_info", {}))
+        shown.update(extra)
+        if not body.get("verbose"):
+            info = shown["model_info"]
+            info.update({k: [] for k, v in info.items() if isinstance(v, list) and len(v) > 5})
         return json_response(shown)
 
     # -- pull --------------------------------------------------------------------------------

@@ -103,7 +103,10 @@ class Bucket:
 
 
 class FakeSlack:
-    """One fake workspace with our bot, Alice (a workspace admin) and Bob (a member)."""
+    """One fake workspace with our bot, Alice (a workspace admin) and Bob (a member).
+
+    A user with a ``team`` of another workspace is a Slack Connect guest from there.
+    """
 
     def __init__(
         self,
@@ -430,7 +433,7 @@ class FakeSlack:
             "ok": True,
             "user": {
                 "id": args["user"],
-                "team_id": TEAM,
+                "team_id": user.get("team", TEAM),
                 "name": user["name"],
                 "deleted": False,
                 "real_name": user["name"].title(),

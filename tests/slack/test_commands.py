@@ -55,7 +55,12 @@ async def test_a_non_admin_is_refused_and_nothing_changes(
     assert answer == ":warning: Sorry, only admins of this chat can change its settings."
     options = await next_request_options(fake_slack, fake_ollama)
     assert options["temperature"] == 0.7
-    assert await bot.store.audit_log(LAB_SETTINGS, 10) == []
+    [tried] = await bot.store.audit_log(LAB_SETTINGS, 10)
+    assert (tried.actor, tried.new, tried.outcome) == (
+        BOB,
+        "set temperature 1.5",
+        "refused: not an admin",
+    )
 
 
 async def test_configured_admin_ids_need_no_lookup(

@@ -58,3 +58,11 @@ def test_what_the_person_typed_reaches_the_model_unescaped() -> None:
     raw = "<@U07OLLABOT1> is 1 &lt; 2 &amp;&amp; see <https://x.org/a|the docs> <https://x.org>"
 
     assert plain_text(raw, bot) == "is 1 < 2 && see the docs (https://x.org/a) https://x.org"
+
+
+def test_links_to_anything_but_the_web_become_plain_text() -> None:
+    text = "[x](!here) [y](!channel) [z](@U0123) [w](#C0123) [a](https://a.org) [m](mailto:m@a.org)"
+
+    assert to_mrkdwn(text) == (
+        "x (!here) y (!channel) z (@U0123) w (#C0123) <https://a.org|a> <mailto:m@a.org|m>"
+    )

@@ -28,7 +28,7 @@ async def test_menus_show_admin_commands_only_to_admins(
     }
     names = {kind: {cmd["command"] for cmd in p["commands"]} for kind, p in menus.items()}
     assert {"help", "reset"} <= names["default"] and "preset" not in names["default"]
-    assert {"preset", "system", "fewshot", "model"} <= names["all_chat_administrators"]
+    assert {"preset", "system", "fewshot", "model", "audit"} <= names["all_chat_administrators"]
     assert menus["chat"]["scope"]["chat_id"] == ALICE["id"] and "preset" in names["chat"]
 
 
@@ -60,7 +60,8 @@ async def test_non_admin_is_refused_and_nothing_changes(
 
     request = await fake_ollama.wait_for_chat(1)
     assert request["options"]["temperature"] == 0.7  # balanced, unchanged
-    assert await bot.store.audit_log(f"tg:{BOB['id']}", 10) == []
+    [tried] = await bot.store.audit_log(f"tg:{BOB['id']}", 10)
+    assert (tried.actor, tried.outcome) == (str(BOB["id"]), "refused: not an admin")
 
 
 async def test_group_administrators_asked_of_telegram(
@@ -82,7 +83,11 @@ async def test_group_administrators_asked_of_telegram(
     assert "pirate" not in request["messages"][0]["content"]
     assert len(fake_telegram.calls_to("getChatAdministrators")) == 1  # cached
     audit = await bot.store.audit_log(f"tg:{LAB['id']}", 10)
-    assert [(a.actor, a.new) for a in audit][-1][0] == str(BOB["id"])
+    assert [(a.actor, a.outcome) for a in audit] == [
+        (str(ALICE["id"]), "refused: not an admin"),
+        (str(BOB["id"]), "changed"),
+        (str(ALICE["id"]), "refused: not an admin"),
+    ]
 
 
 async def test_help_and_reset_for_everyone(

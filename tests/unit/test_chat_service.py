@@ -83,6 +83,7 @@ class Harness:
         self.service = ChatService(self.llm, self.store, catalog, chat_config, "me", admin)
         self.outbox = Outbox(self.store, self.store)
         self.count = 0
+        self.admissions: list[Admission] = []
 
     async def answer(self, entry: InboxEntry, sink: RecordingSink) -> None:
         """What a worker does with a ready entry: answer it, then deliver the answer."""
@@ -111,7 +112,7 @@ class Harness:
             is_admin=admin,
             is_command=command,
         )
-        await self.store.enqueue(message)
+        self.admissions.append(await self.store.enqueue(message))
         sink = RecordingSink()
         for entry in await self.store.take("test", "worker", 10):
             await self.answer(entry, sink)
@@ -204,12 +205,19 @@ async def test_only_admins_change_settings_and_changes_are_audited() -> None:
     assert "temperature = 0.2" in done.finished[0]
     await h.say("hi")
     assert h.llm.requests[-1].options["temperature"] == 0.2
-    [audit] = await h.store.audit_log("chan", 10)
-    assert (audit.actor, audit.field, audit.old, audit.new) == (
+    tried, changed = await h.store.audit_log("chan", 10)
+    assert (tried.actor, tried.field, tried.new, tried.outcome) == (
+        "bob",
+        "preset",
+        "set temperature 0.2",
+        "refused: not an admin",
+    )
+    assert (changed.actor, changed.field, changed.old, changed.new, changed.outcome) == (
         "alice",
         "preset",
         "balanced",
         "balanced temperature=0.2",
+        "changed",
     )
 
 
@@ -217,7 +225,11 @@ async def test_a_bad_value_changes_nothing() -> None:
     h = Harness()
     sink = await h.say("preset set top_k 500", command=True, admin=True)
     assert sink.failures == ["top_k must be a whole number in 1 to 100."]
-    assert await h.store.audit_log("chan", 10) == []
+    [tried] = await h.store.audit_log("chan", 10)
+    assert (tried.new, tried.outcome) == (
+        "set top_k 500",
+        "refused: top_k must be a whole number in 1 to 100.",
+    )
     await h.say("hi")
     assert h.llm.requests[-1].options["top_k"] == 40
 
@@ -246,3 +258,32 @@ async def test_max_tokens_cannot_exceed_half_the_context() -> None:
     assert sink.failures == [
         "max_tokens must be in 1 to 2048 (half of this deployment's context of 4096 tokens)."
     ]
+
+
+async def test_commands_count_towards_the_rate_limit_and_a_flood_is_not_audited() -> None:
+    h = Harness(rate_per_minute=3)
+    await h.say("hi")
+    for _ in range(2):
+        await h.say("preset set temperature 1.5", command=True, author="alice")
+    for _ in range(5):
+        await h.say("preset set temperature 1.5", command=True)
+    await h.say("help", command=True)
+
+    assert h.admissions[3:] == [Admission.LIMITED] + [Admission.LIMITED_QUIETLY] * 5
+    assert len(await h.store.audit_log("chan", 100)) == 2, "refused on arrival: not audited"
+
+
+async def test_audit_shows_the_channels_changes_to_admins_only() -> None:
+    h = Harness()
+    await h.say("preset use precise", command=True, admin=True)
+    await h.say("system set You are terse.", command=True, author="bob")
+
+    refused = await h.say("audit", command=True, author="bob")
+    shown = (await h.say("audit", command=True, admin=True)).finished[0]
+
+    assert refused.failures == ["Sorry, only admins of this chat can see its audit log."]
+    first, changed, tried, asked = shown.splitlines()
+    assert first == "Recent settings changes in this chat (newest last):"
+    assert changed.endswith(" UTC alice preset: balanced → precise")
+    assert tried.endswith(" UTC bob system_prompt: refused (not an admin): set You are terse.")
+    assert asked.endswith(" UTC bob audit: refused (not an admin): show")

@@ -44,3 +44,24 @@ def test_lists_and_secrets_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     settings = Settings(_env_file=None)
     assert settings.telegram.admin_ids == [123456789, 987654321]
     assert "xoxb-test" not in repr(settings) and settings.ops.listen is None
+
+
+def test_every_secret_setting_is_handed_to_the_log_redactor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bots.cli import secrets_of
+
+    secret_names = [
+        f"OLLABOT_{section}__{name}".upper()
+        for section, field in Settings.model_fields.items()
+        if isinstance(model := field.annotation, type) and issubclass(model, BaseModel)
+        for name, sub in model.model_fields.items()
+        if "SecretStr" in str(sub.annotation)
+    ]
+    for n, name in enumerate(secret_names):
+        monkeypatch.setenv(name, f"s{n}")
+
+    assert len(secret_names) >= 6
+    assert sorted(secrets_of(Settings(_env_file=None))) == sorted(
+        f"s{n}" for n in range(len(secret_names))
+    )
