@@ -302,7 +302,7 @@ class RedisStore:
     async def dead_letter(self, platform: str, payload: str, reason: str) -> None:
         """Keep what was received but cannot be read or stored, with the reason, for an
         operator. A repeated call may keep it twice; nothing else changes."""
-        fields = {
+        fields: dict[Any, Any] = {
             "platform": platform,
             "source": "receive",
             "reason": storable(reason),
@@ -340,7 +340,7 @@ class RedisStore:
 
     async def _bury(self, platform: str, entry_id: str, reason: str) -> None:
         keys = [self._inbox_key(platform), self._dead_letters_key]
-        args = [GROUP, entry_id, platform, reason, self._dead_letters_maxlen]
+        args: list[str | int] = [GROUP, entry_id, platform, reason, self._dead_letters_maxlen]
         await self._redis.eval(BURY, len(keys), *keys, *args)
         log.warning(
             "inbox entry %s on %s set aside as a dead letter: %s", entry_id, platform, reason
