@@ -12,7 +12,8 @@ Limits, as Telegram words them: text longer than 4,096 UTF-16 units after entity
 modified"), MarkdownV2 with an unescaped reserved character or an unclosed entity, HTML with an
 unknown or unclosed tag, entities outside the text ("can't parse entities"), and a per-chat
 rate: more than ``rate_count`` messages (sends and edits) within ``rate_window_s`` gets 429
-with ``parameters.retry_after``. Stricter than the real server where that is simpler (it
+with ``parameters.retry_after``; so does a bot-wide rate, when ``global_rate_count`` is set, over
+all chats together. Stricter than the real server where that is simpler (it
 rejects bad entities instead of dropping them). It does not emulate files, keyboards, inline
 mode or chats it has not seen.
 """
@@ -99,6 +100,8 @@ class FakeTelegram:
     token: str = TOKEN
     rate_count: int = 1000
     rate_window_s: float = 1.0
+    global_rate_count: int | None = None  # Telegram: about 30 messages a second per bot
+    global_rate_window_s: float = 1.0
     admins: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     reject_entities: bool = False  # act like a server that cannot parse our formatting
     migrated: dict[int, int] = field(default_factory=dict)  # basic group id -> supergroup id
@@ -112,6 +115,7 @@ class FakeTelegram:
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}
         self.chats: dict[int, dict[str, Any]] = {}
         self._recent: dict[int, deque[float]] = defaultdict(deque)
+        self._recent_all: deque[float] = deque()
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.webhook: dict[str, Any] | None = None
@@ -338,13 +342,19 @@ class FakeTelegram:
 
     def _rate(self, chat_id: int) -> None:
         now = time.monotonic()
-        recent = self._recent[chat_id]
-        while recent and recent[0] <= now - self.rate_window_s:
-            recent.popleft()
-        if len(recent) >= self.rate_count:
-            retry = max(1, math.ceil(recent[0] + self.rate_window_s - now))
-            raise ApiError(429, f"Too Many Requests: retry after {retry}", {"retry_after": retry})
-        recent.append(now)
+        limits = [(self._recent[chat_id], self.rate_count, self.rate_window_s)]
+        if self.global_rate_count is not None:
+            limits.append((self._recent_all, self.global_rate_count, self.global_rate_window_s))
+        for recent, count, window in limits:
+            while recent and recent[0] <= now - window:
+                recent.popleft()
+            if len(recent) >= count:
+                retry = max(1, math.ceil(recent[0] + window - now))
+                raise ApiError(
+                    429, f"Too Many Requests: retry after {retry}", {"retry_after": retry}
+                )
+        for recent, _, _ in limits:
+            recent.append(now)
 
 
 # -- formatting checks ---------------------------------------------------------------------------
