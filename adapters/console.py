@@ -76,7 +76,8 @@ class Console:
         self._waiting: dict[str, asyncio.Future[None]] = {}
 
     def sinks(self, message: IncomingMessage) -> ReplySink:
-        return ConsoleSink(self._out, self._waiting.pop(message.message_id, None))
+        # get, not pop: a message tried again (its turn had not come) needs the same future
+        return ConsoleSink(self._out, self._waiting.get(message.message_id))
 
     async def say(self, line: str) -> None:
         """Queue one line and return once its reply (or notice) has been printed."""
@@ -93,10 +94,12 @@ class Console:
         )
         done = asyncio.get_running_loop().create_future()
         self._waiting[message.message_id] = done
-        admission = await self._inbox.enqueue(message)
-        if admission is Admission.ACCEPTED:
-            await done
-        else:
+        try:
+            admission = await self._inbox.enqueue(message)
+            if admission is Admission.ACCEPTED:
+                await done
+                return
+        finally:
             self._waiting.pop(message.message_id, None)
-            self._out.write(f"{BOT_PREFIX}[{RateLimited.notice}]\n")
-            self._out.flush()
+        self._out.write(f"{BOT_PREFIX}[{RateLimited.notice}]\n")
+        self._out.flush()
