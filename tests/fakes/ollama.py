@@ -11,6 +11,10 @@ What it emulates (see ``shared/wire/README.md``, section Ollama):
 What it does not: tokenise, load models, or honour sampling options. The reply text is
 ``echo: <last user message>`` unless a test scripted one (``FakeOllama.script``). Every request
 is recorded in ``requests``; ``wait_for_chat(n)`` waits on the n-th chat request.
+
+For several hosts behind a proxy, each fake has a ``PromptCache``: a crude model of Ollama's
+prompt cache that remembers the last conversations (by ``X-Ollabot-Affinity``) this host saw, so
+a chat request is a hit when its conversation was last seen here recently, a miss otherwise.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import os
 import re
 import socket
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +37,7 @@ import pytest
 from aiohttp import web
 
 NDJSON = "application/x-ndjson"
+AFFINITY_HEADER = "X-Ollabot-Affinity"
 DEFAULT_MODELS = ("llama3.1:8b-instruct-q8_0", "llama3.1:8b")
 
 
@@ -97,6 +102,7 @@ class Reply:
     connection instead of ending the response; ``hang_up`` drops it before any byte, as a crashed
     server does). ``first_byte_gate`` holds the response before
     its first byte, ``hold_after`` holds the stream after that many chunks until ``hold_gate``.
+    ``step`` paces the stream: every chunk after the first waits for one ``release()``.
     """
 
     text: str | None = None
@@ -111,6 +117,7 @@ class Reply:
     first_byte_gate: asyncio.Event | None = None
     hold_gate: asyncio.Event | None = None
     hold_after: int = 1
+    step: asyncio.Semaphore | None = None
 
     @classmethod
     def not_found(cls) -> Reply:
@@ -129,6 +136,34 @@ class Reply:
 
 
 @dataclass
+class PromptCache:
+    """The conversations a host remembers: the last ``size`` affinity keys it served.
+
+    Ollama keeps the prompt of the last request in each slot and evaluates only what follows
+    the longest common prefix; a host that served a conversation recently still has most of
+    its prompt, one that never saw it evaluates the whole history. Counted per chat request.
+    """
+
+    size: int = 30
+    hits: int = 0
+    misses: int = 0
+
+    def __post_init__(self) -> None:
+        self._recent: OrderedDict[str, None] = OrderedDict()
+
+    def serve(self, key: str) -> bool:
+        """Note a request of conversation ``key``; True when its prompt was still cached."""
+        hit = key in self._recent
+        self.hits += hit
+        self.misses += not hit
+        self._recent[key] = None
+        self._recent.move_to_end(key)
+        while len(self._recent) > self.size:
+            self._recent.popitem(last=False)
+        return hit
+
+
+@dataclass
 class FakeOllama:
     """A started-on-demand aiohttp server; see the module docstring for what it emulates."""
 
@@ -140,6 +175,8 @@ class FakeOllama:
     disconnects: int = 0
     streams_done: int = 0
     url: str = ""
+    affinities: list[str | None] = field(default_factory=list)
+    prompt_cache: PromptCache = field(default_factory=PromptCache)
 
     def __post_init__(self) -> None:
         self._replies: deque[Reply] = deque()
@@ -185,8 +222,8 @@ class FakeOllama:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self) -> FakeOllama:
-        """Listen on 127.0.0.1 on an ephemeral port; sets ``url``."""
+    async def start(self, port: int = 0) -> FakeOllama:
+        """Listen on 127.0.0.1 on ``port`` (by default an ephemeral one); sets ``url``."""
         app = web.Application()
         app.router.add_route("HEAD", "/", self._root)
         app.router.add_get("/", self._root, allow_head=False)
@@ -200,7 +237,7 @@ class FakeOllama:
             app, handler_cancellation=True, shutdown_timeout=0.1, access_log=None
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         port = self._runner.addresses[0][1]
         self.url = f"http://127.0.0.1:{port}"
@@ -273,6 +310,10 @@ class FakeOllama:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)
+        affinity = request.headers.get(AFFINITY_HEADER)
+        self.affinities.append(affinity)
+        if affinity is not None:
+            self.prompt_cache.serve(affinity)
         reply = self._replies.popleft() if self._replies else Reply()
         try:
             return await self._answer(request, body, reply)
@@ -318,6 +359,8 @@ class FakeOllama:
             for index, line in enumerate(lines):
                 if index == reply.hold_after:
                     await self._hold(reply)
+                if index and reply.step is not None:
+                    await reply.step.acquire()
                 await response.write(line)
             if reply.hold_after >= len(lines):
                 await self._hold(reply)
