@@ -353,7 +353,7 @@ class FakeOllama:
     ) -> web.StreamResponse:
         response = await start_ndjson(request)
         lines = [go_json(chunk(model, piece)) + b"\n" for piece in pieces]
-        if self.instant and reply.hold_gate is None:
+        if self.instant and reply.hold_gate is None and reply.step is None:
             await response.write(b"".join(lines))
         else:
             for index, line in enumerate(lines):
