@@ -2,14 +2,14 @@
 
 Library errors are translated here, at the boundary, into the core's error tree:
 
-    connection refused, connect or read timeout   -> LLMUnavailable
-    connection dropped before the first chunk     -> LLMUnavailable
-    HTTP 502 (a proxy found no answering host)    -> LLMUnavailable
-    HTTP 504 (a proxy's server timeout)           -> LLMUnavailable (did not answer in time)
-    HTTP 404 (model not pulled)                   -> ModelNotFound (says how to pull it)
-    HTTP 503 (Ollama's queue is full)             -> LLMBusy
-    HTTP 500, other statuses, error mid-stream    -> LLMFailed
-    stream ended or dropped before ``done``       -> LLMFailed (the reply was cut off)
+    connection refused, connect or read timeout     -> LLMUnavailable
+    connection dropped before the first chunk       -> LLMUnavailable
+    HTTP 502 (HAProxy: no host up, or it hung up)   -> LLMUnavailable
+    HTTP 504 (HAProxy: the host did not answer)     -> LLMUnavailable (did not answer in time)
+    HTTP 404 (model not pulled)                     -> ModelNotFound (says how to pull it)
+    HTTP 503 (Ollama's queue is full)               -> LLMBusy
+    HTTP 500, other statuses, error mid-stream      -> LLMFailed
+    stream ended or dropped before ``done``         -> LLMFailed (the reply was cut off)
 
 A request that got nothing back (no connection, a busy server, a connection dropped or a 502
 before the first byte) is tried again a few times with jittered exponential backoff; behind
@@ -209,7 +209,7 @@ def from_status(error: ollama.ResponseError, model: str) -> LLMError:
     if error.status_code == 503:
         return LLMBusy()
     if error.status_code == 502:
-        return LLMUnavailable(DROPPED)
+        return LLMUnavailable()
     if error.status_code == 504:
         return LLMUnavailable(TIMED_OUT)
     if error.status_code == -1:

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from adapters.ollama_llm import CUT_OFF
-from core.errors import LLMFailed
+from core.errors import LLMFailed, LLMUnavailable
 from tests.fakes.ollama import Reply
 from tests.haproxy.conftest import MakeFarm, affinity, reply, turn
 
@@ -87,3 +87,22 @@ async def test_a_host_failing_after_the_first_byte_is_reported_not_repeated(
         await reply(llm, turn("tg:9", 1))
     assert failure.value.notice == CUT_OFF
     assert sum(farm.counts()) == 2, "not retried: the user saw part of the reply"
+
+
+async def test_with_every_host_down_the_user_hears_the_model_is_unreachable_not_busy(
+    make_farm: MakeFarm,
+) -> None:
+    farm = await make_farm()
+    proxy = await farm.proxy()
+    llm = farm.client(proxy)
+    for index in range(3):
+        await farm.stop_host(index)
+    await proxy.wait_for_states({"gpu1": "DOWN", "gpu2": "DOWN", "gpu3": "DOWN"})
+
+    with pytest.raises(LLMUnavailable) as failure:
+        await reply(llm, turn("tg:10", 0))
+    assert failure.value.notice == LLMUnavailable.notice
+
+    await farm.start_host(1)
+    await proxy.wait_for_states({"gpu2": "UP"})
+    assert await reply(llm, turn("tg:10", 0)) == "echo: go on", "back as soon as one host is"
