@@ -73,6 +73,24 @@ async def test_a_host_dropping_the_request_before_the_first_byte_is_retried_once
     assert sum(farm.counts()) == 3
 
 
+async def test_a_host_dying_before_the_first_byte_costs_the_user_nothing(
+    make_farm: MakeFarm,
+) -> None:
+    farm = await make_farm()
+    llm = farm.client(await farm.proxy())
+    await reply(llm, turn("tg:11", 0))
+    index = owner_of(farm.fakes, "tg:11")
+    owner = farm.fakes[index]
+    assert owner is not None
+    owner.script(Reply(first_byte_gate=asyncio.Event()))  # evaluating the prompt...
+    answer = asyncio.create_task(reply(llm, turn("tg:11", 1)))
+    await owner.wait_for_chat(2)
+    await farm.stop_host(index)  # ...when Ollama dies
+
+    assert await answer == "echo: go on", "ollabot tried again; the sidecar chose another host"
+    assert sum(farm.counts()) == 1
+
+
 async def test_a_host_failing_after_the_first_byte_is_reported_not_repeated(
     make_farm: MakeFarm,
 ) -> None:
