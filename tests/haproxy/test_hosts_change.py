@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections import Counter
 
-from tests.fixtures.haproxy import Host
+from tests.fixtures.haproxy import SHIPPED, Host
 from tests.haproxy.conftest import Farm, MakeFarm, affinity, reply, turn
 
 CONVERSATIONS = [f"tg:{n}" for n in range(60)]
@@ -63,3 +64,10 @@ async def test_every_sidecar_sends_a_conversation_to_the_same_host(make_farm: Ma
     renamed = [Host(f"ollama-{h.server_id}", h.port, h.server_id) for h in reversed(farm.hosts)]
     there = await placement(farm, farm.client(await farm.proxy(hosts=renamed)))
     assert there == here, "listed in another order under other names, the same ids agree"
+
+
+def test_the_shipped_file_is_accepted_by_haproxy_as_it_is() -> None:
+    checked = subprocess.run(
+        ["haproxy", "-c", "-f", str(SHIPPED)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
