@@ -4,16 +4,37 @@ httpx's own pool (httpcore) scans every pooled connection on each request; with 
 replies streaming at once that bookkeeping was the largest share of ollabot's CPU per message.
 The ollama client accepts any httpx transport, so requests go through aiohttp's pool instead,
 and errors are raised as the httpx exceptions the client and our adapter expect.
+
+The ollama client's methods take no per-request headers, so a caller that needs one (the
+conversation's affinity, for a proxy in front of several Ollama hosts) sets it with
+``extra_headers`` around the call that sends the request.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextvars import ContextVar
 
 import aiohttp
 import httpx
 
 HOP_BY_HOP = {"host", "content-length", "transfer-encoding", "connection"}
+_EXTRA_HEADERS: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("extra_headers", default=())
+
+
+@contextlib.contextmanager
+def extra_headers(headers: Mapping[str, str]) -> Iterator[None]:
+    """Add ``headers`` to the requests this task sends through the transport inside the block.
+
+    The block must not span a ``yield`` of an async generator: the value lives in the context
+    of whichever task steps the generator.
+    """
+    token = _EXTRA_HEADERS.set(tuple(headers.items()))
+    try:
+        yield
+    finally:
+        _EXTRA_HEADERS.reset(token)
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -26,6 +47,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeout = request.extensions.get("timeout", {})
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        headers.update(_EXTRA_HEADERS.get())
         try:
             response = await self._open().request(
                 request.method,
@@ -40,7 +62,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         except aiohttp.ClientConnectorError as error:
             raise httpx.ConnectError(str(error), request=request) from error
         except aiohttp.ServerDisconnectedError as error:
-            # The request went out: it may have run, so this is no connect error to retry.
+            # The request went out and may have run: no connect error; the caller decides
+            # whether repeating it is safe.
             raise httpx.RemoteProtocolError(str(error), request=request) from error
         except aiohttp.ConnectionTimeoutError as error:
             raise httpx.ConnectTimeout(str(error), request=request) from error

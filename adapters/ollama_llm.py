@@ -2,19 +2,26 @@
 
 Library errors are translated here, at the boundary, into the core's error tree:
 
-    connection refused, connect or read timeout   -> LLMUnavailable
-    connection dropped before the first chunk     -> LLMUnavailable
-    HTTP 404 (model not pulled)                   -> ModelNotFound (says how to pull it)
-    HTTP 503 (Ollama's queue is full)             -> LLMBusy
-    HTTP 500, other statuses, error mid-stream    -> LLMFailed
-    stream ended or dropped before ``done``       -> LLMFailed (the reply was cut off)
-
-Connection errors and 503 are retried a few times with jittered exponential backoff, and only
-before the first piece of the reply was yielded, so streamed text is never repeated.
+    connection refused, connect or read timeout     -> LLMUnavailable
+    connection dropped before the first chunk       -> LLMUnavailable
+    HTTP 502 (HAProxy: no host up, or it hung up)   -> LLMUnavailable
+    HTTP 504 (HAProxy: the host did not answer)     -> LLMUnavailable (did not answer in time)
+    HTTP 404 (model not pulled)                     -> ModelNotFound (says how to pull it)
+    HTTP 503 (Ollama's queue is full)               -> LLMBusy
+    HTTP 500, other statuses, error mid-stream      -> LLMFailed
+    stream ended or dropped before ``done``         -> LLMFailed (the reply was cut off)
 
 Every request's text is cleared of the control tokens of the model it goes to (its template's
 and tokenizer's, from ``/api/show``, see ``adapters.ollama_tokens``), not only the common
 families' that the core knows.
+
+A request that got nothing back (no connection, a busy server, a connection dropped or a 502
+before the first byte) is tried again a few times with jittered exponential backoff; behind
+HAProxy the next try goes to a host that answers. Once a piece of the reply was yielded nothing
+is retried, so streamed text is never repeated, and the user is told instead.
+
+Every chat request carries ``X-Ollabot-Affinity`` (the conversation's digest) when the request
+has one: HAProxy hashes it to keep a conversation on one host; a single Ollama ignores it.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import httpx
 import ollama
 import structlog
 
-from adapters.aiohttp_transport import AiohttpTransport
+from adapters.aiohttp_transport import AiohttpTransport, extra_headers
 from adapters.ollama_tokens import ControlTokens
 from core.errors import LLMBusy, LLMError, LLMFailed, LLMUnavailable, ModelNotFound
 from core.models import ChatMessage, ChatRequest, DoneReason, StreamEvent
@@ -46,6 +53,9 @@ TIMED_OUT = "The model server did not answer in time; please try again shortly."
 # ValueError covers a truncated NDJSON line (JSONDecodeError) and a malformed chunk.
 LIBRARY_ERRORS = (ollama.ResponseError, ConnectionError, httpx.HTTPError, ValueError)
 CONNECT_ERRORS = (ConnectionError, httpx.ConnectError, httpx.ConnectTimeout)
+# A connection closed before the response's first byte: nothing of the reply was seen.
+DROP_ERRORS = (httpx.RemoteProtocolError, httpx.ReadError)
+AFFINITY_HEADER = "X-Ollabot-Affinity"
 
 
 class OllamaLLM:
@@ -94,24 +104,18 @@ class OllamaLLM:
     async def _attempt(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         received = False
         try:
-            parts = await self._client.chat(
-                model=request.model,
-                messages=[{"role": m.role, "content": m.content} for m in request.messages],
-                options=dict(request.options),
-                stream=True,
-                keep_alive=self._keep_alive,
-            )
-            # The client returns an async generator; closing it closes the HTTP stream, and
-            # only then does Ollama stop generating.
-            generator = cast(AsyncGenerator[ollama.ChatResponse, None], parts)
+            parts = await self._send(request)
             final: StreamEvent | None = None
-            async with contextlib.aclosing(generator) as chunks:
-                async for part in chunks:
+            # Closing the generator closes the HTTP stream, and only then does Ollama stop.
+            async with contextlib.aclosing(parts) as chunks:
+                part = await self._first(chunks, request.affinity)
+                while part is not None:
                     received = True
                     if part.done:
                         final = final_event(part)
                     elif part.message.content:
                         yield StreamEvent(delta=part.message.content)
+                    part = await anext(chunks, None)
         except LIBRARY_ERRORS as error:
             raise translate(error, request.model, received) from error
         # The done chunk is yielded only after the response ended: leaving the stream early
@@ -121,6 +125,24 @@ class OllamaLLM:
             return
         log.warning("ollama_stream_cut_off", model=request.model)
         raise LLMFailed(CUT_OFF)
+
+    async def _send(self, request: ChatRequest) -> AsyncGenerator[ollama.ChatResponse, None]:
+        parts = await self._client.chat(
+            model=request.model,
+            messages=[{"role": m.role, "content": m.content} for m in request.messages],
+            options=dict(request.options),
+            stream=True,
+            keep_alive=self._keep_alive,
+        )
+        return cast(AsyncGenerator[ollama.ChatResponse, None], parts)
+
+    @staticmethod
+    async def _first(
+        chunks: AsyncGenerator[ollama.ChatResponse, None], affinity: str
+    ) -> ollama.ChatResponse | None:
+        """The first chunk: the client sends the request only when it is asked for one."""
+        with extra_headers({AFFINITY_HEADER: affinity} if affinity else {}):
+            return await anext(chunks, None)
 
     def _backoff(self, attempt: int) -> float:
         return float(self._backoff_s * 2**attempt * random.uniform(0.5, 1.0))
@@ -212,11 +234,20 @@ def from_status(error: ollama.ResponseError, model: str) -> LLMError:
         )
     if error.status_code == 503:
         return LLMBusy()
+    if error.status_code == 502:
+        return LLMUnavailable()
+    if error.status_code == 504:
+        return LLMUnavailable(TIMED_OUT)
     if error.status_code == -1:
         return LLMFailed("The model failed in the middle of the reply; please try again.")
     return LLMFailed()
 
 
 def is_retryable(error: LLMError) -> bool:
-    """Only a busy server or a failed connection is worth another try."""
-    return isinstance(error, LLMBusy) or isinstance(error.__cause__, CONNECT_ERRORS)
+    """Worth another try: nothing of the reply came back (no connection, a busy server, a
+    connection dropped or a proxy's 502 before the first byte). A timeout is not: the model
+    may be loading, and another try would only wait again."""
+    cause = error.__cause__
+    if isinstance(cause, ollama.ResponseError):
+        return cause.status_code in (502, 503)
+    return isinstance(error, LLMUnavailable) and isinstance(cause, CONNECT_ERRORS + DROP_ERRORS)

@@ -5,6 +5,9 @@ show     POST /api/show   ``details.quantization_level`` of a local model
 ps       GET  /api/ps     loaded models: ``size``, ``size_vram``, ``context_length``
 tags     GET  /api/tags   local models
 load     POST /api/chat   with no messages: Ollama loads the model and answers ``load``
+
+None of these carries the conversation affinity header: no conversation is known here, so an
+HAProxy sidecar in front of several hosts sends them round-robin.
 """
 
 from __future__ import annotations

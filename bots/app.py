@@ -17,6 +17,7 @@ from adapters.ollama_llm import OllamaLLM
 from adapters.redis_store import RedisStore
 from bots.instance import default_instance, held_instance
 from bots.settings import Settings
+from core.affinity import Affinity
 from core.chat import ChatConfig, ChatService
 from core.commands import AdminService
 from core.fewshot import FewShotCatalog, parse_templates
@@ -167,6 +168,7 @@ def chat_config(settings: Settings, model: str) -> ChatConfig:
         history_turns=chat.history_turns,
         first_token_s=settings.ollama.first_token_timeout_s,
         delivery_deadline_s=chat.delivery_deadline_s,
+        affinity=Affinity(settings.ollama.affinity),
     )
 
 

@@ -26,6 +26,7 @@ class OllamaSettings(BaseModel):
     read_timeout_s: float = Field(300.0, gt=0)
     first_token_timeout_s: float = Field(20.0, gt=0)
     auto_pull: bool = False
+    affinity: Literal["conversation", "channel", "off"] = "conversation"
 
 
 class RedisSettings(BaseModel):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from core import commands, presets
+from core.affinity import Affinity, affinity_of
 from core.errors import LLMError, MessageRejected, OllabotError, StoreUnavailable
 from core.fewshot import FewShotCatalog
 from core.models import (
@@ -46,6 +47,7 @@ class ChatConfig:
     first_token_s: float = 20.0
     delivery_deadline_s: float = 3600.0
     store_retry_s: float = 60.0
+    affinity: Affinity = Affinity.CONVERSATION
 
 
 class Handled(NamedTuple):
@@ -191,6 +193,7 @@ class ChatService:
             settings.model or self._config.default_model,
             prompt.messages,
             presets.ollama_options(params, self._config.num_ctx),
+            affinity_of(message, self._config.affinity),
         )
         await sink.begin()
         text, reason, cost = await self._stream(request, sink)

@@ -115,11 +115,13 @@ class ChatMessage(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
-    """Everything the LLM port needs for one streamed reply."""
+    """Everything the LLM port needs for one streamed reply; ``affinity`` names the
+    conversation for a proxy in front of several model hosts (empty: no preference)."""
 
     model: str
     messages: tuple[ChatMessage, ...]
     options: dict[str, float | int]
+    affinity: str = ""
 
 
 class DoneReason(StrEnum):

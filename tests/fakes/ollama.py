@@ -15,6 +15,10 @@ What it emulates (see ``shared/wire/README.md``, section Ollama):
 What it does not: tokenise, load models, or honour sampling options. The reply text is
 ``echo: <last user message>`` unless a test scripted one (``FakeOllama.script``). Every request
 is recorded in ``requests``; ``wait_for_chat(n)`` waits on the n-th chat request.
+
+For several hosts behind a proxy, each fake has a ``PromptCache``: a crude model of Ollama's
+prompt cache that remembers the last conversations (by ``X-Ollabot-Affinity``) this host saw, so
+a chat request is a hit when its conversation was last seen here recently, a miss otherwise.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import os
 import re
 import socket
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +41,7 @@ import pytest
 from aiohttp import web
 
 NDJSON = "application/x-ndjson"
+AFFINITY_HEADER = "X-Ollabot-Affinity"
 DEFAULT_MODELS = ("llama3.1:8b-instruct-q8_0", "llama3.1:8b")
 
 
@@ -101,6 +106,7 @@ class Reply:
     connection instead of ending the response; ``hang_up`` drops it before any byte, as a crashed
     server does). ``first_byte_gate`` holds the response before
     its first byte, ``hold_after`` holds the stream after that many chunks until ``hold_gate``.
+    ``step`` paces the stream: every chunk after the first waits for one ``release()``.
     """
 
     text: str | None = None
@@ -115,6 +121,7 @@ class Reply:
     first_byte_gate: asyncio.Event | None = None
     hold_gate: asyncio.Event | None = None
     hold_after: int = 1
+    step: asyncio.Semaphore | None = None
 
     @classmethod
     def not_found(cls) -> Reply:
@@ -133,6 +140,34 @@ class Reply:
 
 
 @dataclass
+class PromptCache:
+    """The conversations a host remembers: the last ``size`` affinity keys it served.
+
+    Ollama keeps the prompt of the last request in each slot and evaluates only what follows
+    the longest common prefix; a host that served a conversation recently still has most of
+    its prompt, one that never saw it evaluates the whole history. Counted per chat request.
+    """
+
+    size: int = 30
+    hits: int = 0
+    misses: int = 0
+
+    def __post_init__(self) -> None:
+        self._recent: OrderedDict[str, None] = OrderedDict()
+
+    def serve(self, key: str) -> bool:
+        """Note a request of conversation ``key``; True when its prompt was still cached."""
+        hit = key in self._recent
+        self.hits += hit
+        self.misses += not hit
+        self._recent[key] = None
+        self._recent.move_to_end(key)
+        while len(self._recent) > self.size:
+            self._recent.popitem(last=False)
+        return hit
+
+
+@dataclass
 class FakeOllama:
     """A started-on-demand aiohttp server; see the module docstring for what it emulates."""
 
@@ -145,6 +180,8 @@ class FakeOllama:
     disconnects: int = 0
     streams_done: int = 0
     url: str = ""
+    affinities: list[str | None] = field(default_factory=list)
+    prompt_cache: PromptCache = field(default_factory=PromptCache)
 
     def __post_init__(self) -> None:
         self._replies: deque[Reply] = deque()
@@ -190,8 +227,8 @@ class FakeOllama:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self) -> FakeOllama:
-        """Listen on 127.0.0.1 on an ephemeral port; sets ``url``."""
+    async def start(self, port: int = 0) -> FakeOllama:
+        """Listen on 127.0.0.1 on ``port`` (by default an ephemeral one); sets ``url``."""
         app = web.Application()
         app.router.add_route("HEAD", "/", self._root)
         app.router.add_get("/", self._root, allow_head=False)
@@ -205,7 +242,7 @@ class FakeOllama:
             app, handler_cancellation=True, shutdown_timeout=0.1, access_log=None
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         port = self._runner.addresses[0][1]
         self.url = f"http://127.0.0.1:{port}"
@@ -286,6 +323,10 @@ class FakeOllama:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)
+        affinity = request.headers.get(AFFINITY_HEADER)
+        self.affinities.append(affinity)
+        if affinity is not None:
+            self.prompt_cache.serve(affinity)
         reply = self._replies.popleft() if self._replies else Reply()
         try:
             return await self._answer(request, body, reply)
@@ -325,12 +366,14 @@ class FakeOllama:
     ) -> web.StreamResponse:
         response = await start_ndjson(request)
         lines = [go_json(chunk(model, piece)) + b"\n" for piece in pieces]
-        if self.instant and reply.hold_gate is None:
+        if self.instant and reply.hold_gate is None and reply.step is None:
             await response.write(b"".join(lines))
         else:
             for index, line in enumerate(lines):
                 if index == reply.hold_after:
                     await self._hold(reply)
+                if index and reply.step is not None:
+                    await reply.step.acquire()
                 await response.write(line)
             if reply.hold_after >= len(lines):
                 await self._hold(reply)

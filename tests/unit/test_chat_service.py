@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
 from adapters.memory_store import MemoryStore
+from core.affinity import Affinity
 from core.chat import ChatConfig, ChatService
 from core.commands import AdminService
 from core.errors import LLMBusy, LLMFailed, LLMUnavailable
@@ -74,7 +76,7 @@ class RecordingSink:
 
 
 class Harness:
-    def __init__(self, rate_per_minute: int = 1000, **config: int) -> None:
+    def __init__(self, rate_per_minute: int = 1000, **config: Any) -> None:
         self.store = MemoryStore(block_ms=10, rate_per_minute=rate_per_minute)
         self.llm = ScriptedLLM()
         chat_config = ChatConfig(default_model="m", **config)
@@ -99,13 +101,15 @@ class Harness:
         command: bool = False,
         author: str = "alice",
         message_id: str | None = None,
+        conversation: str = "conv",
+        channel: str = "chan",
     ) -> RecordingSink:
         self.count += 1
         message = IncomingMessage(
             "test",
             message_id or str(self.count),
-            "conv",
-            "chan",
+            conversation,
+            channel,
             author,
             author.title(),
             text,
@@ -287,3 +291,26 @@ async def test_audit_shows_the_channels_changes_to_admins_only() -> None:
     assert changed.endswith(" UTC alice preset: balanced → precise")
     assert tried.endswith(" UTC bob system_prompt: refused (not an admin): set You are terse.")
     assert asked.endswith(" UTC bob audit: refused (not an admin): show")
+
+
+async def affinities(h: Harness, *places: tuple[str, str]) -> list[str]:
+    """The affinity each request carried, for one message in each (conversation, channel)."""
+    for conversation, channel in places:
+        await h.say("hi", conversation=conversation, channel=channel)
+    return [request.affinity for request in h.llm.requests]
+
+
+async def test_every_turn_of_a_conversation_asks_for_the_same_model_host() -> None:
+    places = [("tg:1", "tg:1"), ("tg:2", "tg:2"), ("tg:1", "tg:1"), ("tg:2:7", "tg:2")]
+    first, second, again, thread = await affinities(Harness(), *places)
+    assert first == again, "the next turn goes where the conversation's prompt is cached"
+    assert len({first, second, thread}) == 3
+    assert all(len(a) == 16 and int(a, 16) >= 0 for a in (first, second, thread))
+    assert "tg" not in first, "the proxy sees a digest, not the platform's ids"
+
+
+async def test_channel_affinity_keeps_a_channels_threads_together_and_off_sends_none() -> None:
+    places = [("sl:T:C:1", "sl:T:C"), ("sl:T:C:2", "sl:T:C"), ("sl:T:D:1", "sl:T:D")]
+    one, two, other = await affinities(Harness(affinity=Affinity.CHANNEL), *places)
+    assert one == two != other
+    assert await affinities(Harness(affinity=Affinity.OFF), *places) == ["", "", ""]

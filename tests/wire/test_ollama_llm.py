@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 
@@ -141,15 +142,47 @@ async def test_stream_without_done_chunk_is_a_cut_off_failure(
     assert len(fake_ollama.chat_requests) == 1
 
 
-async def test_connection_dropped_before_any_text_is_unavailable(
+async def test_connection_dropped_before_any_text_is_retried_and_answered(
     fake_ollama: FakeOllama, llm: OllamaLLM
 ) -> None:
     fake_ollama.script(Reply(hang_up=True))
+    events: list[StreamEvent] = []
+    await collect(llm, ask("are you there?"), events)
+
+    assert text_of(events) == "echo: are you there?"
+    assert len(fake_ollama.chat_requests) == 2
+
+
+async def test_a_proxy_without_an_answering_host_is_retried_and_answered(
+    fake_ollama: FakeOllama, llm: OllamaLLM
+) -> None:
+    fake_ollama.script(Reply(status=502, error="<html><h1>502 Bad Gateway</h1></html>"))
+    events: list[StreamEvent] = []
+    await collect(llm, ask("anyone?"), events)
+
+    assert text_of(events) == "echo: anyone?"
+    assert len(fake_ollama.chat_requests) == 2
+
+
+async def test_connection_that_keeps_dropping_before_any_text_is_unavailable(
+    fake_ollama: FakeOllama, llm: OllamaLLM
+) -> None:
+    fake_ollama.script(*[Reply(hang_up=True)] * 3)
     with pytest.raises(LLMUnavailable) as failure:
         await collect(llm, ask("are you there?"), [])
 
     assert failure.value.notice == DROPPED
-    assert len(fake_ollama.chat_requests) == 1
+    assert len(fake_ollama.chat_requests) == 3, "one try and two retries"
+
+
+async def test_every_request_names_its_conversation_for_a_proxy(
+    fake_ollama: FakeOllama, llm: OllamaLLM
+) -> None:
+    request = ask("hello")
+    await collect(llm, dataclasses.replace(request, affinity="9f86d081884c7d65"), [])
+    await collect(llm, request, [])
+
+    assert fake_ollama.affinities == ["9f86d081884c7d65", None], "no conversation, no header"
 
 
 async def test_unknown_model_says_how_to_pull_it(fake_ollama: FakeOllama, llm: OllamaLLM) -> None:
@@ -284,15 +317,27 @@ def mapped(error: Exception) -> LLMError:
         (httpx.ConnectError("connection refused"), True),
         (httpx.ConnectTimeout("timed out"), True),
         (ollama.ResponseError("server busy", 503), True),
+        (ollama.ResponseError("<h1>502 Bad Gateway</h1>", 502), True),
+        (httpx.RemoteProtocolError("Server disconnected"), True),
+        (ollama.ResponseError("<h1>504 Gateway Time-out</h1>", 504), False),
         (httpx.ReadTimeout("timed out"), False),
         (ollama.ResponseError("llama runner process has terminated", 500), False),
         (ollama.ResponseError("unexpected EOF"), False),
     ],
-    ids=["refused", "httpx-refused", "connect-timeout", "503", "read-timeout", "500", "midway"],
+    ids=[
+        "refused",
+        "httpx-refused",
+        "connect-timeout",
+        "503",
+        "502",
+        "dropped",
+        "504",
+        "read-timeout",
+        "500",
+        "midway",
+    ],
 )
-def test_only_connection_failures_and_a_busy_server_are_retried(
-    error: Exception, retried: bool
-) -> None:
+def test_only_failures_before_the_first_byte_are_retried(error: Exception, retried: bool) -> None:
     assert is_retryable(mapped(error)) is retried
 
 
