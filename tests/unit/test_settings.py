@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from bots.settings import Settings
 
@@ -44,3 +44,14 @@ def test_lists_and_secrets_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     settings = Settings(_env_file=None)
     assert settings.telegram.admin_ids == [123456789, 987654321]
     assert "xoxb-test" not in repr(settings) and settings.ops.listen is None
+
+
+def test_sentinels_come_as_a_json_list_of_host_and_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OLLABOT_REDIS__SENTINELS", '["10.0.0.1:26379", "[::1]:26380"]')
+    settings = Settings(_env_file=None)
+    assert settings.redis.sentinel_addresses() == [("10.0.0.1", 26379), ("::1", 26380)]
+    assert settings.redis.service == "ollabot"
+
+    monkeypatch.setenv("OLLABOT_REDIS__SENTINELS", '["10.0.0.1"]')
+    with pytest.raises(ValidationError, match=r"host:port, not '10\.0\.0\.1'"):
+        Settings(_env_file=None)
