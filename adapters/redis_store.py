@@ -212,7 +212,7 @@ class RedisStore:
 
     @translated
     async def server_info(self) -> dict[str, str]:
-        """Version and the durability settings ``ollabot doctor`` checks."""
+        """Version, and the durability and replication settings ``ollabot doctor`` checks."""
         info = await self._redis.info()
         return {
             "redis_version": str(info.get("redis_version", "unknown")),
@@ -221,12 +221,14 @@ class RedisStore:
             "maxmemory_policy": str(info.get("maxmemory_policy", "unknown")),
             "used_memory": str(info.get("used_memory", "unknown")),
             "maxmemory": str(info.get("maxmemory", "unknown")),
+            "connected_replicas": str(info.get("connected_slaves", "unknown")),
+            "min_replicas_to_write": await self._config_value("min-replicas-to-write"),
         }
 
     async def _config_value(self, name: str) -> str:
         try:
             values = await self._redis.config_get(name)
-        except ResponseError:  # CONFIG is often disabled on managed servers
+        except ResponseError:  # CONFIG is often disabled or not permitted on managed servers
             return "unknown"
         return str(values.get(name, "unknown"))
 
