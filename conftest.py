@@ -1,7 +1,8 @@
-"""Shared pytest fixtures: a real Redis, the stores, a fake Ollama server."""
+"""Shared pytest fixtures: a real Redis (or a Sentinel group), the stores, a fake Ollama server."""
 
 pytest_plugins = [
     "tests.fixtures.redis",
+    "tests.fixtures.sentinel",
     "tests.fixtures.store",
     "tests.fakes.ollama",
     "tests.fakes.slack_api",

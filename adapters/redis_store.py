@@ -22,9 +22,10 @@ Key layout under ``prefix`` (DESIGN.md §5), values JSON:
     deadletter                    capped stream of what was received but could not be read,
                                   stored or answered (fields platform, source, reason, payload)
 
-Every write is safe to repeat, because a timed-out or retried call may have run already.
-Every Redis error leaves this module as ``StoreUnavailable`` (``StoreFull`` when Redis is
-out of memory).
+Every write is safe to repeat, because a timed-out or retried call may have run already;
+so is every call as a whole, which is what lets a call that met a primary unable to take
+writes (a Sentinel failover) run again on the new one. Every Redis error leaves this module
+as ``StoreUnavailable`` (``StoreFull`` when Redis is out of memory).
 """
 
 from __future__ import annotations
@@ -35,15 +36,19 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import asdict
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 from redis.typing import EncodableT, FieldT
 
+from adapters.redis_connect import (
+    after_failover,
+    clients_from_sentinels,
+    clients_from_url,
+    drop_idle_connections,
+)
 from adapters.redis_scripts import (
     ACKNOWLEDGE,
     ACQUIRE_LOCK,
@@ -89,14 +94,15 @@ DeadLetterHook = Callable[[str], None]
 
 
 def translated(
-    method: Callable[P, Coroutine[Any, Any, R]],
-) -> Callable[P, Coroutine[Any, Any, R]]:
-    """Turn any Redis or socket error of ``method`` into ``StoreUnavailable``."""
+    method: Callable[Concatenate[RedisStore, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[RedisStore, P], Coroutine[Any, Any, R]]:
+    """Run ``method`` again on a new primary after a failover, and turn any Redis or socket
+    error into ``StoreUnavailable``."""
 
     @functools.wraps(method)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+    async def wrapper(store: RedisStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return await method(*args, **kwargs)
+            return await after_failover(lambda: method(store, *args, **kwargs), store.reconnect)
         except (RedisError, OSError) as error:
             if is_out_of_memory(error):
                 _log_out_of_memory(error)
@@ -127,7 +133,8 @@ class RedisStore:
     """Implements the ``Inbox`` and ``ConversationStore`` ports on one Redis server.
 
     ``client`` serves ordinary commands; ``blocking_client`` only the blocking inbox read,
-    and needs a socket timeout longer than ``block_ms``.
+    and needs a socket timeout longer than ``block_ms``. ``sentinel``, when the clients come
+    from one, is closed with them.
     """
 
     def __init__(
@@ -135,6 +142,7 @@ class RedisStore:
         client: aioredis.Redis,
         blocking_client: aioredis.Redis,
         *,
+        sentinel: Sentinel | None = None,
         prefix: str = "ollabot:",
         conversation_ttl_s: int = 30 * 86400,
         max_stored_turns: int = 1000,
@@ -150,6 +158,7 @@ class RedisStore:
     ) -> None:
         self._redis = client
         self._blocking = blocking_client
+        self._sentinel = sentinel
         self._prefix = prefix
         self._conversation_ttl_s = conversation_ttl_s
         self._max_stored_turns = max_stored_turns
@@ -165,32 +174,29 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str, *, socket_timeout_s: float = 2.0, **kwargs: Any) -> RedisStore:
-        """Connect lazily to ``url`` with bounded timeouts and a small retry on lost connections.
-
-        Timeouts are not retried: a command that timed out may have run, and retrying would
-        multiply the wait for a silent server.
-        """
+        """Connect lazily to ``url`` with bounded timeouts and a small retry on lost
+        connections (never on timeouts)."""
         block_ms = int(kwargs.get("block_ms", 1000))
-        retry = Retry(
-            ExponentialWithJitterBackoff(cap=0.5, base=0.05),
-            retries=2,
-            supported_errors=(RedisConnectionError,),
-        )
-        client = aioredis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=socket_timeout_s,
-            socket_connect_timeout=socket_timeout_s,
-            retry=retry,
-        )
-        blocking = aioredis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=block_ms / 1000 + socket_timeout_s,
-            socket_connect_timeout=socket_timeout_s,
-            retry=Retry(ExponentialWithJitterBackoff(), retries=0),
-        )
+        client, blocking = clients_from_url(url, socket_timeout_s, block_ms)
         return cls(client, blocking, **kwargs)
+
+    @classmethod
+    def from_sentinels(
+        cls,
+        sentinels: Sequence[tuple[str, int]],
+        service: str,
+        url: str,
+        *,
+        socket_timeout_s: float = 2.0,
+        **kwargs: Any,
+    ) -> RedisStore:
+        """Connect lazily to the primary of ``service`` that the ``sentinels`` name, with the
+        database, user name and password of ``url`` (its host is not used)."""
+        block_ms = int(kwargs.get("block_ms", 1000))
+        client, blocking, sentinel = clients_from_sentinels(
+            sentinels, service, url, socket_timeout_s, block_ms
+        )
+        return cls(client, blocking, sentinel=sentinel, **kwargs)
 
     @property
     def client(self) -> aioredis.Redis:
@@ -202,9 +208,15 @@ class RedisStore:
         return self._prefix
 
     async def close(self) -> None:
-        """Close both connection pools."""
+        """Close both connection pools (and the Sentinel connections)."""
         await self._redis.aclose()
         await self._blocking.aclose()
+        if self._sentinel is not None:
+            await self._sentinel.aclose()
+
+    async def reconnect(self) -> None:
+        """Drop the idle connections, so that the next ones find the primary anew."""
+        await drop_idle_connections(self._redis, self._blocking)
 
     @translated
     async def ping(self) -> None:
@@ -213,7 +225,7 @@ class RedisStore:
 
     @translated
     async def server_info(self) -> dict[str, str]:
-        """Version and the durability settings ``ollabot doctor`` checks."""
+        """Version, and the durability and replication settings ``ollabot doctor`` checks."""
         info = await self._redis.info()
         return {
             "redis_version": str(info.get("redis_version", "unknown")),
@@ -222,12 +234,14 @@ class RedisStore:
             "maxmemory_policy": str(info.get("maxmemory_policy", "unknown")),
             "used_memory": str(info.get("used_memory", "unknown")),
             "maxmemory": str(info.get("maxmemory", "unknown")),
+            "connected_replicas": str(info.get("connected_slaves", "unknown")),
+            "min_replicas_to_write": await self._config_value("min-replicas-to-write"),
         }
 
     async def _config_value(self, name: str) -> str:
         try:
             values = await self._redis.config_get(name)
-        except ResponseError:  # CONFIG is often disabled on managed servers
+        except ResponseError:  # CONFIG is often disabled or not permitted on managed servers
             return "unknown"
         return str(values.get(name, "unknown"))
 

@@ -42,12 +42,14 @@ def open_store(settings: Settings, on_dead_letter: Callable[[str], None] | None 
     if url.startswith("memory://"):
         log.warning("memory store in use: nothing persists after this process exits")
         return MemoryStore(**options)
-    return RedisStore.from_url(
-        url,
-        socket_timeout_s=settings.redis.socket_timeout_s,
-        prefix=settings.redis.prefix,
-        **options,
-    )
+    options |= {
+        "socket_timeout_s": settings.redis.socket_timeout_s,
+        "prefix": settings.redis.prefix,
+    }
+    if settings.redis.sentinels:
+        sentinels = settings.redis.sentinel_addresses()
+        return RedisStore.from_sentinels(sentinels, settings.redis.service, url, **options)
+    return RedisStore.from_url(url, **options)
 
 
 def open_llm(settings: Settings) -> OllamaLLM:

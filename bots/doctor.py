@@ -69,11 +69,8 @@ async def check_redis(settings: Settings) -> list[Check]:
         info = await store.server_info()
         dead_letters = await store.dead_letter_count()
     except OllabotError as error:
-        return [
-            Check(
-                "redis", False, f"{error.notice} Fix: start redis-server or fix OLLABOT_REDIS__URL"
-            )
-        ]
+        where = "OLLABOT_REDIS__SENTINELS" if settings.redis.sentinels else "OLLABOT_REDIS__URL"
+        return [Check("redis", False, f"{error.notice} Fix: start redis-server or fix {where}")]
     finally:
         with contextlib.suppress(Exception):
             await store.close()
@@ -89,7 +86,7 @@ async def check_redis(settings: Settings) -> list[Check]:
             "AOF with appendfsync everysec"
             if durable
             else "AOF is off: a crash loses recent conversations. Fix: appendonly yes, "
-            "appendfsync everysec (deploy/redis/ollabot.conf)",
+            "appendfsync everysec (deploy/redis/ollabot-durability.conf)",
             warning_only=True,
         )
     )
@@ -107,6 +104,8 @@ async def check_redis(settings: Settings) -> list[Check]:
             warning_only=True,
         )
     )
+    if settings.redis.sentinels:
+        checks.append(replication_check(info))
     full = out_of_memory(info)
     checks.append(
         Check(
@@ -132,6 +131,26 @@ def dead_letter_check(count: int, prefix: str) -> Check:
         f"were set aside. Inspect: redis-cli XRANGE {prefix}deadletter - +"
     )
     return Check("dead letters", False, detail, warning_only=True)
+
+
+def replication_check(info: dict[str, str]) -> Check:
+    """Behind Sentinel, whether the primary refuses writes its replicas do not see."""
+    minimum = info.get("min_replicas_to_write", "unknown")
+    replicas = f"{info.get('connected_replicas', '?')} replicas connected"
+    fix = (
+        "Fix: min-replicas-to-write 1 and min-replicas-max-lag 10 on the primary and every "
+        "replica (deploy/redis/ollabot-replication.conf)"
+    )
+    if minimum == "unknown":
+        detail = f"{replicas}; min-replicas-to-write unknown (CONFIG GET is not allowed). "
+        return Check("redis replication", False, detail + "Check it by hand. " + fix, True)
+    if minimum in ("", "0"):
+        detail = (
+            f"{replicas}; min-replicas-to-write is 0: in a failover the old primary goes on "
+            "accepting writes that are then lost (seconds of them). "
+        )
+        return Check("redis replication", False, detail + fix, True)
+    return Check("redis replication", True, f"{replicas}, min-replicas-to-write {minimum}")
 
 
 def check_tokens(settings: Settings) -> list[Check]:

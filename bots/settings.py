@@ -31,10 +31,26 @@ class OllamaSettings(BaseModel):
 
 class RedisSettings(BaseModel):
     url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    sentinels: list[str] = Field(default_factory=list)
+    service: str = "ollabot"
     prefix: str = "ollabot:"
     socket_timeout_s: float = Field(2.0, gt=0)
     conversation_ttl_days: int = Field(30, ge=1)
     max_stored_turns: int = Field(1000, ge=10)
+
+    @field_validator("sentinels")
+    @classmethod
+    def _host_and_port(cls, value: list[str]) -> list[str]:
+        for address in value:
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"a Sentinel is given as host:port, not {address!r}")
+        return value
+
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """The Sentinels as (host, port); empty when Redis is one server at ``url``."""
+        pairs = (address.rpartition(":") for address in self.sentinels)
+        return [(host.strip("[]"), int(port)) for host, _, port in pairs]
 
 
 class ChatSettings(BaseModel):

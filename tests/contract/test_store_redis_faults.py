@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+import redis.asyncio
 
 from adapters.redis_store import RedisStore
 from core.errors import StoreUnavailable
@@ -96,3 +98,37 @@ async def test_a_silent_redis_fails_within_seconds_then_recovers(
     [entry] = await private_store.take("telegram", "worker-a", 10)
     assert entry.message.message_id == "before"
     assert (await private_store.load_context(entry, 10, "w", 1000)).history == ()
+
+
+async def noreplicas_refusals(client: redis.asyncio.Redis) -> int:
+    """How many writes the server refused for want of replicas (INFO errorstats)."""
+    stats = await client.info("errorstats")
+    return int(stats.get("errorstat_NOREPLICAS", {}).get("count", 0))
+
+
+async def test_a_primary_briefly_without_replicas_stores_the_message_on_a_retry(
+    private_store: RedisStore, redis_server: RedisServer
+) -> None:
+    async with redis.asyncio.Redis(port=redis_server.port) as admin:
+        await admin.config_set("min-replicas-to-write", 1)  # and it has none
+        enqueued = asyncio.create_task(private_store.enqueue(incoming("waits")))
+        deadline = time.monotonic() + 5
+        while await noreplicas_refusals(admin) == 0:
+            assert time.monotonic() < deadline and not enqueued.done()
+            await asyncio.sleep(0.01)
+        await admin.config_set("min-replicas-to-write", 0)  # a replica caught up again
+
+        assert await enqueued is Admission.ACCEPTED
+        [entry] = await private_store.take("telegram", "worker-a", 10)
+        assert entry.message.message_id == "waits"
+
+
+async def test_a_primary_left_without_replicas_refuses_within_seconds(
+    private_store: RedisStore, redis_server: RedisServer
+) -> None:
+    async with redis.asyncio.Redis(port=redis_server.port) as admin:
+        await admin.config_set("min-replicas-to-write", 1)
+
+        await fails_within(5, private_store.enqueue(incoming("refused")))
+        assert await noreplicas_refusals(admin) > 1, "retried before giving up"
+        assert await private_store.get_settings("tg:42") is not None, "reads still work"

@@ -108,6 +108,7 @@ async def test_server_info_reports_what_doctor_checks(redis_store: RedisStore) -
     assert info["aof_enabled"] == "0"  # the test server runs without AOF
     assert info["appendfsync"] in {"always", "everysec", "no"}
     assert info["maxmemory_policy"] == "noeviction"
+    assert info["min_replicas_to_write"] == "0" and info["connected_replicas"] == "0"
 
 
 class CountingConnection(Connection):

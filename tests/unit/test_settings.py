@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from bots.settings import Settings
 
@@ -65,3 +65,14 @@ def test_every_secret_setting_is_handed_to_the_log_redactor(
     assert sorted(secrets_of(Settings(_env_file=None))) == sorted(
         f"s{n}" for n in range(len(secret_names))
     )
+
+
+def test_sentinels_come_as_a_json_list_of_host_and_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OLLABOT_REDIS__SENTINELS", '["10.0.0.1:26379", "[::1]:26380"]')
+    settings = Settings(_env_file=None)
+    assert settings.redis.sentinel_addresses() == [("10.0.0.1", 26379), ("::1", 26380)]
+    assert settings.redis.service == "ollabot"
+
+    monkeypatch.setenv("OLLABOT_REDIS__SENTINELS", '["10.0.0.1"]')
+    with pytest.raises(ValidationError, match=r"host:port, not '10\.0\.0\.1'"):
+        Settings(_env_file=None)
