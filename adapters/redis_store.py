@@ -286,7 +286,7 @@ class RedisStore:
             f"{self._prefix}rate:{message.platform}:{message.author_id}",
             self._lock_key(message.conversation),
         ]
-        args = [
+        args: list[int | str] = [
             max(max_turns, 0),
             max(1, rate_window_s),
             message.message_id,

@@ -27,6 +27,7 @@ from adapters.ollama_llm import OllamaLLM
 from adapters.redis_store import RedisStore
 from adapters.slack.platform import SlackPlatform
 from adapters.slack.threads import RedisThreadRegistry
+from bots.platform_config import slack_config
 from bots.settings import SlackSettings
 from core.chat import ChatConfig, ChatService
 from core.fewshot import FewShotCatalog
@@ -56,7 +57,9 @@ async def run(threads: int, followups: int, rate: float, redis_url: str) -> None
         ChatConfig(default_model="llama3.1:8b", rate_limit=1000),
         owner="bench",
     )
-    platform = SlackPlatform(settings, store, RedisThreadRegistry(threads_client, "bench:"))
+    platform = SlackPlatform(
+        slack_config(settings), store, RedisThreadRegistry(threads_client, "bench:")
+    )
     worker = InboxWorker(store, service, platform.sinks, WorkerConfig("slack", "bench", 64))
     stop = asyncio.Event()
     await platform.start()

@@ -32,6 +32,7 @@ from pydantic import SecretStr
 from adapters.ollama_llm import OllamaLLM
 from adapters.redis_store import RedisStore
 from adapters.telegram.platform import TelegramPlatform
+from bots.platform_config import telegram_config
 from bots.settings import TelegramSettings
 from core.chat import ChatConfig, ChatService
 from core.fewshot import FewShotCatalog
@@ -108,7 +109,7 @@ async def run_bot(telegram_url: str, ollama_url: str, redis_url: str) -> tuple[A
         llm, store, store, FewShotCatalog(), ChatConfig(default_model="llama3.1:8b"), "bench"
     )
     settings = TelegramSettings(token=SecretStr(TOKEN), api_base_url=telegram_url)
-    platform = TelegramPlatform(settings, store, poll_timeout_s=1)
+    platform = TelegramPlatform(telegram_config(settings), store, poll_timeout_s=1)
     await platform.start()
     worker = InboxWorker(store, service, platform.sinks, WorkerConfig("telegram", "bench", 64))
     stop = asyncio.Event()

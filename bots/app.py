@@ -10,7 +10,7 @@ import signal
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -134,12 +134,9 @@ async def runtime(
         max_message_chars=settings.chat.max_message_chars,
         history_turns=settings.chat.history_turns,
         rate_limit=settings.chat.rate_limit_per_minute,
-        **(
-            {"default_system_prompt": settings.chat.system_prompt}
-            if settings.chat.system_prompt
-            else {}
-        ),
     )
+    if settings.chat.system_prompt:
+        config = replace(config, default_system_prompt=settings.chat.system_prompt)
     service = ChatService(llm, store, store, catalog, config, owner, metrics=metrics)
     rt = Runtime(settings, store, llm, service, model, owner)
     try:

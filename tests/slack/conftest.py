@@ -20,6 +20,7 @@ from adapters.ollama_llm import OllamaLLM
 from adapters.redis_store import RedisStore
 from adapters.slack.platform import SlackPlatform
 from adapters.slack.threads import RedisThreadRegistry
+from bots.platform_config import slack_config
 from bots.settings import SlackSettings
 from core.chat import ChatConfig, ChatService
 from core.fewshot import FewShotCatalog
@@ -80,7 +81,9 @@ async def start_bot(
         llm = OllamaLLM(ollama_url or fake_ollama.url, connect_timeout_s=1.0, retries=0)
         config = ChatConfig(default_model="llama3.1:8b")
         service = ChatService(llm, store, store, FewShotCatalog(), config, owner="test")
-        platform = SlackPlatform(settings, store, RedisThreadRegistry(threads_client, key_prefix))
+        platform = SlackPlatform(
+            slack_config(settings), store, RedisThreadRegistry(threads_client, key_prefix)
+        )
         worker = InboxWorker(store, service, platform.sinks, WorkerConfig("slack", "test"))
         stop = asyncio.Event()
         await platform.start()

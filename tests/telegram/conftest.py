@@ -14,6 +14,7 @@ from adapters.ollama_llm import OllamaLLM
 from adapters.redis_store import RedisStore
 from adapters.telegram.pacing import Limits
 from adapters.telegram.platform import TelegramPlatform
+from bots.platform_config import telegram_config
 from bots.settings import TelegramSettings
 from core.chat import ChatConfig, ChatService
 from core.fewshot import FewShotCatalog
@@ -95,7 +96,9 @@ async def start_bot(
         service = ChatService(
             llm, store, store, FewShotCatalog(), ChatConfig(default_model="llama3.1:8b"), consumer
         )
-        platform = TelegramPlatform(settings, store, limits=limits, poll_timeout_s=1)
+        platform = TelegramPlatform(
+            telegram_config(settings), store, limits=limits, poll_timeout_s=1
+        )
         await platform.start()
         config = WorkerConfig(platform="telegram", consumer=consumer, claim_idle_ms=claim_idle_ms)
         worker = InboxWorker(store, service, platform.sinks, config)
