@@ -82,7 +82,7 @@ async def dm_reply(fake_slack: FakeSlack, text: str) -> str:
     return fake_slack.bot_messages(DM_CHANNEL)[-1].text
 
 
-async def test_ready_health_and_metrics_of_a_running_service(
+async def test_ready_health_and_metrics_by_outcome_of_a_running_service(
     service_env: Any, fake_slack: FakeSlack, fake_ollama: FakeOllama, notify_socket: NotifySocket
 ) -> None:
     fake_ollama.load("llama3.1:8b")
@@ -96,8 +96,13 @@ async def test_ready_health_and_metrics_of_a_running_service(
         }
         await fake_slack.deliver("events_api", fake_slack.user_message("hello"))
         assert "echo: hello" in await dm_reply(fake_slack, "echo: hello")
+        fake_ollama.script(Reply.not_found())
+        await fake_slack.deliver("events_api", fake_slack.user_message("and now?"))
+        assert "ollabot model pull" in await dm_reply(fake_slack, "ollabot model pull")
         status, metrics = await get(f"{service_env.ops_url}/metrics")
         assert 'ollabot_messages_total{outcome="ok",platform="slack"} 1.0' in metrics
+        assert 'ollabot_messages_total{outcome="ModelNotFound",platform="slack"} 1.0' in metrics
+        assert 'ollabot_ollama_errors_total{kind="ModelNotFound"} 1.0' in metrics
         fake_ollama.loaded.clear()
         status, body = await get(f"{service_env.ops_url}/healthz")
         assert status == 503 and not json.loads(body)["checks"]["model"]["ok"]
