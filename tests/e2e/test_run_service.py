@@ -6,42 +6,15 @@ import asyncio
 import contextlib
 import json
 import signal
-import socket
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from tests.e2e.conftest import NotifySocket
 from tests.fakes.ollama import FakeOllama, Reply
 from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, DM_CHANNEL, FakeSlack
 from tests.fixtures.redis import free_port
-
-
-class NotifySocket:
-    """The datagram socket systemd listens on for sd_notify messages."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.setblocking(False)
-        self.seen: list[str] = []
-
-    async def wait_for(self, message: str, within_s: float = 20) -> None:
-        loop = asyncio.get_running_loop()
-        async with asyncio.timeout(within_s):
-            while message not in self.seen:
-                data = await loop.sock_recv(self.sock, 4096)
-                self.seen += data.decode().splitlines()
-
-
-@pytest.fixture
-def notify_socket(tmp_path: Path) -> Iterator[NotifySocket]:
-    notify = NotifySocket(tmp_path / "notify.sock")
-    yield notify
-    notify.sock.close()
 
 
 @pytest.fixture
