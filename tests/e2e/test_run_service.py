@@ -26,6 +26,7 @@ def service_env(ollabot: Any, fake_slack: FakeSlack, notify_socket: NotifySocket
         OLLABOT_SLACK__API_BASE_URL=fake_slack.url,
         OLLABOT_OPS__LISTEN=f"127.0.0.1:{port}",
         NOTIFY_SOCKET=str(notify_socket.path),
+        WATCHDOG_USEC="2000000",  # WatchdogSec=2s: a ping every second
     )
     bot.ops_url = f"http://127.0.0.1:{port}"
     return bot
@@ -60,6 +61,7 @@ async def test_ready_health_and_metrics_by_outcome_of_a_running_service(
 ) -> None:
     fake_ollama.load("llama3.1:8b")
     async with running(service_env, notify_socket):
+        await notify_socket.wait_for("WATCHDOG=1")
         status, body = await get(f"{service_env.ops_url}/healthz")
         assert status == 200, body
         assert {name for name, check in json.loads(body)["checks"].items() if check["ok"]} == {
