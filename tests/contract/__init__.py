@@ -1,4 +1,4 @@
-"""Contract tests: every store implementation behaves the same (DESIGN.md §5)."""
+"""Contract tests: every store implementation (Redis, in-memory) behaves the same."""
 
 from __future__ import annotations
 

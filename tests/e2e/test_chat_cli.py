@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
+from pathlib import Path
 from typing import Any
 
 from tests.e2e.conftest import Ollabot
 from tests.fakes.ollama import FakeOllama, Reply, unused_port
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def stored_turns(redis_client: Any, prefix: str, channel: str = "default") -> list[dict]:
@@ -193,6 +197,8 @@ async def test_doctor_names_what_is_wrong_and_how_to_fix_it(
     assert process.returncode == 0, report
     assert "[ok  ] ollama: version" in report and "[ok  ] model: llama3.1:8b is installed" in report
     assert "[warn] redis persistence: AOF is off" in report
+    fixes = re.findall(r"deploy/[\w./-]*\w", report)
+    assert fixes and all((ROOT / path).is_file() for path in fixes), fixes
 
     redis_server.stop()
     broken: Ollabot = ollabot(
