@@ -159,6 +159,11 @@ async def main(chats: int, messages: int, redis_url: str) -> None:
     fakes.start()
     telegram_url, ollama_url = parent.recv()
     parts = await run_bot(telegram_url, ollama_url, redis_url)
+    print(
+        f"method: {chats} private chats x {messages} messages pushed at once by a child process "
+        "(fake Bot API, no rate limit, instant Ollama); rate = replies / time to the last one, "
+        "CPU = this process's; bare loop = the same Bot API calls replayed over aiohttp"
+    )
     loop = asyncio.get_running_loop()
     cpu = time.process_time()
     parent.send("go")
