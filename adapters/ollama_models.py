@@ -61,7 +61,7 @@ class OllamaModels:
 
     async def close(self) -> None:
         """Close the HTTP connection pool."""
-        await self._client.close()
+        await self._client.close()  # type: ignore[no-untyped-call]  # ollama leaves it untyped
 
     async def pull(self, tag: str) -> AsyncIterator[PullUpdate]:
         """Stream the pull of ``tag``; raises unless Ollama ends the stream with ``success``."""

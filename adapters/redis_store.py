@@ -1,6 +1,6 @@
 """The Redis store: the inbox (a Stream with a consumer group) and the conversation store.
 
-Key layout under ``prefix`` (DESIGN.md §5), values JSON:
+Key layout under ``prefix``, values JSON:
 
     inbox:{platform}              stream of incoming messages (fields ``message``, ``seq``)
     seen:{platform}:{message_id}  dedupe marker, SET NX EX

@@ -33,6 +33,7 @@ from adapters.ollama_llm import OllamaLLM
 from adapters.redis_store import RedisStore
 from adapters.telegram.platform import TelegramPlatform
 from bots.app import build_services
+from bots.platform_config import telegram_config
 from bots.settings import TelegramSettings
 from core.chat import ChatConfig
 from tests.fakes.ollama import FakeOllama
@@ -111,7 +112,7 @@ async def run_bot(telegram_url: str, ollama_url: str, redis_url: str) -> tuple[A
     llm = OllamaLLM(ollama_url)
     services = build_services(store, llm, ChatConfig(default_model="llama3.1:8b"), "bench")
     settings = TelegramSettings(token=SecretStr(TOKEN), api_base_url=telegram_url)
-    platform = TelegramPlatform(settings, store, poll_timeout_s=1)
+    platform = TelegramPlatform(telegram_config(settings), store, poll_timeout_s=1)
     await platform.start()
     worker = services.worker("telegram", platform.sinks, slots=64)
     stop = asyncio.Event()
@@ -161,6 +162,11 @@ async def main(chats: int, messages: int, redis_url: str) -> None:
     fakes.start()
     telegram_url, ollama_url = parent.recv()
     parts = await run_bot(telegram_url, ollama_url, redis_url)
+    print(
+        f"method: {chats} private chats x {messages} messages pushed at once by a child process "
+        "(fake Bot API, no rate limit, instant Ollama); rate = replies / time to the last one, "
+        "CPU = this process's; bare loop = the same Bot API calls replayed over aiohttp"
+    )
     loop = asyncio.get_running_loop()
     cpu = time.process_time()
     parent.send("go")

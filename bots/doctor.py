@@ -10,6 +10,12 @@ from bots.app import open_llm, open_store, resolve_model
 from bots.settings import Settings
 from core.errors import OllabotError
 
+# Where the repository keeps Redis's durability settings (deploy/install.sh installs the first).
+REDIS_SETTINGS = (
+    "deploy/systemd/redis-server.service.d/50-ollabot-durability.conf, "
+    "or deploy/redis/ollabot-durability.conf for redis.conf"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Check:
@@ -86,7 +92,7 @@ async def check_redis(settings: Settings) -> list[Check]:
             "AOF with appendfsync everysec"
             if durable
             else "AOF is off: a crash loses recent conversations. Fix: appendonly yes, "
-            "appendfsync everysec (deploy/redis/ollabot-durability.conf)",
+            f"appendfsync everysec ({REDIS_SETTINGS})",
             warning_only=True,
         )
     )
@@ -99,7 +105,8 @@ async def check_redis(settings: Settings) -> list[Check]:
             + (
                 ""
                 if policy == "noeviction"
-                else ": conversations may be evicted silently. Fix: maxmemory-policy noeviction"
+                else ": conversations may be evicted silently. Fix: maxmemory-policy "
+                f"noeviction ({REDIS_SETTINGS})"
             ),
             warning_only=True,
         )

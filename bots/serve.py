@@ -10,26 +10,33 @@ from typing import Protocol
 import structlog
 from prometheus_client import CollectorRegistry
 
-from adapters.ops_http import CheckResults, Checks, OpsServer
+from adapters.ops_http import CheckResults, Checks, OpsServer, parse_listen
 from adapters.prometheus_metrics import PrometheusMetrics
+from adapters.slack.config import SlackConfig
 from adapters.systemd_notify import notify, watchdog_interval
-from bots.app import Runtime, Store, on_termination, runtime
+from adapters.telegram.config import TelegramConfig
+from bots.app import ConfigurationError, Runtime, Store, on_termination, runtime
 from bots.doctor import out_of_memory
 from bots.model_cli import warm_up
+from bots.platform_config import slack_config, telegram_config
 from bots.settings import Settings
 from core.errors import OllabotError
 from core.ports import SinkFactory
 
 log = structlog.get_logger("ollabot.serve")
 PLATFORM_NAMES = ("telegram", "slack")
+PlatformConfig = TelegramConfig | SlackConfig
 
 
 class Platform(Protocol):
     """What a chat platform offers the composition root."""
 
-    sinks: SinkFactory
+    @property
+    def sinks(self) -> SinkFactory:
+        """Builds the reply sink for a message taken from the inbox."""
 
-    async def start(self) -> None: ...
+    async def start(self) -> None:
+        """Start receiving; returns once the platform is connected."""
 
     async def stop(self) -> None:
         """Stop receiving; replies in progress still go out through the sinks."""
@@ -47,11 +54,18 @@ def configured_platforms(settings: Settings) -> list[str]:
     return names
 
 
-def build_platform(name: str, settings: Settings, rt: Runtime) -> Platform:
+def platform_config(name: str, settings: Settings) -> PlatformConfig:
+    """The named platform's configuration, or ``ConfigurationError`` naming the setting."""
     if name == "telegram":
+        return telegram_config(settings.telegram)
+    return slack_config(settings.slack)
+
+
+def build_platform(config: PlatformConfig, rt: Runtime) -> Platform:
+    if isinstance(config, TelegramConfig):
         from adapters.telegram.platform import TelegramPlatform
 
-        return TelegramPlatform(settings.telegram, rt.store)
+        return TelegramPlatform(config, rt.store)
     from adapters.redis_store import RedisStore
     from adapters.slack.platform import SlackPlatform
     from adapters.slack.threads import MemoryThreadRegistry, RedisThreadRegistry
@@ -62,7 +76,7 @@ def build_platform(name: str, settings: Settings, rt: Runtime) -> Platform:
         if isinstance(store, RedisStore)
         else MemoryThreadRegistry()
     )
-    return SlackPlatform(settings.slack, store, threads)
+    return SlackPlatform(config, store, threads)
 
 
 async def serve(settings: Settings, requested: list[str]) -> int:
@@ -76,15 +90,13 @@ async def serve(settings: Settings, requested: list[str]) -> int:
             "or name platforms: ollabot run telegram slack",
         )
         return 2
+    configs = {name: platform_config(name, settings) for name in names}
+    listen = ops_listen(settings)
     registry = CollectorRegistry()
     async with runtime(settings, PrometheusMetrics(registry)) as rt:
         stopping = asyncio.Event()
         on_termination(stopping.set)
-        ops = (
-            OpsServer(settings.ops.listen, health_checks(rt), registry)
-            if settings.ops.listen
-            else None
-        )
+        ops = OpsServer(listen, health_checks(rt), registry) if listen else None
         if ops is not None:
             await ops.start()
         o = settings.ollama
@@ -92,8 +104,8 @@ async def serve(settings: Settings, requested: list[str]) -> int:
         warming = asyncio.create_task(warm_up(o.host, rt.model, o.num_ctx, o.keep_alive))
         platforms = []
         try:
-            for name in names:
-                platform = build_platform(name, settings, rt)
+            for name, config in configs.items():
+                platform = build_platform(config, rt)
                 rt.start_worker(name, platform.sinks)
                 await platform.start()
                 platforms.append(platform)
@@ -114,7 +126,18 @@ async def serve(settings: Settings, requested: list[str]) -> int:
         if ops is not None:
             await ops.stop()
         warming.cancel()
-    return 0 if len(platforms) == len(names) else 1
+    return 0 if len(platforms) == len(configs) else 1
+
+
+def ops_listen(settings: Settings) -> str | None:
+    """The operations listener's address, checked (None: no listener)."""
+    listen = settings.ops.listen
+    if listen is not None:
+        try:
+            parse_listen(listen)
+        except ValueError as error:
+            raise ConfigurationError(f"OLLABOT_OPS__LISTEN={listen}: {error}") from error
+    return listen
 
 
 def health_checks(rt: Runtime) -> Checks:

@@ -148,7 +148,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Credential files win over the environment, as systemd's LoadCredential= intends.
-        secrets = NestedSecretsSettingsSource(file_secret_settings)  # type: ignore[arg-type]
+        secrets = NestedSecretsSettingsSource(file_secret_settings)
         return init_settings, secrets, env_settings, dotenv_settings
 
 

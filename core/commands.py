@@ -1,4 +1,4 @@
-"""The admin command grammar of §8, parsed and executed platform-neutrally."""
+"""The chat commands (preset, system, fewshot, model, reset, help), parsed and executed."""
 
 from __future__ import annotations
 

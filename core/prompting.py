@@ -1,4 +1,4 @@
-"""Prompt assembly: system prompt, few-shot pairs, trimmed history, the new turn (§4)."""
+"""Prompt assembly: system prompt, few-shot pairs, trimmed history, the new turn."""
 
 from __future__ import annotations
 

@@ -25,13 +25,16 @@ def is_signed(verifier: SignatureVerifier, body: bytes, headers: Mapping[str, st
 
 
 class SlackHttpServer:
-    """Serves Bolt's events, commands and URL verification at ``path`` on ``listen``."""
+    """Serves Bolt's events, commands and URL verification at ``path`` on ``host:port``.
 
-    def __init__(self, app: AsyncApp, signing_secret: str, listen: str, path: str) -> None:
+    An empty ``host`` listens on every interface; port 0 takes a free one (see ``port``).
+    """
+
+    def __init__(self, app: AsyncApp, signing_secret: str, host: str, port: int, path: str) -> None:
         self._app = app
         self._verifier = SignatureVerifier(signing_secret)
-        self._host, _, port = listen.rpartition(":")
-        self._port = int(port)
+        self._host = host
+        self._port = port
         self._path = path
         self._runner: web.AppRunner | None = None
         self.port = 0

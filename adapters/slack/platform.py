@@ -24,11 +24,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import events
 from adapters.slack.admins import AdminDirectory
+from adapters.slack.config import HttpMode, SlackConfig, SocketMode
 from adapters.slack.events import BotIdentity
 from adapters.slack.http_mode import SlackHttpServer
 from adapters.slack.sink import SlackSinks
 from adapters.slack.threads import MemoryThreadRegistry
-from bots.settings import SlackSettings
 from core import commands
 from core.errors import DeliveryError, InvalidCommand, OllabotError, RateLimited, StoreUnavailable
 from core.models import Admission, IncomingMessage
@@ -59,7 +59,7 @@ class SlackPlatform:
 
     def __init__(
         self,
-        settings: SlackSettings,
+        config: SlackConfig,
         inbox: Inbox,
         threads: ThreadRegistry | None = None,
         *,
@@ -67,29 +67,22 @@ class SlackPlatform:
         update_interval_s: float = 1.2,
         admin_cache_s: float = 300.0,
     ) -> None:
-        if settings.bot_token is None:
-            raise ValueError("OLLABOT_SLACK__BOT_TOKEN is required for Slack")
-        self._settings = settings
+        self._config = config
         self._inbox = inbox
         if threads is None:
             log.warning("threads the bot is in are remembered in memory only; pass a Redis one")
         self._threads = threads or MemoryThreadRegistry()
         self._command = command
         self.client = AsyncWebClient(
-            token=settings.bot_token.get_secret_value(), base_url=settings.api_base_url
+            token=config.bot_token.get_secret_value(), base_url=config.api_base_url
         )
         self.sinks = SlackSinks(self.client, update_interval_s)
-        self._admins = AdminDirectory(self.client, settings.admin_ids, admin_cache_s)
+        self._admins = AdminDirectory(self.client, list(config.admin_ids), admin_cache_s)
         self._session: aiohttp.ClientSession | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self._notices: set[asyncio.Task[None]] = set()
         self.http: SlackHttpServer | None = None
         self.identity: BotIdentity | None = None
-
-    @property
-    def http_mode(self) -> bool:
-        """HTTP mode when a signing secret and a listen address are set, else Socket Mode."""
-        return bool(self._settings.signing_secret and self._settings.http_listen)
 
     async def start(self) -> None:
         """Learn who we are (``auth.test``), then connect or listen; returns when ready."""
@@ -104,10 +97,10 @@ class SlackPlatform:
                 auth_test_response=auth, bot_token=self.client.token
             )
         )
-        if self.http_mode:
-            await self._listen(app)
+        if isinstance(self._config.receive, HttpMode):
+            await self._listen(app, self._config.receive)
         else:
-            await self._connect(app)
+            await self._connect(app, self._config.receive)
 
     async def stop(self) -> None:
         """Stop receiving; replies in progress still reach Slack (call ``aclose`` after)."""
@@ -125,23 +118,15 @@ class SlackPlatform:
             await self._session.close()
             self._session = None
 
-    async def _connect(self, app: AsyncApp) -> None:
-        token = self._settings.app_token
-        if token is None:
-            raise ValueError(
-                "Slack needs OLLABOT_SLACK__APP_TOKEN (Socket Mode) or "
-                "OLLABOT_SLACK__SIGNING_SECRET with OLLABOT_SLACK__HTTP_LISTEN (HTTP mode)"
-            )
-        opener = AsyncWebClient(base_url=self._settings.api_base_url, session=self._session)
-        self._socket = AsyncSocketModeHandler(app, token.get_secret_value(), web_client=opener)
+    async def _connect(self, app: AsyncApp, mode: SocketMode) -> None:
+        opener = AsyncWebClient(base_url=self._config.api_base_url, session=self._session)
+        token = mode.app_token.get_secret_value()
+        self._socket = AsyncSocketModeHandler(app, token, web_client=opener)
         await self._socket.connect_async()  # type: ignore[no-untyped-call]
 
-    async def _listen(self, app: AsyncApp) -> None:
-        secret = self._settings.signing_secret
-        assert secret is not None and self._settings.http_listen is not None
-        self.http = SlackHttpServer(
-            app, secret.get_secret_value(), self._settings.http_listen, self._settings.events_path
-        )
+    async def _listen(self, app: AsyncApp, mode: HttpMode) -> None:
+        secret = mode.signing_secret.get_secret_value()
+        self.http = SlackHttpServer(app, secret, mode.host, mode.port, mode.path)
         await self.http.start()
 
     def _build_app(self, authorized: AuthorizeResult) -> AsyncApp:
@@ -150,7 +135,7 @@ class SlackPlatform:
 
         app = AsyncApp(
             # Bolt takes the token from ``authorize``; our listeners never call the Web API
-            client=AsyncWebClient(base_url=self._settings.api_base_url, session=self._session),
+            client=AsyncWebClient(base_url=self._config.api_base_url, session=self._session),
             authorize=authorize,
             process_before_response=True,
             request_verification_enabled=False,  # HTTP mode verifies before Bolt sees it

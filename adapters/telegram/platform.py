@@ -1,6 +1,6 @@
 """The Telegram platform: receives updates into the inbox and builds reply sinks.
 
-Wiring: ``TelegramPlatform(settings.telegram, inbox)``; give ``platform.sinks`` to the
+Wiring: ``TelegramPlatform(config, inbox)``; give ``platform.sinks`` to the
 ``InboxWorker``; ``await start()``. Shutdown: ``await stop()``, drain the worker, then
 ``await aclose()``.
 """
@@ -27,12 +27,12 @@ from telegram.error import TelegramError
 from telegram.request import BaseRequest
 
 from adapters.telegram.admins import AdminDirectory
+from adapters.telegram.config import TelegramConfig, Webhook
 from adapters.telegram.inbound import BotIdentity, is_admin_command, translate
 from adapters.telegram.pacing import Limits, Pacers
 from adapters.telegram.receive import ALLOWED_UPDATES, Poller, WebhookServer
 from adapters.telegram.request import AiohttpRequest, BotApi
 from adapters.telegram.sink import TelegramSink
-from bots.settings import TelegramSettings
 from core.errors import DeliveryError, RateLimited, StoreFull, StoreUnavailable
 from core.models import Admission, IncomingMessage
 from core.ports import Inbox
@@ -65,28 +65,26 @@ class TelegramPlatform:
 
     def __init__(
         self,
-        settings: TelegramSettings,
+        config: TelegramConfig,
         inbox: Inbox,
         limits: Limits | None = None,
         poll_timeout_s: int = 30,
         request: BaseRequest | None = None,
     ) -> None:
-        if settings.token is None:
-            raise ValueError("OLLABOT_TELEGRAM__TOKEN is not set")
-        self._settings = settings
+        self._config = config
         self._inbox = inbox
         self._poll_timeout_s = poll_timeout_s
         request = request or AiohttpRequest()
         self._updates_request = AiohttpRequest(connections=2)
         self.bot = Bot(
-            settings.token.get_secret_value(),
-            base_url=settings.api_base_url,
+            config.token.get_secret_value(),
+            base_url=config.api_base_url,
             request=request,
             get_updates_request=self._updates_request,
         )
         self._api = BotApi(request, self.bot.base_url)
         self._pacers = Pacers(limits or Limits())
-        self._admins = AdminDirectory(self.bot, settings.admin_ids)
+        self._admins = AdminDirectory(self.bot, list(config.admin_ids))
         self._told_store_down: set[str] = set()
         self._me: BotIdentity | None = None
         self._poller: Poller | None = None
@@ -103,8 +101,8 @@ class TelegramPlatform:
         await self.bot.initialize()
         self._me = BotIdentity(self.bot.id, self.bot.username)
         await self._register_menus()
-        if self._settings.webhook_url:
-            await self._start_webhook(self._settings.webhook_url)
+        if self._config.webhook is not None:
+            await self._start_webhook(self._config.webhook)
         else:
             await self.bot.delete_webhook()
             self._poller = Poller(
@@ -192,7 +190,7 @@ class TelegramPlatform:
         scopes = [
             (PUBLIC_MENU, BotCommandScopeDefault()),
             (ADMIN_MENU, BotCommandScopeAllChatAdministrators()),
-            *((ADMIN_MENU, BotCommandScopeChat(user_id)) for user_id in self._settings.admin_ids),
+            *((ADMIN_MENU, BotCommandScopeChat(user_id)) for user_id in self._config.admin_ids),
         ]
         for menu, scope in scopes:
             try:
@@ -200,11 +198,10 @@ class TelegramPlatform:
             except TelegramError as error:
                 log.warning("could not register the command menu (%s): %s", scope.type, error)
 
-    async def _start_webhook(self, url: str) -> None:
-        secret = self._settings.webhook_secret
+    async def _start_webhook(self, webhook: Webhook) -> None:
+        secret = webhook.secret
         token = secret.get_secret_value() if secret else secrets.token_urlsafe(32)
-        host, _, port = self._settings.webhook_listen.rpartition(":")
-        path = urlsplit(url).path or "/"
+        path = urlsplit(webhook.url).path or "/"
         self._webhook = WebhookServer(self.bot, self.receive, self.set_aside, token, path)
-        self.webhook_port = await self._webhook.start(host or "127.0.0.1", int(port))
-        await self.bot.set_webhook(url, secret_token=token, allowed_updates=ALLOWED_UPDATES)
+        self.webhook_port = await self._webhook.start(webhook.host, webhook.port)
+        await self.bot.set_webhook(webhook.url, secret_token=token, allowed_updates=ALLOWED_UPDATES)

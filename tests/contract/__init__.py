@@ -1,4 +1,4 @@
-"""Contract tests: every store implementation (Redis, memory) behaves the same."""
+"""Contract tests: every store implementation (Redis, in-memory) behaves the same."""
 
 from __future__ import annotations
 

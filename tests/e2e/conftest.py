@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,3 +76,28 @@ async def redis_client(redis_url: str) -> AsyncIterator[object]:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     yield client
     await client.aclose()
+
+
+class NotifySocket:
+    """The datagram socket systemd listens on for sd_notify messages."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.setblocking(False)
+        self.seen: list[str] = []
+
+    async def wait_for(self, message: str, within_s: float = 20) -> None:
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(within_s):
+            while message not in self.seen:
+                data = await loop.sock_recv(self.sock, 4096)
+                self.seen += data.decode().splitlines()
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[NotifySocket]:
+    notify = NotifySocket(tmp_path / "notify.sock")
+    yield notify
+    notify.sock.close()

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
+from pathlib import Path
 from typing import Any
 
 from tests.e2e.conftest import Ollabot
 from tests.fakes.ollama import FakeOllama, Reply, unused_port
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def stored_turns(redis_client: Any, prefix: str, channel: str = "default") -> list[dict]:
@@ -65,7 +69,8 @@ async def test_channels_keep_their_own_settings_and_history(
     await bot.chat("/preset use precise", "first", channel="docs")
     await bot.chat("second", channel="chitchat")
     docs, chitchat = fake_ollama.chat_requests
-    assert docs["options"]["temperature"] == 0.1 and docs["options"]["num_predict"] == 2000
+    assert (docs["options"]["temperature"], docs["options"]["top_p"]) == (0.1, 0.95)
+    assert (docs["options"]["top_k"], docs["options"]["num_predict"]) == (40, 2000)
     assert chitchat["options"]["temperature"] == 0.7
     assert "first" not in [m["content"] for m in chitchat["messages"]]
 
@@ -102,6 +107,17 @@ async def test_bad_input_is_refused_with_a_reason(ollabot: Any, fake_ollama: Fak
     assert "150 characters; the limit is 100" in out
     assert "Unknown command 'frobnicate'" in out
     assert fake_ollama.chat_requests == []
+
+
+async def test_an_empty_model_reply_is_refused_with_a_notice_and_not_stored(
+    ollabot: Any, fake_ollama: FakeOllama, redis_client: Any, key_prefix: str
+) -> None:
+    fake_ollama.script(Reply(text=""), Reply(text=" \n "))
+    code, out, _ = await ollabot().chat("hello?", "anyone?", "/preset")
+    assert code == 0
+    assert out.count("The model returned an empty reply; please rephrase") == 2
+    assert "Preset balanced" in out, "the process keeps serving after the refusal"
+    assert await stored_turns(redis_client, key_prefix) == []
 
 
 async def test_a_reply_cut_at_max_tokens_says_so(ollabot: Any, fake_ollama: FakeOllama) -> None:
@@ -189,6 +205,8 @@ async def test_doctor_names_what_is_wrong_and_how_to_fix_it(
     assert "[ok  ] ollama: version" in report and "[ok  ] model: llama3.1:8b is installed" in report
     assert "[warn] redis persistence: AOF is off" in report
     assert "[ok  ] dead letters: none" in report
+    fixes = re.findall(r"deploy/[\w./-]*\w", report)
+    assert fixes and all((ROOT / path).is_file() for path in fixes), fixes
 
     redis_server.stop()
     broken: Ollabot = ollabot(

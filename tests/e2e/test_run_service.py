@@ -6,42 +6,15 @@ import asyncio
 import contextlib
 import json
 import signal
-import socket
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from tests.e2e.conftest import NotifySocket
 from tests.fakes.ollama import FakeOllama, Reply
 from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, DM_CHANNEL, FakeSlack
 from tests.fixtures.redis import free_port
-
-
-class NotifySocket:
-    """The datagram socket systemd listens on for sd_notify messages."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.setblocking(False)
-        self.seen: list[str] = []
-
-    async def wait_for(self, message: str, within_s: float = 20) -> None:
-        loop = asyncio.get_running_loop()
-        async with asyncio.timeout(within_s):
-            while message not in self.seen:
-                data = await loop.sock_recv(self.sock, 4096)
-                self.seen += data.decode().splitlines()
-
-
-@pytest.fixture
-def notify_socket(tmp_path: Path) -> Iterator[NotifySocket]:
-    notify = NotifySocket(tmp_path / "notify.sock")
-    yield notify
-    notify.sock.close()
 
 
 @pytest.fixture
@@ -53,6 +26,7 @@ def service_env(ollabot: Any, fake_slack: FakeSlack, notify_socket: NotifySocket
         OLLABOT_SLACK__API_BASE_URL=fake_slack.url,
         OLLABOT_OPS__LISTEN=f"127.0.0.1:{port}",
         NOTIFY_SOCKET=str(notify_socket.path),
+        WATCHDOG_USEC="2000000",  # WatchdogSec=2s: a ping every second
     )
     bot.ops_url = f"http://127.0.0.1:{port}"
     return bot
@@ -82,11 +56,12 @@ async def dm_reply(fake_slack: FakeSlack, text: str) -> str:
     return fake_slack.bot_messages(DM_CHANNEL)[-1].text
 
 
-async def test_ready_health_and_metrics_of_a_running_service(
+async def test_ready_health_and_metrics_by_outcome_of_a_running_service(
     service_env: Any, fake_slack: FakeSlack, fake_ollama: FakeOllama, notify_socket: NotifySocket
 ) -> None:
     fake_ollama.load("llama3.1:8b")
     async with running(service_env, notify_socket):
+        await notify_socket.wait_for("WATCHDOG=1")
         status, body = await get(f"{service_env.ops_url}/healthz")
         assert status == 200, body
         assert {name for name, check in json.loads(body)["checks"].items() if check["ok"]} == {
@@ -96,8 +71,13 @@ async def test_ready_health_and_metrics_of_a_running_service(
         }
         await fake_slack.deliver("events_api", fake_slack.user_message("hello"))
         assert "echo: hello" in await dm_reply(fake_slack, "echo: hello")
+        fake_ollama.script(Reply.not_found())
+        await fake_slack.deliver("events_api", fake_slack.user_message("and now?"))
+        assert "ollabot model pull" in await dm_reply(fake_slack, "ollabot model pull")
         status, metrics = await get(f"{service_env.ops_url}/metrics")
         assert 'ollabot_messages_total{outcome="ok",platform="slack"} 1.0' in metrics
+        assert 'ollabot_messages_total{outcome="ModelNotFound",platform="slack"} 1.0' in metrics
+        assert 'ollabot_ollama_errors_total{kind="ModelNotFound"} 1.0' in metrics
         fake_ollama.loaded.clear()
         status, body = await get(f"{service_env.ops_url}/healthz")
         assert status == 503 and not json.loads(body)["checks"]["model"]["ok"]

@@ -1,6 +1,6 @@
 """A fake Ollama API server on loopback that speaks Ollama's real wire format.
 
-What it emulates (see ``shared/wire/README.md``, section Ollama):
+What it emulates (see ``wire/README.md`` beside this file, section ollama/):
 - ``POST /api/chat`` streamed as NDJSON (``application/x-ndjson``, one compact JSON object per
   line, ``<`` ``>`` ``&`` escaped as ``\\u003c``... like Go's encoding/json, metrics only on the
   final ``done`` chunk, ``created_at`` in RFC 3339 UTC with nanoseconds) or as one JSON object;
@@ -46,8 +46,8 @@ DEFAULT_MODELS = ("llama3.1:8b-instruct-q8_0", "llama3.1:8b")
 
 
 def wire_dir() -> Path:
-    """Where the reference payloads live: ``$OLLABOT_WIRE_DIR`` or the copy beside this file
-    (taken from the project's shared/wire/ollama reference set)."""
+    """Where the reference payloads live: ``$OLLABOT_WIRE_DIR`` or ``wire/ollama`` beside
+    this file."""
     if env := os.environ.get("OLLABOT_WIRE_DIR"):
         return Path(env)
     return Path(__file__).resolve().parent / "wire" / "ollama"

@@ -1,11 +1,12 @@
 """A fake Slack on 127.0.0.1: the Web API methods ollabot uses and a Socket Mode WebSocket.
 
-It speaks the real wire format (shapes from ``../shared/wire/slack``): form, query or JSON
-bodies with a Bearer token; ``{"ok": ...}`` answers; HTTP 429 with ``Retry-After`` past a
-per-channel rate (``chat.postMessage`` about 1/s, ``chat.update`` about 50/min, small
-bursts allowed); ``msg_too_long`` above 4,000 characters on ``chat.update``; Socket Mode
-``hello``, envelopes and acknowledgements. It can also play Slack in HTTP mode, sending
-signed requests. Honest limits: one workspace, no blocks or files, no pagination.
+It speaks the real wire format (``wire/README.md``, section slack/, names the sources):
+form, query or JSON bodies with a Bearer token; ``{"ok": ...}`` answers; HTTP 429 with
+``Retry-After`` past a per-channel rate (``chat.postMessage`` about 1/s, ``chat.update``
+about 50/min, small bursts allowed); ``msg_too_long`` above 4,000 characters on
+``chat.update``; Socket Mode ``hello``, envelopes and acknowledgements. It can also play
+Slack in HTTP mode, sending signed requests. Honest limits: one workspace, no blocks or
+files, no pagination.
 """
 
 from __future__ import annotations

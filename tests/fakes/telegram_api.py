@@ -1,6 +1,6 @@
 """A fake Telegram Bot API server on loopback, strict about the limits the real one enforces.
 
-What it emulates (see ``shared/wire/README.md``, section telegram/): ``/bot<token>/<method>``
+What it emulates (``wire/README.md`` beside this file, section telegram/): ``/bot<token>/<method>``
 with parameters as JSON, form or query string; answers ``{"ok": true, "result": ...}`` or
 ``{"ok": false, "error_code": N, "description": ...}`` with HTTP status N. Methods: getMe,
 getUpdates (long polling; an ``offset`` confirms every earlier update, unconfirmed ones are
@@ -534,7 +534,7 @@ def _member(user: dict[str, Any], owner: bool) -> dict[str, Any]:
     }
 
 
-# -- update builders (shapes as in shared/wire/telegram/) ---------------------------------------
+# -- update builders (shapes as in wire/telegram/) -----------------------------------------------
 
 
 def private_chat(user: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""/healthz against a real Redis and the fake Ollama; /metrics after a few replies."""
+"""/healthz as ``ollabot run`` serves it (real Redis, fake Ollama); /metrics by outcome."""
 
 from __future__ import annotations
 
@@ -6,68 +6,37 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import httpx
-import ollama
 import pytest
-import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from adapters.ops_http import CheckResults, OpsServer
 from adapters.prometheus_metrics import PrometheusMetrics
+from bots.app import runtime
+from bots.serve import health_checks
+from bots.settings import Settings
 from tests.fakes.ollama import FakeOllama
 from tests.fixtures.redis import RedisServer
 
 MODEL = "llama3.1:8b-instruct-q8_0"
 
 
-class BackendChecks:
-    """What the lead wires in: Redis answers, Ollama answers, the model is loaded."""
-
-    def __init__(self, redis_url: str, ollama_url: str) -> None:
-        self.store = aioredis.Redis.from_url(
-            redis_url, socket_timeout=5, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
-        )
-        self.ollama_url = ollama_url
-        self.client = ollama.AsyncClient(host=ollama_url, timeout=2)
-
-    async def __call__(self) -> CheckResults:
-        return {**await self.redis(), **await self.ollama()}
-
-    async def redis(self) -> CheckResults:
-        try:
-            await self.store.ping()
-        except RedisError as error:
-            return {"redis": (False, type(error).__name__)}
-        return {"redis": (True, "PONG")}
-
-    async def ollama(self) -> CheckResults:
-        try:
-            loaded = [model.model for model in (await self.client.ps()).models]
-        except (ConnectionError, httpx.HTTPError, ollama.ResponseError) as error:
-            return {
-                "ollama": (False, type(error).__name__),
-                "model": (False, "unknown: Ollama does not answer"),
-            }
-        names = ", ".join(map(str, loaded)) or "none"
-        return {"ollama": (True, self.ollama_url), "model": (MODEL in loaded, f"loaded: {names}")}
-
-    async def aclose(self) -> None:
-        await self.store.aclose()
-        await self.client.close()
+def settings_for(redis_url: str, ollama_url: str, key_prefix: str = "ops:") -> Settings:
+    return Settings(
+        _env_file=None,
+        redis={"url": redis_url, "prefix": key_prefix},
+        ollama={"host": ollama_url, "model": MODEL, "connect_timeout_s": 1.0},
+    )
 
 
 @pytest.fixture
 async def ops(redis_server: RedisServer, fake_ollama: FakeOllama) -> AsyncIterator[OpsServer]:
-    checks = BackendChecks(redis_server.url, fake_ollama.url)
-    server = OpsServer("127.0.0.1:0", checks, CollectorRegistry(), check_timeout_s=1.0)
-    await server.start()
-    yield server
-    await server.stop()
-    await checks.aclose()
+    """The ops listener with the service's own checks, wired by the composition root."""
+    async with runtime(settings_for(redis_server.url, fake_ollama.url)) as rt:
+        server = OpsServer("127.0.0.1:0", health_checks(rt), CollectorRegistry(), 1.0)
+        await server.start()
+        yield server
+        await server.stop()
 
 
 async def get(url: str) -> tuple[int, str, Any]:
@@ -99,6 +68,7 @@ async def test_healthz_is_red_while_redis_is_stopped(
 
     status, _, body = await get(f"{ops.url}/healthz")
     assert (status, body["status"], failing(body)) == (503, "fail", {"redis"})
+    assert "Redis" in body["checks"]["redis"]["detail"]
 
     redis_server.start()
     status, _, body = await get(f"{ops.url}/healthz")
@@ -110,7 +80,8 @@ async def test_healthz_is_red_when_ollama_is_down(ops: OpsServer, fake_ollama: F
 
     status, _, body = await get(f"{ops.url}/healthz")
 
-    assert (status, failing(body)) == (503, {"ollama", "model"})
+    assert (status, failing(body)) == (503, {"ollama"})
+    assert "not reachable" in body["checks"]["ollama"]["detail"]
 
 
 async def test_healthz_is_red_until_the_model_is_loaded(
@@ -118,7 +89,11 @@ async def test_healthz_is_red_until_the_model_is_loaded(
 ) -> None:
     status, _, body = await get(f"{ops.url}/healthz")
     assert (status, failing(body)) == (503, {"model"})
-    assert body["checks"]["model"]["detail"] == "loaded: none"
+    assert body["checks"]["model"]["detail"] == f"{MODEL} not loaded (loaded: none)"
+
+    fake_ollama.load("llama3.1:8b-instruct-q4_K_M")
+    status, _, body = await get(f"{ops.url}/healthz")
+    assert (status, failing(body)) == (503, {"model"}), "another model does not count"
 
     fake_ollama.load(MODEL)
     status, _, body = await get(f"{ops.url}/healthz")
@@ -151,15 +126,17 @@ async def test_metrics_count_replies_time_them_and_count_backend_errors() -> Non
         metrics.reply_finished(platform, outcome, first_token, total_s=2.0)
     metrics.tokens_per_second(42.0)
     metrics.reply_started("slack")
-    checks = BackendChecks("redis://127.0.0.1:1", "http://127.0.0.1:1")
-    server = OpsServer("127.0.0.1:0", checks, registry)
+
+    async def no_checks() -> CheckResults:
+        return {}
+
+    server = OpsServer("127.0.0.1:0", no_checks, registry)
     await server.start()
     try:
         async with aiohttp.ClientSession() as session, session.get(f"{server.url}/metrics") as r:
             content_type, text = r.headers["Content-Type"], await r.text()
     finally:
         await server.stop()
-        await checks.aclose()
 
     def value(name: str, **labels: str) -> float:
         for family in text_string_to_metric_families(text):

@@ -21,6 +21,7 @@ from adapters.redis_store import RedisStore
 from adapters.slack.platform import SlackPlatform
 from adapters.slack.threads import RedisThreadRegistry
 from bots.app import build_services
+from bots.platform_config import slack_config
 from bots.settings import SlackSettings
 from core.chat import ChatConfig
 from core.worker import InboxWorker
@@ -82,7 +83,9 @@ async def start_bot(
         threads_client = aioredis.Redis.from_url(redis or redis_url, decode_responses=True)
         llm = OllamaLLM(ollama_url or fake_ollama.url, connect_timeout_s=1.0, retries=0)
         services = build_services(store, llm, ChatConfig(default_model="llama3.1:8b"), "test")
-        platform = SlackPlatform(settings, store, RedisThreadRegistry(threads_client, key_prefix))
+        platform = SlackPlatform(
+            slack_config(settings), store, RedisThreadRegistry(threads_client, key_prefix)
+        )
         worker = services.worker("slack", platform.sinks, slots=4)
         stop = asyncio.Event()
         await platform.start()

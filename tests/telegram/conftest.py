@@ -15,6 +15,7 @@ from adapters.redis_store import RedisStore
 from adapters.telegram.pacing import Limits
 from adapters.telegram.platform import TelegramPlatform
 from bots.app import build_services
+from bots.platform_config import telegram_config
 from bots.settings import TelegramSettings
 from core.chat import ChatConfig
 from core.worker import InboxWorker
@@ -96,7 +97,9 @@ async def start_bot(
         )
         llm = OllamaLLM(ollama_url or fake_ollama.url, retries=0, backoff_s=0.01)
         services = build_services(store, llm, ChatConfig(default_model="llama3.1:8b"), consumer)
-        platform = TelegramPlatform(settings, store, limits=limits, poll_timeout_s=1)
+        platform = TelegramPlatform(
+            telegram_config(settings), store, limits=limits, poll_timeout_s=1
+        )
         await platform.start()
         worker = services.worker("telegram", platform.sinks, slots=4, claim_idle_ms=claim_idle_ms)
         stop_event = asyncio.Event()

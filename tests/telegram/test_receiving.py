@@ -10,6 +10,7 @@ from pydantic import SecretStr
 
 from adapters.redis_store import RedisStore
 from adapters.telegram.platform import TelegramPlatform
+from bots.platform_config import telegram_config
 from bots.settings import TelegramSettings
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.telegram_api import ALICE, TOKEN, FakeTelegram, message, private_chat
@@ -37,7 +38,7 @@ async def make_platform(
         config = TelegramSettings(
             token=SecretStr(TOKEN), api_base_url=fake_telegram.url, **settings
         )
-        made.append(TelegramPlatform(config, inbox, poll_timeout_s=1))
+        made.append(TelegramPlatform(telegram_config(config), inbox, poll_timeout_s=1))
         return made[-1]
 
     yield make

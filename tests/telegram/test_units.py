@@ -18,7 +18,7 @@ ME = BotIdentity(7012345678, "ollabot_bot")
 
 
 def wire_update(name: str) -> Update:
-    """One of the reference updates copied from ``shared/wire/telegram``."""
+    """One of the reference updates in ``tests/fakes/wire/telegram``."""
     folder = Path(__file__).resolve().parents[1] / "fakes" / "wire" / "telegram"
     data: dict[str, Any] = json.loads((folder / name).read_text(encoding="utf-8"))
     return Update.de_json(data, Bot(TOKEN))

@@ -1,4 +1,4 @@
-"""The admin command grammar of §8, as typed by a user."""
+"""The chat commands (preset, system, fewshot, model, reset, help), as a user types them."""
 
 import pytest
 

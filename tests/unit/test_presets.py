@@ -1,5 +1,8 @@
 """Presets from the seed and the validation admins meet when they change them."""
 
+import re
+from pathlib import Path
+
 import pytest
 
 from core import presets
@@ -12,6 +15,17 @@ def test_builtin_presets_carry_the_seeds_values() -> None:
     assert presets.PRESETS["creative"].top_k == 50
     assert presets.PRESETS["balanced"].max_tokens == 500
     assert presets.DEFAULT_PRESET == "balanced"
+
+
+def test_the_readme_shows_every_preset_as_it_is() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    row = next(line for line in readme.splitlines() if line.startswith("| `preset use "))
+    shown = dict(re.findall(r"(\w+) ([\d.]+/[\d.]+/\d+/\d+)", row))
+    actual = {
+        name: f"{p.temperature:g}/{p.top_p:g}/{p.top_k}/{p.max_tokens}"
+        for name, p in presets.PRESETS.items()
+    }
+    assert shown == actual
 
 
 def test_overrides_apply_on_top_of_the_named_preset() -> None:

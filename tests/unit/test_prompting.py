@@ -1,4 +1,4 @@
-"""Prompt assembly and trimming (§4): what reaches the model, and what is never dropped."""
+"""Prompt assembly and trimming: what reaches the model, and what is never dropped."""
 
 import pytest
 
