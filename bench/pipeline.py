@@ -81,6 +81,9 @@ class NullSink:
     def resume(self, handle: dict[str, str]) -> None:
         pass
 
+    async def status(self, text: str) -> None:
+        pass
+
     async def begin(self) -> None:
         pass
 
