@@ -33,6 +33,9 @@ class ConsoleSink:
     async def begin(self) -> None:
         self._write(BOT_PREFIX)
 
+    async def status(self, text: str) -> None:
+        """Nothing: one line per reply keeps the console's output readable on a pipe."""
+
     async def update(self, text: str) -> None:
         if text.startswith(self._shown):
             self._write(text[len(self._shown) :])

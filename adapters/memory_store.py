@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Generic, TypeVar
 
+from core.commands import is_urgent
 from core.models import (
     Admission,
     AuditEntry,
@@ -28,7 +29,9 @@ from core.models import (
     StoredReply,
     Turn,
     TurnState,
+    Usage,
 )
+from core.presets import DEFAULT_PRESET
 
 log = logging.getLogger("ollabot.store")
 
@@ -125,6 +128,7 @@ class MemoryStore:
         block_ms: int = 1000,
         rate_per_minute: int = 20,
         max_backlog: int = 10,
+        default_preset: str = DEFAULT_PRESET,
         notice_window_s: int = 60,
         max_deliveries: int = 5,
         dead_letters_maxlen: int = 10_000,
@@ -141,6 +145,9 @@ class MemoryStore:
         self._on_dead_letter = on_dead_letter
         self.dead_letters: list[DeadLetter] = []
         self._clock = clock
+        self._default_preset = default_preset
+        self._stops: Expiring[str, bool] = Expiring(clock)
+        self._usage: dict[tuple[str, str], dict[str, float]] = {}
         self._rate_per_minute = max(1, rate_per_minute)
         self._max_backlog = max(1, max_backlog)
         self._notice_window_s = max(1, notice_window_s)
@@ -188,16 +195,20 @@ class MemoryStore:
             self._told.put(author, True, self._notice_window_s)
             return Admission.LIMITED
         self._backlogs[author] = self._backlogs.get(author, 0) + 1
-        order = self._orders.get(message.conversation) or _Order()
-        order.arrived += 1
-        self._orders.put(message.conversation, order, self._conversation_ttl_s)
+        seq = 0 if is_urgent(message) else self._next_seq(message.conversation)
         stream = self._stream(message.platform)
         entry_id = f"{int(time.time() * 1000)}-{next(self._ids)}"
         async with stream.arrived:
-            stream.entries[entry_id] = InboxEntry(entry_id, message, order.arrived)
+            stream.entries[entry_id] = InboxEntry(entry_id, message, seq)
             stream.undelivered.append(entry_id)
             stream.arrived.notify_all()
         return Admission.ACCEPTED
+
+    def _next_seq(self, conversation: str) -> int:
+        order = self._orders.get(conversation) or _Order()
+        order.arrived += 1
+        self._orders.put(conversation, order, self._conversation_ttl_s)
+        return order.arrived
 
     def _admit(self, author: str) -> bool:
         """Take a token from the author's bucket, if they have one and room in the queue."""
@@ -321,13 +332,11 @@ class MemoryStore:
         answered = self._answered.get(key)
         if answered is not None:
             return ConversationContext(ChannelSettings(), (), 0, answered, handle)
-        holder = self._locks.get(message.conversation)
-        if holder is not None and holder != owner:
-            return ConversationContext(ChannelSettings(), (), 0, state=TurnState.BUSY)
-        done = (self._orders.get(message.conversation) or _Order()).done
-        if entry.seq > 1 and not skip_order and done < entry.seq - 1:
-            return ConversationContext(ChannelSettings(), (), 0, state=TurnState.WAITING)
-        self._locks.put(message.conversation, owner, lease_ms / 1000)
+        if owner:
+            state = self._turn(entry, owner, skip_order)
+            if state is not TurnState.READY:
+                return ConversationContext(ChannelSettings(), (), 0, state=state)
+            self._locks.put(message.conversation, owner, lease_ms / 1000)
         conversation = self._conversations.get(message.conversation) or _Conversation()
         newest = conversation.turns[-max_turns:] if max_turns > 0 else []
         return ConversationContext(
@@ -336,6 +345,16 @@ class MemoryStore:
             window_start=conversation.window_start,
             handle=handle,
         )
+
+    def _turn(self, entry: InboxEntry, owner: str, skip_order: bool) -> TurnState:
+        conversation = entry.message.conversation
+        holder = self._locks.get(conversation)
+        if holder is not None and holder != owner:
+            return TurnState.BUSY
+        done = (self._orders.get(conversation) or _Order()).done
+        if entry.seq > 1 and not skip_order and done < entry.seq - 1:
+            return TurnState.WAITING
+        return TurnState.READY
 
     async def complete(
         self, entry: InboxEntry, outcome: Outcome | None, reply: StoredReply, owner: str
@@ -347,16 +366,45 @@ class MemoryStore:
         stored = self._answered.get(answered_key)
         if stored is not None:
             return stored
-        if self._locks.get(message.conversation) != owner:
+        if owner and self._locks.get(message.conversation) != owner:
             return None
         if outcome is not None:
             conversation = self._conversations.get(message.conversation) or _Conversation()
-            conversation.turns = [*conversation.turns, *outcome.turns][-self._max_stored_turns :]
+            kept = [t for t in conversation.turns if not 0 <= outcome.replaces_from <= t.seq]
+            conversation.turns = [*kept, *outcome.turns][-self._max_stored_turns :]
             conversation.window_start = outcome.window_start
             self._conversations.put(message.conversation, conversation, self._conversation_ttl_s)
         self._answered.put(answered_key, reply, self._dedupe_ttl_s)
-        self._locks.pop(message.conversation)
+        if owner:
+            self._locks.pop(message.conversation)
         return reply
+
+    async def request_stop(self, conversation: str) -> bool:
+        """Ask the conversation's lease holder to stop; False when nobody holds it."""
+        if self._locks.get(conversation) is None:
+            return False
+        self._stops.put(conversation, True, 30.0)
+        return True
+
+    async def keep_lease(self, conversation: str, owner: str, ttl_ms: int) -> bool:
+        """Renew ``owner``'s lease; True, once, when a stop was asked for meanwhile."""
+        if self._locks.get(conversation) != owner:
+            return False
+        self._locks.put(conversation, owner, ttl_ms / 1000)
+        stop = bool(self._stops.get(conversation))
+        self._stops.pop(conversation)
+        return stop
+
+    async def charge(self, message: IncomingMessage, day: str, gpu_s: float) -> None:
+        """Add a reply's GPU seconds to its author's and its channel's use on ``day``."""
+        spent = self._usage.setdefault((day, message.channel), {})
+        spent[message.author_id] = spent.get(message.author_id, 0.0) + gpu_s
+
+    async def usage(self, message: IncomingMessage, day: str) -> Usage:
+        """The author's and the channel's GPU seconds on ``day``, and its top users."""
+        spent = self._usage.get((day, message.channel), {})
+        top = sorted(spent.items(), key=lambda item: -item[1])[:5]
+        return Usage(spent.get(message.author_id, 0.0), sum(spent.values()), tuple(top))
 
     async def save_handle(self, message: IncomingMessage, handle: dict[str, str]) -> None:
         """Remember where the reply to ``message`` is shown."""
@@ -397,7 +445,8 @@ class MemoryStore:
 
     async def get_settings(self, channel: str) -> ChannelSettings:
         """The channel's settings, or the defaults when none were saved."""
-        return copy.deepcopy(self._settings.get(channel, ChannelSettings()))
+        saved = self._settings.get(channel, ChannelSettings(preset=self._default_preset))
+        return copy.deepcopy(saved)
 
     async def save_settings(
         self, channel: str, settings: ChannelSettings, audit: AuditEntry

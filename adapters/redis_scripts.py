@@ -5,7 +5,7 @@ Every script is safe to run twice (a timed-out call may have run already).
 
 # KEYS: seen, inbox, order, bucket, backlog, told.
 # ARGV: dedupe ttl, message JSON, bucket capacity, refill per s, max backlog, notice window s,
-#       order ttl.
+#       order ttl, urgent ('1': a command answered out of turn, so it takes no seq).
 # Returns 1 accepted, 0 duplicate, 2 refused (tell the author), 3 refused (already told).
 # The author's token bucket is filled by the time passed and must hold a whole token; the
 # number of their messages waiting must be under the bound. An accepted message gets the next
@@ -29,8 +29,11 @@ if not accepted then
 end
 redis.call('INCR', KEYS[5])
 redis.call('EXPIRE', KEYS[5], ARGV[7])
-local seq = redis.call('HINCRBY', KEYS[3], 'arrived', 1)
-redis.call('EXPIRE', KEYS[3], ARGV[7])
+local seq = 0
+if ARGV[8] ~= '1' then
+  seq = redis.call('HINCRBY', KEYS[3], 'arrived', 1)
+  redis.call('EXPIRE', KEYS[3], ARGV[7])
+end
 redis.call('XADD', KEYS[2], '*', 'message', ARGV[2], 'seq', seq)
 return 1
 """
@@ -53,23 +56,32 @@ return 1
 """
 
 # KEYS: conv, convmeta, answered, lock.
-# ARGV: owner, seq (unused), reply JSON, max stored, conv ttl, dedupe ttl, window_start, turns...
+# ARGV: owner ('' = no lease: an urgent command), seq (unused), reply JSON, max stored,
+#       conv ttl, dedupe ttl, then with an outcome: replaces_from (-1 = none), window_start,
+#       turns...
 # Returns {1} stored now, {2, reply} stored before (deliver that), {0} the lease is lost.
 # The check of the lease and the writes are one atomic step: a worker that lost its lease
-# (frozen past its expiry) can no longer write.
+# (frozen past its expiry) can no longer write. A retried or undone exchange is dropped from
+# the end of the list (turns whose seq is replaces_from or later) before the new turns go on.
 COMPLETE = """
 local stored = redis.call('GET', KEYS[3])
 if stored then return {2, stored} end
-if redis.call('GET', KEYS[4]) ~= ARGV[1] then return {0} end
+if ARGV[1] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[1] then return {0} end
 if #ARGV >= 8 then
-  for i = 8, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
+  local from = tonumber(ARGV[7])
+  while from >= 0 and redis.call('LLEN', KEYS[1]) > 0 do
+    local ok, last = pcall(cjson.decode, redis.call('LINDEX', KEYS[1], -1))
+    if not (ok and type(last) == 'table' and tonumber(last[3]) and last[3] >= from) then break end
+    redis.call('RPOP', KEYS[1])
+  end
+  for i = 9, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
   redis.call('LTRIM', KEYS[1], -tonumber(ARGV[4]), -1)
-  redis.call('HSET', KEYS[2], 'window_start', ARGV[7])
+  redis.call('HSET', KEYS[2], 'window_start', ARGV[8])
   redis.call('EXPIRE', KEYS[1], ARGV[5])
   redis.call('EXPIRE', KEYS[2], ARGV[5])
 end
 redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[6])
-redis.call('DEL', KEYS[4])
+if ARGV[1] ~= '' then redis.call('DEL', KEYS[4]) end
 return {1}
 """
 
@@ -84,7 +96,8 @@ return 0
 """
 
 # KEYS: channel, conv, convmeta, answered, lock, order, handle.
-# ARGV: max turns, owner, lease ms, seq, skip order ('1' or '0').
+# ARGV: max turns, owner ('' = take no lease, keep no order: an urgent command), lease ms,
+#       seq, skip order ('1' or '0').
 # Returns {2, reply, handle} when the message was answered already (nothing taken),
 # {0} when another owner holds the lease, {-1} when an earlier message is not done,
 # else takes the lease and returns {1, settings, turns, window_start, handle}.
@@ -92,13 +105,15 @@ return 0
 LOAD_CONTEXT = """
 local answered = redis.call('GET', KEYS[4])
 if answered then return {2, answered, redis.call('GET', KEYS[7])} end
-local holder = redis.call('GET', KEYS[5])
-if holder and holder ~= ARGV[2] then return {0} end
-local seq = tonumber(ARGV[4])
-if seq > 1 and ARGV[5] ~= '1' then
-  if tonumber(redis.call('HGET', KEYS[6], 'done') or '0') < seq - 1 then return {-1} end
+if ARGV[2] ~= '' then
+  local holder = redis.call('GET', KEYS[5])
+  if holder and holder ~= ARGV[2] then return {0} end
+  local seq = tonumber(ARGV[4])
+  if seq > 1 and ARGV[5] ~= '1' then
+    if tonumber(redis.call('HGET', KEYS[6], 'done') or '0') < seq - 1 then return {-1} end
+  end
+  redis.call('SET', KEYS[5], ARGV[2], 'PX', ARGV[3])
 end
-redis.call('SET', KEYS[5], ARGV[2], 'PX', ARGV[3])
 local window_start = tonumber(redis.call('HGET', KEYS[3], 'window_start') or '0')
 local length = redis.call('LLEN', KEYS[2])
 local first = math.max(length - tonumber(ARGV[1]), 0)
@@ -148,4 +163,20 @@ if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 1 then
 end
 redis.call('XDEL', KEYS[1], ARGV[2])
 return 1
+"""
+
+# KEYS: lock, stop. ARGV: stop ttl ms. Asks the lease holder to stop; 0 when there is none.
+REQUEST_STOP = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
+return 1
+"""
+
+# KEYS: lock, stop. ARGV: owner, lease ms. Renews the owner's lease; 1 (once) when a stop was
+# asked for meanwhile.
+KEEP_LEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if redis.call('DEL', KEYS[2]) == 1 then return 1 end
+return 0
 """

@@ -56,9 +56,12 @@ from adapters.redis_scripts import (
     CLAIM_INSTANCE,
     COMPLETE,
     ENQUEUE,
+    KEEP_LEASE,
     LOAD_CONTEXT,
     RELEASE_LOCK,
+    REQUEST_STOP,
 )
+from core.commands import is_urgent
 from core.errors import StoreFull, StoreUnavailable
 from core.models import (
     Admission,
@@ -71,7 +74,9 @@ from core.models import (
     StoredReply,
     Turn,
     TurnState,
+    Usage,
 )
+from core.presets import DEFAULT_PRESET
 
 log = logging.getLogger("ollabot.store")
 
@@ -88,6 +93,9 @@ ADMISSIONS = {
     3: Admission.LIMITED_QUIETLY,
 }
 OOM_LOG_EVERY_S = 60.0
+STOP_TTL_MS = 30_000
+USAGE_TTL_S = 2 * 86400
+TOP_USERS = 5
 _oom_logged_at = -OOM_LOG_EVERY_S
 DEAD_LETTER_CHARS = 16_384
 DeadLetterHook = Callable[[str], None]
@@ -151,6 +159,7 @@ class RedisStore:
         block_ms: int = 1000,
         rate_per_minute: int = 20,
         max_backlog: int = 10,
+        default_preset: str = DEFAULT_PRESET,
         notice_window_s: int = 60,
         max_deliveries: int = 5,
         dead_letters_maxlen: int = 10_000,
@@ -165,6 +174,7 @@ class RedisStore:
         self._dedupe_ttl_s = dedupe_ttl_s
         self._audit_maxlen = audit_maxlen
         self._block_ms = block_ms
+        self._default_preset = default_preset
         self._rate_per_minute = max(1, rate_per_minute)
         self._max_backlog = max(1, max_backlog)
         self._notice_window_s = max(1, notice_window_s)
@@ -269,6 +279,7 @@ class RedisStore:
             self._max_backlog,
             self._notice_window_s,
             self._conversation_ttl_s,
+            int(is_urgent(message)),
         ]
         return ADMISSIONS[int(await self._redis.eval(ENQUEUE, len(keys), *keys, *args))]
 
@@ -503,7 +514,7 @@ class RedisStore:
             return ConversationContext(ChannelSettings(), (), 0, state=state)
         _, settings, turns, window_start, handle = reply
         return ConversationContext(
-            settings=decode_settings(settings),
+            settings=decode_settings(settings, self._default_preset),
             history=decode_turns(turns),
             window_start=int(window_start),
             handle=decode_handle(handle),
@@ -531,7 +542,8 @@ class RedisStore:
             self._dedupe_ttl_s,
         ]
         if outcome is not None:
-            args += [outcome.window_start, *(encode_turn(turn) for turn in outcome.turns)]
+            turns = (encode_turn(turn) for turn in outcome.turns)
+            args += [outcome.replaces_from, outcome.window_start, *turns]
         result = await self._redis.eval(COMPLETE, len(keys), *keys, *args)
         status = int(result[0])
         if status == 0:
@@ -543,6 +555,54 @@ class RedisStore:
         """Remember where the reply to ``message`` is shown; safe to repeat."""
         body = json.dumps(handle, ensure_ascii=False)
         await self._redis.set(self._handle_key(message), body, ex=self._dedupe_ttl_s)
+
+    # Stopping a reply
+
+    @translated
+    async def request_stop(self, conversation: str) -> bool:
+        """Ask the conversation's lease holder to stop; False when nobody holds it."""
+        keys = [self._lock_key(conversation), self._stop_key(conversation)]
+        return bool(await self._redis.eval(REQUEST_STOP, 2, *keys, STOP_TTL_MS))
+
+    @translated
+    async def keep_lease(self, conversation: str, owner: str, ttl_ms: int) -> bool:
+        """Renew ``owner``'s lease; True, once, when a stop was asked for meanwhile."""
+        keys = [self._lock_key(conversation), self._stop_key(conversation)]
+        return bool(await self._redis.eval(KEEP_LEASE, 2, *keys, owner, ttl_ms))
+
+    # GPU time
+
+    @translated
+    async def charge(self, message: IncomingMessage, day: str, gpu_s: float) -> None:
+        """Add a reply's GPU seconds to its author's and its channel's use on ``day``."""
+        user, channel, top = self._usage_keys(message, day)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incrbyfloat(user, gpu_s)
+            pipe.incrbyfloat(channel, gpu_s)
+            pipe.zincrby(top, gpu_s, message.author_id)
+            for key in (user, channel, top):
+                pipe.expire(key, USAGE_TTL_S)
+            await pipe.execute()
+
+    @translated
+    async def usage(self, message: IncomingMessage, day: str) -> Usage:
+        """The author's and the channel's GPU seconds on ``day``, and its top users."""
+        user, channel, top = self._usage_keys(message, day)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(user)
+            pipe.get(channel)
+            pipe.zrevrange(top, 0, TOP_USERS - 1, withscores=True)
+            mine, total, leaders = await pipe.execute()
+        return Usage(
+            float(mine or 0), float(total or 0), tuple((str(w), float(s)) for w, s in leaders)
+        )
+
+    def _usage_keys(self, message: IncomingMessage, day: str) -> tuple[str, str, str]:
+        base = f"{self._prefix}usage:{day}:{message.channel}"
+        return f"{base}:user:{message.author_id}", base, f"{base}:top"
+
+    def _stop_key(self, conversation: str) -> str:
+        return f"{self._prefix}stop:{conversation}"
 
     @translated
     async def clear_conversation(self, conversation: str) -> None:
@@ -585,7 +645,7 @@ class RedisStore:
     async def get_settings(self, channel: str) -> ChannelSettings:
         """The channel's settings, or the defaults when none were saved."""
         raw: Any = await self._redis.get(self._channel_key(channel))
-        return decode_settings(raw)
+        return decode_settings(raw, self._default_preset)
 
     @translated
     async def save_settings(
@@ -723,14 +783,15 @@ def decode_audit(channel: str, entry_id: str, fields: dict[str, str]) -> AuditEn
     )
 
 
-def decode_settings(raw: str | None) -> ChannelSettings:
-    """Saved channel settings; the defaults when absent or unreadable."""
+def decode_settings(raw: str | None, default_preset: str = DEFAULT_PRESET) -> ChannelSettings:
+    """Saved channel settings; the defaults (with the deployment's preset) when absent or
+    unreadable."""
     if raw is None:
-        return ChannelSettings()
+        return ChannelSettings(preset=default_preset)
     try:
         data = json.loads(raw)
         known = ChannelSettings.__dataclass_fields__
         return ChannelSettings(**{k: v for k, v in data.items() if k in known})
     except (ValueError, TypeError, AttributeError):
         log.warning("unreadable channel settings; using defaults")
-        return ChannelSettings()
+        return ChannelSettings(preset=default_preset)

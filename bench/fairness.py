@@ -153,6 +153,9 @@ class TimingSink:
     def resume(self, handle: dict[str, str]) -> None:
         pass
 
+    async def status(self, text: str) -> None:
+        pass
+
     async def begin(self) -> None:
         pass
 

@@ -82,6 +82,9 @@ class NullSink:
     def resume(self, handle: dict[str, str]) -> None:
         pass
 
+    async def status(self, text: str) -> None:
+        pass
+
     async def begin(self) -> None:
         pass
 

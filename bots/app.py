@@ -37,6 +37,7 @@ def open_store(settings: Settings, on_dead_letter: Callable[[str], None] | None 
         "max_stored_turns": settings.redis.max_stored_turns,
         "rate_per_minute": settings.chat.rate_limit_per_minute,
         "max_backlog": settings.chat.max_queued_per_user,
+        "default_preset": settings.chat.preset,
         "on_dead_letter": on_dead_letter,
     }
     if url.startswith("memory://"):
@@ -114,7 +115,12 @@ def build_services(
     catalog = catalog or FewShotCatalog()
     metrics = metrics or NullMetrics()
     admin = AdminService(
-        store, catalog, config.default_model, config.num_ctx, config.default_system_prompt
+        store,
+        catalog,
+        config.default_model,
+        config.num_ctx,
+        config.default_system_prompt,
+        config.default_preset,
     )
     service = ChatService(llm, store, catalog, config, owner, admin, metrics=metrics)
     return Services(store, service, Outbox(store, store, metrics), metrics, owner)
@@ -170,6 +176,7 @@ def chat_config(settings: Settings, model: str) -> ChatConfig:
         history_turns=chat.history_turns,
         first_token_s=settings.ollama.first_token_timeout_s,
         delivery_deadline_s=chat.delivery_deadline_s,
+        default_preset=chat.preset,
         affinity=Affinity(settings.ollama.affinity),
     )
 

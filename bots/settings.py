@@ -54,6 +54,7 @@ class RedisSettings(BaseModel):
 
 
 class ChatSettings(BaseModel):
+    preset: Literal["precise", "creative", "balanced"] = "balanced"
     system_prompt: str | None = None
     fewshot_file: Path | None = None
     max_message_chars: int = Field(16000, ge=100)

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import NamedTuple
 
-from core import commands, presets
+from core import commands, presets, quota
 from core.affinity import Affinity, affinity_of
-from core.errors import LLMError, MessageRejected, OllabotError, StoreUnavailable
+from core.errors import MessageRejected, OllabotError, StoreUnavailable
 from core.fewshot import FewShotCatalog
+from core.generation import Generated, generate
 from core.models import (
     ChatRequest,
     ConversationContext,
@@ -21,16 +23,18 @@ from core.models import (
     IncomingMessage,
     Outcome,
     StoredReply,
-    StreamEvent,
     Turn,
     TurnState,
 )
 from core.ports import LLM, ConversationStore, Metrics, NullMetrics, ReplySink
 from core.prompting import DEFAULT_SYSTEM_PROMPT, Budget, TokenEstimator, assemble
 
-MODEL_WAITING_NOTICE = (
-    "⏳ The model is busy or still loading; your message is waiting and will be answered."
-)
+STOPPING = "Stopping the reply."
+NOTHING_TO_STOP = "Nothing is being written here right now."
+NOTHING_TO_RETRY = "There is no answer to write again yet."
+UNDONE = "Forgot the last question and its answer."
+NOTHING_TO_UNDO = "There is nothing to undo yet."
+STOPPED_MARK = "(stopped)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,8 @@ class ChatConfig:
     delivery_deadline_s: float = 3600.0
     store_retry_s: float = 60.0
     affinity: Affinity = Affinity.CONVERSATION
+    stop_check_s: float = 0.5  # how soon a /stop from any process is noticed
+    default_preset: str = presets.DEFAULT_PRESET  # what a new channel starts with
 
 
 class Handled(NamedTuple):
@@ -76,7 +82,9 @@ class ChatService:
         admin: commands.AdminService,
         estimator: TokenEstimator | None = None,
         metrics: Metrics | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self._clock = clock
         self._llm = llm
         self._store = store
         self._catalog = catalog
@@ -91,6 +99,8 @@ class ChatService:
 
         ``StoreUnavailable`` before the answer is stored leaves the entry to be tried again.
         """
+        if commands.is_urgent(entry.message):
+            return await self._urgent(entry)
         c = self._config
         context = await self._store.load_context(
             entry, c.history_turns, self._owner, c.lock_ttl_ms, skip_order
@@ -102,39 +112,69 @@ class ChatService:
         if context.answered is not None:
             return Handled(TurnState.READY, context.answered)
         tracked = _TrackedSink(sink, self._store, entry.message)
-        async with self._lease_renewed(entry.message.conversation):
-            outcome, reply, cost = await self._answer(entry, context, tracked)
-        stored = await self._stored(entry, outcome, reply)
+        async with self._leased(entry.message.conversation) as stopped:
+            outcome, reply, cost = await self._answer(entry, context, tracked, stopped)
+        stored = await self._stored(entry, outcome, reply, self._owner)
+        if stored is reply and cost:
+            await _quietly(self._store.charge(entry.message, quota.today(self._now()), cost))
         return Handled(TurnState.WAITING if stored is None else TurnState.READY, stored, cost)
 
+    async def _urgent(self, entry: InboxEntry) -> Handled:
+        """``stop``: answered at once, without the conversation's lease (whoever is writing
+        holds it) and ahead of its waiting messages."""
+        context = await self._store.load_context(entry, 0, "", 0, skip_order=True)
+        if context.answered is not None:
+            return Handled(TurnState.READY, context.answered)
+        asked = await self._store.request_stop(entry.message.conversation)
+        reply = self._to_deliver(STOPPING if asked else NOTHING_TO_STOP)
+        return Handled(TurnState.READY, await self._stored(entry, None, reply, ""))
+
     async def _answer(
-        self, entry: InboxEntry, context: ConversationContext, sink: _TrackedSink
+        self,
+        entry: InboxEntry,
+        context: ConversationContext,
+        sink: _TrackedSink,
+        stopped: asyncio.Event,
     ) -> tuple[Outcome | None, StoredReply, float]:
         message = entry.message
         try:
             if message.is_command:
-                text = await self.admin.execute(message, commands.parse(message.text))
-                return None, self._to_deliver(text), 0.0
+                command = commands.parse(message.text)
+                if command.verb == "undo":
+                    return _undone(context), self._to_deliver(_undo_text(context)), 0.0
+                if command.verb != "retry":
+                    text = await self.admin.execute(message, command)
+                    return None, self._to_deliver(text), 0.0
+                message, context = _retried(message, context)
             self._check_input(message)
-            outcome, shown, cost = await self._measured(message, context, sink)
+            await self._check_quota(message, context)
+            outcome, shown, cost = await self._measured(message, context, sink, stopped)
             return outcome, self._to_deliver(shown), cost
         except StoreUnavailable:
             raise
         except OllabotError as error:
             return None, self._to_deliver(error.notice, failed=True), 0.0
 
+    async def _check_quota(self, message: IncomingMessage, context: ConversationContext) -> None:
+        settings = context.settings
+        if message.author_id not in settings.user_quota_s and settings.channel_quota_s is None:
+            return
+        now = self._now()
+        usage = await self._store.usage(message, quota.today(now))
+        quota.check(settings, message.author_id, usage, now)
+
     def _to_deliver(self, text: str, failed: bool = False) -> StoredReply:
         return StoredReply(text, failed, time.time() + self._config.delivery_deadline_s)
 
     async def _stored(
-        self, entry: InboxEntry, outcome: Outcome | None, reply: StoredReply
+        self, entry: InboxEntry, outcome: Outcome | None, reply: StoredReply, owner: str
     ) -> StoredReply | None:
         """Store the answer; a write that timed out may have run, so repeating it is safe
         and it is repeated (for a while) rather than losing a generated answer."""
         delay, deadline = 0.1, time.monotonic() + self._config.store_retry_s
         while True:
             try:
-                return await self._store.complete(entry, outcome, reply, self._owner)
+                return await self._store.complete(entry, outcome, reply, owner)
             except StoreUnavailable:
                 if time.monotonic() >= deadline:
                     raise
@@ -152,13 +192,17 @@ class ChatService:
             )
 
     async def _measured(
-        self, message: IncomingMessage, context: ConversationContext, sink: _TrackedSink
+        self,
+        message: IncomingMessage,
+        context: ConversationContext,
+        sink: _TrackedSink,
+        stopped: asyncio.Event,
     ) -> tuple[Outcome, str, float]:
         platform, started = message.platform, time.monotonic()
         self._metrics.reply_started(platform)
         outcome = "error"
         try:
-            result = await self._reply(message, context, sink)
+            result = await self._reply(message, context, sink, stopped)
             outcome = "ok"
             return result
         except OllabotError as error:
@@ -169,7 +213,11 @@ class ChatService:
             self._metrics.reply_finished(platform, outcome, first, time.monotonic() - started)
 
     async def _reply(
-        self, message: IncomingMessage, context: ConversationContext, sink: _TrackedSink
+        self,
+        message: IncomingMessage,
+        context: ConversationContext,
+        sink: _TrackedSink,
+        stopped: asyncio.Event,
     ) -> tuple[Outcome, str, float]:
         settings = context.settings
         params = presets.resolve(settings)
@@ -196,77 +244,46 @@ class ChatService:
             affinity_of(message, self._config.affinity),
         )
         await sink.begin()
-        text, reason, cost = await self._stream(request, sink)
+        generated = await generate(self._llm, request, sink, self._config.first_token_s, stopped)
+        self._observe(request, generated)
+        text = generated.text.strip() or STOPPED_MARK
         reply = Turn("assistant", text, next_seq + 1)
-        shown = text
-        if reason is DoneReason.LENGTH:
-            shown += f"\n\n(cut short: the reply reached the limit of {params.max_tokens} tokens)"
-        return Outcome((user_turn, reply), prompt.window_start, text), shown, cost
+        outcome = Outcome((user_turn, reply), prompt.window_start, text, context.replaces_from)
+        return outcome, _shown(generated, text, params.max_tokens), generated.gpu_s
 
-    async def _stream(self, request: ChatRequest, sink: ReplySink) -> tuple[str, DoneReason, float]:
-        """Stream the reply into ``sink``; returns the text, why it ended and its GPU time."""
-        text, reason, started = "", DoneReason.UNKNOWN, time.monotonic()
-        cost = 0.0
-        async with contextlib.aclosing(self._llm.stream(request)) as events:
-            async for event in self._told_when_slow(events, sink):
-                if event.delta:
-                    text += event.delta
-                    await sink.update(text)
-                if event.done:
-                    reason = event.done_reason
-                    cost = (event.prompt_eval_duration_ns + event.eval_duration_ns) / 1e9
-                    self._observe(request, event)
-        if not text.strip():
-            raise LLMError("The model returned an empty reply; please rephrase and try again.")
-        return text, reason, cost or time.monotonic() - started
-
-    async def _told_when_slow(
-        self, events: AsyncGenerator[StreamEvent, None], sink: ReplySink
-    ) -> AsyncIterator[StreamEvent]:
-        """The events, after telling the user once when the first is slow to come (a model
-        loading, or every Ollama slot taken): the message still waits, up to the read timeout.
-        """
-        first = asyncio.ensure_future(anext(events, None))
-        try:
-            timeout = self._config.first_token_s
-            while not (await asyncio.wait({first}, timeout=timeout))[0]:
-                # repeated while waiting: a sink shows a preview only when its pacing allows
-                await sink.update(MODEL_WAITING_NOTICE)
-                timeout = 1.0
-            event = await first
-        finally:
-            if not first.done():
-                first.cancel()
-                await asyncio.gather(first, return_exceptions=True)
+    def _observe(self, request: ChatRequest, generated: Generated) -> None:
+        event = generated.final
         if event is None:
             return
-        yield event
-        async for event in events:
-            yield event
-
-    def _observe(self, request: ChatRequest, event: StreamEvent) -> None:
         if event.prompt_eval_count:
             self._estimator.observe(request.messages, event.prompt_eval_count)
         if event.eval_count and event.eval_duration_ns:
             self._metrics.tokens_per_second(event.eval_count * 1e9 / event.eval_duration_ns)
 
     @contextlib.asynccontextmanager
-    async def _lease_renewed(self, conversation: str) -> AsyncIterator[None]:
-        """Keep the conversation's lease while answering; give it back if answering fails."""
-        renewer = asyncio.create_task(self._renew(conversation))
+    async def _leased(self, conversation: str) -> AsyncIterator[asyncio.Event]:
+        """Keep the conversation's lease while answering (give it back if answering fails);
+        the event is set when someone asks, from any process, to stop the reply."""
+        stopped = asyncio.Event()
+        keeper = asyncio.create_task(self._keep_lease(conversation, stopped))
         try:
-            yield
+            yield stopped
         except BaseException:
             await _quietly(self._store.release_lock(conversation, self._owner))
             raise
         finally:
-            renewer.cancel()
+            keeper.cancel()
 
-    async def _renew(self, conversation: str) -> None:
+    async def _keep_lease(self, conversation: str, stopped: asyncio.Event) -> None:
+        c = self._config
         while True:
-            await asyncio.sleep(self._config.lock_ttl_ms / 3000)
+            await asyncio.sleep(c.stop_check_s)
             with contextlib.suppress(StoreUnavailable):
-                await self._store.acquire_lock(conversation, self._owner, self._config.lock_ttl_ms)
+                if await self._store.keep_lease(conversation, self._owner, c.lock_ttl_ms):
+                    stopped.set()
+
+    def _now(self) -> datetime:
+        return self._clock()
 
 
 class _TrackedSink:
@@ -291,8 +308,12 @@ class _TrackedSink:
         await self._sink.begin()
         await self._save_handle()
 
+    async def status(self, text: str) -> None:
+        await self._sink.status(text)
+        await self._save_handle()
+
     async def update(self, text: str) -> None:
-        if not self.first_text_at and text != MODEL_WAITING_NOTICE:
+        if not self.first_text_at:
             self.first_text_at = time.monotonic()
         await self._sink.update(text)
         await self._save_handle()
@@ -315,3 +336,48 @@ async def _quietly(awaitable: object) -> None:
     """Await a best-effort cleanup whose own failure must not hide the first error."""
     with contextlib.suppress(Exception):
         await awaitable  # type: ignore[misc]
+
+
+def _shown(generated: Generated, text: str, max_tokens: int) -> str:
+    """The reply as the user sees it: with why it ended, when that was not the model's choice."""
+    if generated.reason is DoneReason.STOPPED:
+        return text if text == STOPPED_MARK else f"{text}\n\n{STOPPED_MARK}"
+    if generated.reason is DoneReason.LENGTH:
+        return f"{text}\n\n(cut short: the reply reached the limit of {max_tokens} tokens)"
+    return text
+
+
+def _last_exchange(context: ConversationContext) -> tuple[Turn, Turn] | None:
+    turns = context.history[-2:]
+    if len(turns) == 2 and (turns[0].role, turns[1].role) == ("user", "assistant"):
+        return turns[0], turns[1]
+    return None
+
+
+def _retried(
+    message: IncomingMessage, context: ConversationContext
+) -> tuple[IncomingMessage, ConversationContext]:
+    """The last question asked again, on the history before it; its answer will replace
+    the old one (one question, one answer)."""
+    exchange = _last_exchange(context)
+    if exchange is None:
+        raise MessageRejected(NOTHING_TO_RETRY)
+    question = exchange[0]
+    again = replace(
+        message,
+        text=question.content,
+        is_command=False,
+        author_name=question.author or message.author_name,
+    )
+    return again, replace(context, history=context.history[:-2], replaces_from=question.seq)
+
+
+def _undone(context: ConversationContext) -> Outcome | None:
+    exchange = _last_exchange(context)
+    if exchange is None:
+        return None
+    return Outcome((), context.window_start, UNDONE, replaces_from=exchange[0].seq)
+
+
+def _undo_text(context: ConversationContext) -> str:
+    return UNDONE if _last_exchange(context) is not None else NOTHING_TO_UNDO

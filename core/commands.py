@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from core import presets
+from core import presets, quota
 from core.errors import InvalidCommand, NotAuthorized
 from core.fewshot import FewShotCatalog
 from core.models import AuditEntry, ChannelSettings, IncomingMessage
@@ -34,6 +34,11 @@ GRAMMAR: dict[str, dict[str, tuple[bool, int]]] = {
     "fewshot": {"show": (False, 0), "list": (False, 0), "use": (True, 1), "clear": (True, 0)},
     "model": {"show": (False, 0), "use": (True, 1)},
     "audit": {"show": (True, 0)},
+    "quota": {"show": (False, 0), "user": (True, 2), "channel": (True, 1), "off": (True, 0)},
+    "usage": {"": (False, 0)},
+    "stop": {"": (False, 0)},
+    "retry": {"": (False, 0)},
+    "undo": {"": (False, 0)},
     "reset": {"": (False, 0)},
     "help": {"": (False, 0)},
     "start": {"": (False, 0)},
@@ -44,9 +49,18 @@ USAGE = {
     "fewshot": "fewshot show | fewshot list | fewshot use NAME | fewshot clear",
     "model": "model show | model use TAG",
     "audit": "audit",
+    "quota": "quota | quota user ID 30m/day | quota channel 2h/day | quota off",
 }
+# Commands about the reply being generated: answered at once, not after it.
+URGENT = frozenset({"stop"})
+# Commands that work on the conversation's history: answered by the chat service.
+CONVERSATION_VERBS = frozenset({"stop", "retry", "undo"})
 # The settings field a command's verb changes, where the audit log names it differently.
 _FIELD_OF_VERB = {"system": "system_prompt"}
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +79,7 @@ def parse(text: str) -> Command:
     if actions is None:
         raise InvalidCommand(f"Unknown command '{verb}'. Try help.")
     default = "show" if "show" in actions else ""
-    action = words[1].lower() if len(words) > 1 and actions is not GRAMMAR["reset"] else default
+    action = words[1].lower() if len(words) > 1 and "" not in actions else default
     if action not in actions:
         raise InvalidCommand(f"Usage: {USAGE.get(verb, verb)}")
     admin_only, arity = actions[action]
@@ -83,10 +97,22 @@ def _arguments(rest: str, arity: int) -> tuple[str, ...] | None:
     return words if len(words) == arity else None
 
 
+def is_urgent(message: IncomingMessage) -> bool:
+    """A command to act on now, ahead of the conversation's waiting messages (``stop``)."""
+    if not message.is_command:
+        return False
+    words = message.text.strip().lstrip("/").split(maxsplit=1)
+    return bool(words) and words[0].lower() in URGENT
+
+
 def help_text(prefix: str) -> str:
     lines = [
         "Talk to me and I answer with the local Llama model.",
+        f"{prefix}stop — stop the reply being written",
+        f"{prefix}retry — write the last answer again",
+        f"{prefix}undo — forget the last question and answer",
         f"{prefix}reset — forget this conversation",
+        f"{prefix}usage — your model time today",
         f"{prefix}help — this message",
         "Admins:",
     ]
@@ -106,8 +132,12 @@ class AdminService:
         default_model: str,
         num_ctx: int,
         default_system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+        default_preset: str = presets.DEFAULT_PRESET,
+        clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         self._store = store
+        self._default_preset = default_preset
+        self._clock = clock
         self._catalog = catalog
         self._default_model = default_model
         self._num_ctx = num_ctx
@@ -132,6 +162,9 @@ class AdminService:
         if command.verb == "audit":
             return audit_text(await self._store.audit_log(message.channel, AUDIT_SHOWN))
         settings = await self._store.get_settings(message.channel)
+        if command.verb == "usage":
+            usage = await self._store.usage(message, quota.today(self._clock()))
+            return quota.usage_text(usage, settings, message.author_id, message.is_admin)
         handler = getattr(self, f"_{command.verb}_{command.action}")
         result: tuple[str, ChannelSettings | None, str] = handler(settings, *command.args)
         reply, changed, field = result
@@ -185,8 +218,27 @@ class AdminService:
         )
 
     def _preset_reset(self, s: ChannelSettings) -> tuple[str, ChannelSettings, str]:
-        new = replace(s, preset=presets.DEFAULT_PRESET, overrides={})
-        return f"Preset reset to {presets.DEFAULT_PRESET}.", new, "preset"
+        new = replace(s, preset=self._default_preset, overrides={})
+        return f"Preset reset to {self._default_preset}.", new, "preset"
+
+    def _quota_show(self, s: ChannelSettings) -> tuple[str, None, str]:
+        return _quotas(s), None, ""
+
+    def _quota_user(
+        self, s: ChannelSettings, user: str, text: str
+    ) -> tuple[str, ChannelSettings, str]:
+        seconds = quota.parse_quota(text)
+        new = replace(s, user_quota_s={**s.user_quota_s, user: seconds})
+        return f"{user} may now use {quota.duration(seconds)} a day here.", new, "quota"
+
+    def _quota_channel(self, s: ChannelSettings, text: str) -> tuple[str, ChannelSettings, str]:
+        seconds = quota.parse_quota(text)
+        new = replace(s, channel_quota_s=seconds)
+        return f"This chat may now use {quota.duration(seconds)} a day.", new, "quota"
+
+    def _quota_off(self, s: ChannelSettings) -> tuple[str, ChannelSettings, str]:
+        new = replace(s, user_quota_s={}, channel_quota_s=None)
+        return "No more quotas in this chat.", new, "quota"
 
     def _system_show(self, s: ChannelSettings) -> tuple[str, None, str]:
         which = "custom" if s.system_prompt else "default"
@@ -270,6 +322,15 @@ def _refused(message: IncomingMessage, command: Command, refusal: Exception) -> 
     return AuditEntry(message.channel, message.author_id, field, "", attempted, f"refused: {why}")
 
 
+def _quotas(s: ChannelSettings) -> str:
+    if not s.user_quota_s and s.channel_quota_s is None:
+        return "No quotas in this chat."
+    lines = [f"{user}: {quota.duration(q)} a day" for user, q in sorted(s.user_quota_s.items())]
+    if s.channel_quota_s is not None:
+        lines.append(f"the whole chat: {quota.duration(s.channel_quota_s)} a day")
+    return "Quotas of model time:\n" + "\n".join(lines)
+
+
 def _overrides(s: ChannelSettings) -> str:
     return ", ".join(f"{k}={v:g}" for k, v in sorted(s.overrides.items()))
 
@@ -277,5 +338,7 @@ def _overrides(s: ChannelSettings) -> str:
 def _summary(s: ChannelSettings, field: str) -> str:
     if field == "preset":
         return f"{s.preset} {_overrides(s)}".strip()
+    if field == "quota":
+        return " ".join(_quotas(s).splitlines()[1:])
     value = getattr(s, field, None)
     return "" if value is None else str(value)

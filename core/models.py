@@ -104,6 +104,8 @@ class ChannelSettings:
     system_prompt: str | None = None
     fewshot: str | None = None
     model: str | None = None
+    user_quota_s: dict[str, float] = field(default_factory=dict)  # author id -> a day's
+    channel_quota_s: float | None = None  # GPU seconds a day for the whole channel
 
 
 class ChatMessage(NamedTuple):
@@ -127,6 +129,7 @@ class ChatRequest:
 class DoneReason(StrEnum):
     STOP = "stop"
     LENGTH = "length"
+    STOPPED = "stopped"  # by the user (/stop), not by the model
     UNKNOWN = ""
 
 
@@ -158,6 +161,7 @@ class ConversationContext:
     answered: StoredReply | None = None
     handle: dict[str, str] = field(default_factory=dict)
     state: TurnState = TurnState.READY
+    replaces_from: int = -1  # a retry: the answer replaces the stored turns from this seq on
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,8 +182,23 @@ class AuditEntry:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """A finished reply: the two turns to append, the new window start, the reply text."""
+    """A finished reply: the two turns to append, the new window start, the reply text.
+
+    ``replaces_from``: stored turns from this ``seq`` on are dropped first (a regenerated
+    answer replaces the old exchange; an undo drops it); -1 keeps them all.
+    """
 
     turns: tuple[Turn, ...]
     window_start: int
     reply: str
+    replaces_from: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """GPU seconds spent today (UTC): by one user in a channel, by the whole channel, and the
+    channel's top users (author id, seconds), most first."""
+
+    user_s: float = 0.0
+    channel_s: float = 0.0
+    top: tuple[tuple[str, float], ...] = ()

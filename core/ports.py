@@ -16,6 +16,7 @@ from core.models import (
     Outcome,
     StoredReply,
     StreamEvent,
+    Usage,
 )
 
 
@@ -32,6 +33,10 @@ class ReplySink(Protocol):
 
     async def begin(self) -> None:
         """Show that the bot is working (typing indicator, placeholder)."""
+
+    async def status(self, text: str) -> None:
+        """Say where the reply stands before its text comes (queued, model loading); the
+        reply replaces it. Best effort, like ``update``."""
 
     async def update(self, text: str) -> None:
         """Show the reply so far; the sink decides how often to really send."""
@@ -135,6 +140,22 @@ class ConversationStore(Protocol):
 
     async def save_handle(self, message: IncomingMessage, handle: dict[str, str]) -> None:
         """Remember where this message's reply is shown, for a successor to finish it."""
+
+    async def request_stop(self, conversation: str) -> bool:
+        """Ask whoever is answering in ``conversation`` to stop; False when nobody is."""
+        ...
+
+    async def keep_lease(self, conversation: str, owner: str, ttl_ms: int) -> bool:
+        """Renew ``owner``'s lease; True (once) when a stop was asked for meanwhile."""
+        ...
+
+    async def charge(self, message: IncomingMessage, day: str, gpu_s: float) -> None:
+        """Add a reply's GPU seconds to its author's and its channel's use on ``day``."""
+
+    async def usage(self, message: IncomingMessage, day: str) -> Usage:
+        """GPU seconds spent on ``day`` by the author in the channel, by the channel, and the
+        channel's top users."""
+        ...
 
     async def clear_conversation(self, conversation: str) -> None: ...
 

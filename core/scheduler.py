@@ -7,13 +7,17 @@ between users goes to the less served channel): each is charged the GPU seconds 
 cost (estimated when a reply starts, corrected when it ends), and the least charged goes
 first. A user who was idle starts level with the others, not ahead by their idle time, so a
 flood from one user, in however many chats, delays anyone else by about one reply.
+
+Urgent commands (``stop``) wait for nothing: they go first, outside their conversation's queue.
 """
 
 from __future__ import annotations
 
 import bisect
+from collections import deque
 from dataclasses import dataclass, field
 
+from core.commands import is_urgent
 from core.models import InboxEntry
 
 DEFAULT_COST_S = 1.0
@@ -46,7 +50,10 @@ class FairScheduler:
         self._channels: dict[str, _Account] = {}
         self._charges: dict[str, float] = {}  # entry id -> estimate charged at start
         self._held: set[str] = set()
+        self._urgent: deque[tuple[float, InboxEntry]] = deque()  # (not before, entry)
+        self._urgent_running: set[str] = set()
         self._arrivals = 0
+        self._mean_cost = DEFAULT_COST_S
         self._channel_clock = 0.0  # charge of the last channel served
         self._user_clock = 0.0  # charge of the last user served
 
@@ -57,11 +64,43 @@ class FairScheduler:
     def held_ids(self) -> list[str]:
         return list(self._held)
 
+    def waiting(self, entry_id: str) -> InboxEntry | None:
+        """The held entry if it has not started (nor is running now), else None."""
+        for queue in self._queues.values():
+            for index, (_, _, entry) in enumerate(queue.entries):
+                if entry.entry_id == entry_id:
+                    return None if index == 0 and queue.running else entry
+        return None
+
+    def position(self, entry: InboxEntry) -> int:
+        """About how many replies start before ``entry`` (1: it is next), by today's ranks."""
+        own = self._queues.get(entry.message.conversation)
+        if own is None:
+            return 1
+        ahead_in_own = next(i for i, item in enumerate(own.entries) if item[2] is entry)
+        rank = self._rank(own)
+        others = sum(
+            1 for queue in self._queues.values() if queue is not own and self._rank(queue) < rank
+        )
+        return 1 + ahead_in_own + others
+
+    @property
+    def mean_cost_s(self) -> float:
+        """A reply's GPU time, averaged over the recent ones."""
+        return self._mean_cost
+
+    def _rank(self, queue: _Queue) -> tuple[float, float, int]:
+        head = queue.head()
+        return (self._user(head).charged, self._channel(head).charged, queue.entries[0][1])
+
     def add(self, entry: InboxEntry) -> bool:
         """Queue ``entry`` behind its conversation's earlier messages; False if held already."""
         if entry.entry_id in self._held:
             return False
         self._held.add(entry.entry_id)
+        if is_urgent(entry.message):
+            self._urgent.append((0.0, entry))
+            return True
         message = entry.message
         queue = self._queues.setdefault(message.conversation, _Queue())
         self._arrivals += 1
@@ -73,6 +112,10 @@ class FairScheduler:
 
     def next_ready(self, now: float, commands_only: bool = False) -> InboxEntry | None:
         """The next message to start (its conversation is then running), or None."""
+        if self._urgent and self._urgent[0][0] <= now:
+            _, entry = self._urgent.popleft()
+            self._urgent_running.add(entry.entry_id)
+            return entry
         best: tuple[float, float, int] | None = None
         chosen: _Queue | None = None
         for queue in self._queues.values():
@@ -81,7 +124,7 @@ class FairScheduler:
             entry = queue.head()
             if commands_only and not entry.message.is_command:
                 continue
-            rank = (self._user(entry).charged, self._channel(entry).charged, queue.entries[0][1])
+            rank = self._rank(queue)
             if best is None or rank < best:
                 best, chosen = rank, queue
         if chosen is None:
@@ -95,11 +138,16 @@ class FairScheduler:
 
     def finished(self, entry: InboxEntry, cost_s: float) -> None:
         """``entry`` is done; charge what it really cost and free its conversation."""
-        queue = self._queues.get(entry.message.conversation)
         self._held.discard(entry.entry_id)
+        if entry.entry_id in self._urgent_running:
+            self._urgent_running.discard(entry.entry_id)
+            return
+        queue = self._queues.get(entry.message.conversation)
         estimate = self._charges.pop(entry.entry_id, 0.0)
         cost = max(cost_s, 0.0)
         self._user(entry).last_cost = cost or DEFAULT_COST_S
+        if cost:
+            self._mean_cost = 0.8 * self._mean_cost + 0.2 * cost
         for account in (self._user(entry), self._channel(entry)):
             account.charged += cost - estimate
         if queue is None:
@@ -112,6 +160,10 @@ class FairScheduler:
 
     def postpone(self, entry: InboxEntry, until: float) -> None:
         """``entry`` cannot start yet (its turn comes later); keep it first in its queue."""
+        if entry.entry_id in self._urgent_running:
+            self._urgent_running.discard(entry.entry_id)
+            self._urgent.append((until, entry))
+            return
         queue = self._queues.get(entry.message.conversation)
         self._refund(entry)
         if queue is not None:
@@ -120,6 +172,7 @@ class FairScheduler:
     def next_wakeup(self) -> float | None:
         """When the earliest postponed conversation may be tried again."""
         times = [q.not_before for q in self._queues.values() if not q.running and q.not_before]
+        times += [not_before for not_before, _ in self._urgent if not_before]
         return min(times) if times else None
 
     def _charge(self, entry: InboxEntry, estimate: float) -> None:

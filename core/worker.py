@@ -38,6 +38,7 @@ class WorkerConfig:
     claim_idle_ms: int = 60_000
     sweep_idle_ms: int = 24 * 3600 * 1000  # a consumer silent that long is a process gone
     order_wait_s: float = 120.0  # after this, an earlier message still open is not waited for
+    queued_notice_s: float = 2.0  # a message not started by then shows its place in line
 
 
 class InboxWorker:
@@ -68,6 +69,8 @@ class InboxWorker:
         self._attempts: dict[str, int] = {}
         self._told_store_down: set[str] = set()
         self._claimed_once = False
+        self._held_since: dict[str, float] = {}
+        self._reply_sinks: dict[str, ReplySink] = {}
         self._changed = asyncio.Condition()
 
     @property
@@ -76,7 +79,7 @@ class InboxWorker:
         return len(self._tasks)
 
     async def run(self, stop: asyncio.Event) -> None:
-        loops = [self._read(stop), self._dispatch(stop), self._heartbeat()]
+        loops = [self._read(stop), self._dispatch(stop), self._heartbeat(), self._tell_queued()]
         tasks = [asyncio.create_task(loop) for loop in loops]
         try:
             await stop.wait()
@@ -136,9 +139,20 @@ class InboxWorker:
         return await self._inbox.take(c.platform, c.consumer, c.batch)
 
     def _hold(self, entries: list[InboxEntry]) -> None:
-        if any([self._scheduler.add(entry) for entry in entries]):
+        added = [entry for entry in entries if self._scheduler.add(entry)]
+        for entry in added:
+            self._held_since[entry.entry_id] = time.monotonic()
+        if added:
             self._report_depth()
             self._wake.set()
+
+    def _sink_of(self, entry: InboxEntry) -> ReplySink:
+        """One sink per entry for as long as it is held: its queue notice, its attempts and
+        its delivery all show in the same message."""
+        sink = self._reply_sinks.get(entry.entry_id)
+        if sink is None:
+            sink = self._reply_sinks[entry.entry_id] = self._sinks(entry.message)
+        return sink
 
     # Dispatching
 
@@ -166,7 +180,7 @@ class InboxWorker:
             task.add_done_callback(self._tasks.discard)
 
     async def _answer(self, entry: InboxEntry, uses_slot: bool) -> None:
-        sink = self._sinks(entry.message)
+        sink = self._sink_of(entry)
         reply, cost = None, 0.0
         try:
             handled = await self._service.handle(entry, sink, self._waited_too_long(entry))
@@ -188,6 +202,7 @@ class InboxWorker:
             self._wake.set()
         if reply is not None:
             await self._deliver(entry, sink, reply)
+            self._release(entry)
             self._scheduler.finished(entry, cost)  # the conversation's next message may start
             self._wake.set()
             await self._notify()
@@ -213,6 +228,7 @@ class InboxWorker:
         self._forget_attempts(entry)
         with contextlib.suppress(StoreUnavailable):
             await self._inbox.acknowledge(entry)
+        self._release(entry)
         self._scheduler.finished(entry, 0.0)
 
     def _waited_too_long(self, entry: InboxEntry) -> bool:
@@ -241,6 +257,28 @@ class InboxWorker:
         self._told_store_down.add(conversation)
         with contextlib.suppress(Exception):
             await sink.fail(error.notice)
+
+    def _release(self, entry: InboxEntry) -> None:
+        self._reply_sinks.pop(entry.entry_id, None)
+        self._held_since.pop(entry.entry_id, None)
+
+    # Telling waiting users where they are
+
+    async def _tell_queued(self) -> None:
+        while True:
+            await asyncio.sleep(self._config.queued_notice_s / 2)
+            due = time.monotonic() - self._config.queued_notice_s
+            for entry_id, since in list(self._held_since.items()):
+                entry = self._scheduler.waiting(entry_id)
+                if since <= due and entry is not None and not entry.message.is_command:
+                    del self._held_since[entry_id]  # told once; the reply replaces it
+                    with contextlib.suppress(Exception):
+                        await self._sink_of(entry).status(self._queued_text(entry))
+
+    def _queued_text(self, entry: InboxEntry) -> str:
+        place = self._scheduler.position(entry)
+        seconds = place * self._scheduler.mean_cost_s / max(1, self._config.slots)
+        return f"queued: #{place}, about {max(1, round(seconds))} s"
 
     # Keeping entries claimed
 

@@ -136,6 +136,17 @@ class ThreadReplySink:
             # post and one final update, and the message is never edited twice in a row fast
             self._next_update = time.monotonic() + self._pace.interval_s
 
+    async def status(self, text: str) -> None:
+        """Say where the reply stands (queued, model loading) until its text comes."""
+        if self._partial or text == self._shown or not self._pace.budget.try_take():
+            return
+        with preview_errors_logged("a status", self._to):
+            if self._ts is None:
+                self._ts = await self._post(text)
+            else:
+                await self._client.chat_update(channel=self._to.channel, ts=self._ts, text=text)
+            self._shown = text
+
     async def update(self, text: str) -> None:
         self._partial = text
         now = time.monotonic()
@@ -224,6 +235,9 @@ class EphemeralSink:
         self._cooldowns = cooldowns
 
     async def begin(self) -> None:
+        pass
+
+    async def status(self, text: str) -> None:
         pass
 
     async def update(self, text: str) -> None:

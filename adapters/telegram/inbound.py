@@ -16,8 +16,9 @@ from telegram import Message, MessageEntity, Update
 from core.models import IncomingMessage
 
 PLATFORM = "telegram"
-PUBLIC_COMMANDS = ("start", "help", "reset")
-ADMIN_COMMANDS = ("preset", "system", "fewshot", "model", "audit")
+PUBLIC_COMMANDS = ("start", "help", "reset", "stop", "retry", "undo")
+# Commands whose answer depends on the author being an admin (usage: the top users too).
+ADMIN_COMMANDS = ("preset", "system", "fewshot", "model", "audit", "quota", "usage")
 KNOWN_COMMANDS = (*PUBLIC_COMMANDS, *ADMIN_COMMANDS, "ask")
 
 

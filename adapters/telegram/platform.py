@@ -45,7 +45,11 @@ STORE_DOWN_NOTICE = (
 )
 PUBLIC_MENU = (
     BotCommand("help", "What I can do"),
+    BotCommand("stop", "Stop the reply being written"),
+    BotCommand("retry", "Write the last answer again"),
+    BotCommand("undo", "Forget the last question and answer"),
     BotCommand("reset", "Forget this conversation"),
+    BotCommand("usage", "Model time used today"),
     BotCommand("ask", "Ask me something (in groups)"),
 )
 ADMIN_MENU = (
@@ -55,6 +59,7 @@ ADMIN_MENU = (
     BotCommand("fewshot", "Show or choose few-shot examples"),
     BotCommand("model", "Show or change the model"),
     BotCommand("audit", "Recent changes to this chat's settings"),
+    BotCommand("quota", "Show or set model-time quotas"),
 )
 
 

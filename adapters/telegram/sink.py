@@ -68,6 +68,20 @@ class TelegramSink:
         self._pacer.streaming(id(self), time.monotonic())
         self._typing = asyncio.create_task(self._keep_typing())
 
+    async def status(self, text: str) -> None:
+        """Say where the reply stands (queued, model loading) until its text comes."""
+        if self._latest or not self._pacer.edit_allowed(time.monotonic()):
+            return
+        part = Part(text)
+        if part == self._shown:
+            return
+        try:
+            await self._show(part)
+        except RetryAfter as error:
+            self._pacer.block(retry_seconds(error))
+        except TelegramError as error:
+            log.info("status not shown: %s", error)
+
     async def update(self, text: str) -> None:
         """Show the reply so far, when the chat's budget allows and the text changed."""
         self._latest = text

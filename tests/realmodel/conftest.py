@@ -56,6 +56,9 @@ class RecordingSink:
     finished: str | None = None
     failed: str | None = None
 
+    async def status(self, text: str) -> None:
+        pass
+
     async def begin(self) -> None:
         self.begun += 1
 

@@ -54,6 +54,7 @@ class RecordingSink:
     finished: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     resumed: dict[str, str] = field(default_factory=dict)
+    statuses: list[str] = field(default_factory=list)
 
     @property
     def handle(self) -> dict[str, str]:
@@ -61,6 +62,9 @@ class RecordingSink:
 
     def resume(self, handle: dict[str, str]) -> None:
         self.resumed = handle
+
+    async def status(self, text: str) -> None:
+        self.statuses.append(text)
 
     async def begin(self) -> None:
         pass

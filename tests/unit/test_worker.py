@@ -82,14 +82,18 @@ class DeliveringSink(RecordingSink):
 
 
 def make_worker(
-    store: MemoryStore, llm: GatedLLM, sinks: Sinks, consumer: str = "w", slots: int = 1
+    store: MemoryStore,
+    llm: GatedLLM,
+    sinks: Sinks,
+    consumer: str = "w",
+    slots: int = 1,
+    queued_notice_s: float = 2.0,
 ) -> InboxWorker:
     config = ChatConfig("m")
     admin = AdminService(store, FewShotCatalog(), "m", config.num_ctx)
     service = ChatService(llm, store, FewShotCatalog(), config, consumer, admin)
-    return InboxWorker(
-        store, service, Outbox(store, store), sinks, WorkerConfig("test", consumer, slots=slots)
-    )
+    config = WorkerConfig("test", consumer, slots=slots, queued_notice_s=queued_notice_s)
+    return InboxWorker(store, service, Outbox(store, store), sinks, config)
 
 
 @contextlib.asynccontextmanager
@@ -179,3 +183,20 @@ async def test_a_deferred_delivery_is_retried_without_holding_the_model() -> Non
         await until(lambda: len(sinks.delivered) == 2, sinks.changed)
     assert sorted(sinks.delivered) == ["one", "two"]
     assert await store.claim_abandoned("test", "w", 0) == [], "both entries are done"
+
+
+async def test_a_message_that_cannot_start_soon_shows_its_place_in_line() -> None:
+    store, llm = MemoryStore(block_ms=10), GatedLLM(gates={"long": asyncio.Event()})
+    sinks = Sinks()
+    async with running(make_worker(store, llm, sinks, slots=1, queued_notice_s=0.05)):
+        await send(store, "long", "a")
+        await until(lambda: len(llm.requests) == 1, llm.changed)
+        await send(store, "short", "b", user="v")
+        async with asyncio.timeout(5):  # the notice comes from the worker's own clock
+            while "short" not in sinks.by_text or not sinks.by_text["short"].statuses:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        llm.gates["long"].set()
+        await until(lambda: len(sinks.delivered) == 2, sinks.changed)
+    assert sinks.by_text["short"].statuses == ["queued: #1, about 1 s"]
+    assert sinks.by_text["short"].finished == ["re short"], "the reply replaced the notice"
+    assert sinks.by_text["long"].statuses == [], "a message that started at once is not told"
