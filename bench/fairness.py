@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from adapters.memory_store import MemoryStore
 from bots.app import build_services
-from core.chat import MODEL_WAITING_NOTICE, ChatConfig
+from core.chat import ChatConfig
 from core.models import ChatRequest, DoneReason, IncomingMessage, StreamEvent
 
 PLATFORM = "bench"
@@ -160,8 +160,7 @@ class TimingSink:
         pass
 
     async def update(self, text: str) -> None:
-        if text != MODEL_WAITING_NOTICE:
-            await self._recorder.token(self._message_id)
+        await self._recorder.token(self._message_id)
 
     async def finish(self, text: str) -> None:
         pass

@@ -208,7 +208,7 @@ async def overhead(redis_url: str, messages: int) -> None:
     figure("", "receipt to reply through a waiting worker, median", f"{piped_ms:7.3f} ms")
     figure("", "added by the pipeline", f"{piped_ms - bare_ms:7.3f} ms", "<= 2 ms")
     figure("2.", "Redis round trips, receipt to stored reply", f"{max(trips[20:]):7d}", "<= 4")
-    await bare_client.close()
+    await bare_client.close()  # type: ignore[no-untyped-call]  # ollama leaves it untyped
     await llm.close()
     await store.close()
     await fake.stop()
