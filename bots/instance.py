@@ -39,10 +39,8 @@ class InstanceTaken(Exception):
 
 
 def default_instance() -> str:
-    """The host name, plus the systemd template instance when there is one."""
-    host = socket.gethostname()
-    unit_instance = os.environ.get("OLLABOT_UNIT_INSTANCE", "")
-    return f"{host}-{unit_instance}" if unit_instance else host
+    """The host name: one ollabot process per host unless ``OLLABOT_INSTANCE`` says more."""
+    return socket.gethostname()
 
 
 @contextlib.asynccontextmanager
