@@ -85,6 +85,7 @@ class ChatService:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._clock = clock
+        self._charging: set[asyncio.Task[None]] = set()
         self._llm = llm
         self._store = store
         self._catalog = catalog
@@ -115,8 +116,10 @@ class ChatService:
         async with self._leased(entry.message.conversation) as stopped:
             outcome, reply, cost = await self._answer(entry, context, tracked, stopped)
         stored = await self._stored(entry, outcome, reply, self._owner)
-        if stored is reply and cost:
-            await _quietly(self._store.charge(entry.message, quota.today(self._now()), cost))
+        if stored is reply and cost:  # charged beside the delivery, not before it
+            charge = self._store.charge(entry.message, quota.today(self._now()), cost)
+            self._charging.add(task := asyncio.create_task(_quietly(charge)))
+            task.add_done_callback(self._charging.discard)
         return Handled(TurnState.WAITING if stored is None else TurnState.READY, stored, cost)
 
     async def _urgent(self, entry: InboxEntry) -> Handled:
@@ -159,6 +162,7 @@ class ChatService:
         settings = context.settings
         if message.author_id not in settings.user_quota_s and settings.channel_quota_s is None:
             return
+        await asyncio.gather(*self._charging)  # this process's latest replies count too
         now = self._now()
         usage = await self._store.usage(message, quota.today(now))
         quota.check(settings, message.author_id, usage, now)
