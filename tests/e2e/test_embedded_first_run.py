@@ -16,7 +16,7 @@ from tests.e2e.conftest import OLLABOT
 pytestmark = pytest.mark.model
 
 
-async def chat(data_dir: Path, *lines: str) -> tuple[str, str]:
+async def run(data_dir: Path, args: tuple[str, ...], *lines: str) -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OLLABOT_")}
     env |= {
         "OLLABOT_OLLAMA__HOST": "embedded",
@@ -26,7 +26,7 @@ async def chat(data_dir: Path, *lines: str) -> tuple[str, str]:
     }
     process = await asyncio.create_subprocess_exec(
         str(OLLABOT),
-        *("chat", "--user", "alice"),
+        *args,
         env=env,
         cwd=data_dir.parent,
         stdin=asyncio.subprocess.PIPE,
@@ -35,8 +35,14 @@ async def chat(data_dir: Path, *lines: str) -> tuple[str, str]:
     )
     async with asyncio.timeout(90):
         out, err = await process.communicate("".join(f"{line}\n" for line in lines).encode())
-    assert process.returncode == 0, err.decode()
-    return out.decode(), err.decode()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def chat(data_dir: Path, *lines: str) -> tuple[str, str]:
+    code, out, err = await run(data_dir, ("chat", "--user", "alice"), *lines)
+    assert code == 0, err
+    return out, err
 
 
 def replies(out: str) -> list[str]:
@@ -58,3 +64,11 @@ async def test_a_first_run_answers_with_the_demo_model_and_a_second_run_remember
     out, _ = await chat(data, "/retry", "/undo")
 
     assert replies(out) == [answer, UNDONE]
+
+
+async def test_doctor_checks_the_embedded_parts_it_starts(tmp_path: Path) -> None:
+    code, out, err = await run(tmp_path / "data", ("doctor",))
+
+    assert code == 0, out + err
+    assert "[ok  ] model: smollm2:135m is installed" in out
+    assert "[ok  ] redis persistence: AOF with appendfsync everysec" in out
