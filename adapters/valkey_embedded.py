@@ -57,7 +57,8 @@ class EmbeddedValkey:
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if await self._answers():
             raise EmbeddedValkeyError(
-                f"another process already serves the data directory {self.data_dir}"
+                f"a Valkey already serves {self.data_dir}: stop the ollabot using it (or the "
+                "valkey-server a killed one left behind), or set another OLLABOT_DATA_DIR"
             )
         self.socket.unlink(missing_ok=True)
         self._process = await asyncio.create_subprocess_exec(
