@@ -328,11 +328,13 @@ class StopFilter:
 
 
 class LlamaOllamaServer:
-    """The aiohttp app on 127.0.0.1:0; ``exchanges`` records every accepted chat request."""
+    """The aiohttp app on 127.0.0.1:0; with ``record``, ``exchanges`` keeps every accepted chat
+    request (for tests: a long-running ollabot must not grow it)."""
 
-    def __init__(self, model: SmolLM2, name: str = MODEL_NAME) -> None:
+    def __init__(self, model: SmolLM2, name: str = MODEL_NAME, record: bool = True) -> None:
         self.model = model
         self.name = name
+        self.record = record
         self.url = ""
         self.exchanges: list[Exchange] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
@@ -376,7 +378,8 @@ class LlamaOllamaServer:
             await loop.run_in_executor(self._executor, self.model.fit, exchange)
         except ContextOverflow as error:
             return json_response({"error": str(error)}, status=400)
-        self.exchanges.append(exchange)
+        if self.record:
+            self.exchanges.append(exchange)
         if body.get("stream", True) is False:
             job = self._generate(exchange, lambda piece: None, threading.Event())
             if failure := await _failure(job):

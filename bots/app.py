@@ -122,7 +122,7 @@ async def embedded_model(settings: Settings) -> AsyncIterator[tuple[str, str]]:
             f"OLLABOT_OLLAMA__MODEL={settings.ollama.model}: the embedded server has only "
             f"{MODEL_NAME}; leave it at auto"
         )
-    server = await LlamaOllamaServer(await asyncio.to_thread(SmolLM2)).start()
+    server = await LlamaOllamaServer(await asyncio.to_thread(SmolLM2), record=False).start()
     log.warning(DEMO_NOTICE)
     try:
         yield server.url, MODEL_NAME
