@@ -12,6 +12,7 @@ from typing import Any
 
 import structlog
 
+from adapters.i18n import Catalogues
 from adapters.memory_store import MemoryStore
 from adapters.ollama_llm import OllamaLLM
 from adapters.redis_store import RedisStore
@@ -122,7 +123,10 @@ def build_services(
         config.default_system_prompt,
         config.default_preset,
     )
-    service = ChatService(llm, store, catalog, config, owner, admin, metrics=metrics)
+    translations = Catalogues(config.language)
+    service = ChatService(
+        llm, store, catalog, config, owner, admin, metrics=metrics, translations=translations
+    )
     return Services(store, service, Outbox(store, store, metrics), metrics, owner)
 
 
@@ -177,6 +181,7 @@ def chat_config(settings: Settings, model: str) -> ChatConfig:
         first_token_s=settings.ollama.first_token_timeout_s,
         delivery_deadline_s=chat.delivery_deadline_s,
         default_preset=chat.preset,
+        language=chat.language,
         affinity=Affinity(settings.ollama.affinity),
     )
 

@@ -31,13 +31,14 @@ from adapters.slack.sink import SlackSinks
 from adapters.slack.threads import MemoryThreadRegistry
 from core import commands
 from core.errors import DeliveryError, InvalidCommand, OllabotError, RateLimited, StoreUnavailable
+from core.i18n import N_
 from core.models import Admission, IncomingMessage
 from core.ports import Inbox
 
 log = logging.getLogger("ollabot.slack")
 
 COMMAND = "/ollabot"
-UNREADABLE_COMMAND = "Sorry, I could not read that command."
+UNREADABLE_COMMAND = N_("Sorry, I could not read that command.")
 Ack = Callable[..., Awaitable[Any]]
 
 

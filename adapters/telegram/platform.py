@@ -34,12 +34,13 @@ from adapters.telegram.receive import ALLOWED_UPDATES, Poller, WebhookServer
 from adapters.telegram.request import AiohttpRequest, BotApi
 from adapters.telegram.sink import TelegramSink
 from core.errors import DeliveryError, RateLimited, StoreFull, StoreUnavailable
+from core.i18n import N_, Translations, only_english
 from core.models import Admission, IncomingMessage
 from core.ports import Inbox
 
 log = logging.getLogger("ollabot.telegram")
 
-STORE_DOWN_NOTICE = (
+STORE_DOWN_NOTICE = N_(
     "My conversation store (Redis) is not reachable right now; "
     "I will answer this message as soon as it is back."
 )
@@ -75,8 +76,10 @@ class TelegramPlatform:
         limits: Limits | None = None,
         poll_timeout_s: int = 30,
         request: BaseRequest | None = None,
+        translations: Translations = only_english,
     ) -> None:
         self._config = config
+        self._translations = translations
         self._inbox = inbox
         self._poll_timeout_s = poll_timeout_s
         request = request or AiohttpRequest()
@@ -180,8 +183,10 @@ class TelegramPlatform:
         await self._tell(incoming, notice)
 
     async def _tell(self, incoming: IncomingMessage, notice: str) -> None:
+        """Send ``notice`` (an English text of the catalogue) in the author's language."""
+        text = self._translations(incoming.language).gettext(notice)
         with contextlib.suppress(DeliveryError):
-            await self.sinks(incoming).fail(notice)
+            await self.sinks(incoming).fail(text)
 
     async def _with_admin_flag(self, incoming: IncomingMessage) -> IncomingMessage:
         if not is_admin_command(incoming):
