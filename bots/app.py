@@ -22,6 +22,7 @@ from core.affinity import Affinity
 from core.chat import ChatConfig, ChatService
 from core.commands import AdminService
 from core.fewshot import FewShotCatalog, parse_templates
+from core.i18n import Translations
 from core.outbox import Outbox
 from core.ports import LLM, Metrics, NullMetrics, SinkFactory
 from core.prompting import DEFAULT_SYSTEM_PROMPT
@@ -111,8 +112,13 @@ def build_services(
     owner: str,
     catalog: FewShotCatalog | None = None,
     metrics: Metrics | None = None,
+    translations: Translations | None = None,
 ) -> Services:
-    """The one wiring of the core, for the CLI, the service, the tests and the benchmarks."""
+    """The one wiring of the core, for the CLI, the service, the tests and the benchmarks.
+
+    ``translations``: the catalogues users are answered from (by default the ``.po`` files,
+    with ``config.language`` for users whose language is not known or not spoken).
+    """
     catalog = catalog or FewShotCatalog()
     metrics = metrics or NullMetrics()
     admin = AdminService(
@@ -123,7 +129,7 @@ def build_services(
         config.default_system_prompt,
         config.default_preset,
     )
-    translations = Catalogues(config.language)
+    translations = translations or Catalogues(config.language)
     service = ChatService(
         llm, store, catalog, config, owner, admin, metrics=metrics, translations=translations
     )

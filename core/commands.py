@@ -17,6 +17,7 @@ from core.prompting import DEFAULT_SYSTEM_PROMPT
 
 MAX_SYSTEM_PROMPT_CHARS = 4000
 AUDIT_SHOWN = 15
+NOT_AN_ADMIN = N_("not an admin")  # stored in the audit log in English, shown translated
 AUDIT_ADMINS_ONLY = N_("Sorry, only admins of this chat can see its audit log.")
 _AUDIT_VALUE_CHARS = 80
 _REFUSED_TEXT_CHARS = 200
@@ -329,10 +330,15 @@ def audit_text(entries: Sequence[AuditEntry]) -> str:
         change = f"{_clip(e.old) or default} → {_clip(e.new) or default}"
         if e.outcome != "changed":
             change = _("refused ({why}): {attempt}").format(
-                why=_clip(e.outcome.removeprefix("refused: ")), attempt=_clip(e.new)
+                why=_clip(_reason(e.outcome)), attempt=_clip(e.new)
             )
         lines.append(f"{when} {e.actor} {e.field}: {change}")
     return "\n".join(lines)
+
+
+def _reason(outcome: str) -> str:
+    why = outcome.removeprefix("refused: ")
+    return _(why) if why else why  # gettext("") would be the catalogue's header
 
 
 def _clip(value: str) -> str:
@@ -341,7 +347,7 @@ def _clip(value: str) -> str:
 
 
 def _refused(message: IncomingMessage, command: Command, refusal: Exception) -> AuditEntry:
-    why = "not an admin" if isinstance(refusal, NotAuthorized) else str(refusal)
+    why = NOT_AN_ADMIN if isinstance(refusal, NotAuthorized) else str(refusal)
     attempted = " ".join((command.action, *command.args)).strip()[:_REFUSED_TEXT_CHARS]
     field = _FIELD_OF_VERB.get(command.verb, command.verb)
     return AuditEntry(message.channel, message.author_id, field, "", attempted, f"refused: {why}")
