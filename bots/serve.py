@@ -76,7 +76,7 @@ def build_platform(config: PlatformConfig, rt: Runtime) -> Platform:
         if isinstance(store, RedisStore)
         else MemoryThreadRegistry()
     )
-    return SlackPlatform(config, store, threads)
+    return SlackPlatform(config, store, threads, translations=rt.services.service.translations)
 
 
 async def serve(settings: Settings, requested: list[str]) -> int:
