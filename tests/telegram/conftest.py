@@ -89,7 +89,7 @@ async def start_bot(
         ollama_url: str | None = None,
         redis: str | None = None,
         rate_per_minute: int = 1000,
-        translations: Translations = only_english,
+        translations: Translations | None = None,
     ) -> RunningBot:
         """``translations``: English for everyone unless a test asks for the catalogues (the
         fake users' clients say "es" and "en", and most tests check the English texts)."""
@@ -101,13 +101,15 @@ async def start_bot(
         )
         llm = OllamaLLM(ollama_url or fake_ollama.url, retries=0, backoff_s=0.01)
         config = ChatConfig(default_model="llama3.1:8b")
-        services = build_services(store, llm, config, consumer, translations=translations)
+        services = build_services(
+            store, llm, config, consumer, translations=translations or only_english
+        )
         platform = TelegramPlatform(
             telegram_config(settings),
             store,
             limits=limits,
             poll_timeout_s=1,
-            translations=services.service.translations,
+            translations=translations,
         )
         await platform.start()
         worker = services.worker("telegram", platform.sinks, slots=4, claim_idle_ms=claim_idle_ms)

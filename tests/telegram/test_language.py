@@ -41,6 +41,22 @@ async def test_spanish_user_gets_spanish_and_english_user_english(
     assert NotAuthorized.notice in refused_en
 
 
+async def test_the_command_menu_is_registered_in_spanish_too(
+    start_bot: StartBot, fake_telegram: FakeTelegram
+) -> None:
+    await start_bot(translations=Catalogues("en"))
+
+    menus = {
+        c.params.get("language_code", ""): {
+            cmd["command"]: cmd["description"] for cmd in c.params["commands"]
+        }
+        for c in fake_telegram.calls_to("setMyCommands", 200)
+        if "scope" not in c.params or c.params["scope"]["type"] == "default"
+    }
+    assert menus["es"]["undo"] == "Olvidar la última pregunta y su respuesta"
+    assert menus[""]["undo"] == "Forget the last question and answer"
+
+
 async def test_a_language_ollabot_does_not_speak_gets_the_deployment_default(
     start_bot: StartBot, fake_telegram: FakeTelegram
 ) -> None:
