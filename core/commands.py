@@ -246,16 +246,16 @@ class AdminService:
     ) -> tuple[str, ChannelSettings, str]:
         seconds = quota.parse_quota(text)
         new = replace(s, user_quota_s={**s.user_quota_s, user: seconds})
-        text = _("{user} may now use {quota} a day here.").format(
+        answer = _("{user} may now use {quota} a day here.").format(
             user=user, quota=quota.duration(seconds)
         )
-        return text, new, "quota"
+        return answer, new, "quota"
 
     def _quota_channel(self, s: ChannelSettings, text: str) -> tuple[str, ChannelSettings, str]:
         seconds = quota.parse_quota(text)
         new = replace(s, channel_quota_s=seconds)
-        text = _("This chat may now use {quota} a day.").format(quota=quota.duration(seconds))
-        return text, new, "quota"
+        answer = _("This chat may now use {quota} a day.").format(quota=quota.duration(seconds))
+        return answer, new, "quota"
 
     def _quota_off(self, s: ChannelSettings) -> tuple[str, ChannelSettings, str]:
         new = replace(s, user_quota_s={}, channel_quota_s=None)

@@ -102,7 +102,7 @@ class InboxWorker:
         tasks = list(self._tasks)
         if not tasks:
             return
-        _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        _finished, pending = await asyncio.wait(tasks, timeout=timeout_s)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
