@@ -8,6 +8,7 @@ import uuid
 from typing import TextIO
 
 from core.errors import RateLimited
+from core.i18n import Translations, only_english
 from core.models import Admission, IncomingMessage
 from core.ports import Inbox, ReplySink
 
@@ -70,8 +71,10 @@ class Console:
         user: str,
         out: TextIO = sys.stdout,
         inbox_name: str = PLATFORM,
+        translations: Translations = only_english,
     ) -> None:
         self._inbox = inbox
+        self._translations = translations
         self._inbox_name = inbox_name
         self._channel = f"{PLATFORM}:{channel}"
         self._user = user
@@ -104,5 +107,6 @@ class Console:
                 return
         finally:
             self._waiting.pop(message.message_id, None)
-        self._out.write(f"{BOT_PREFIX}[{RateLimited.notice}]\n")
+        limited = self._translations("").gettext(RateLimited.notice)  # the deployment's language
+        self._out.write(f"{BOT_PREFIX}[{limited}]\n")
         self._out.flush()

@@ -41,15 +41,16 @@ import structlog
 from adapters.aiohttp_transport import AiohttpTransport, extra_headers
 from adapters.ollama_tokens import ControlTokens
 from core.errors import LLMBusy, LLMError, LLMFailed, LLMUnavailable, ModelNotFound
+from core.i18n import N_
 from core.models import ChatMessage, ChatRequest, DoneReason, StreamEvent
 from core.prompting import neutralise
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
 
-CUT_OFF = "The reply was cut off: the model server stopped before finishing; please try again."
-DROPPED = "The model server closed the connection before answering; please try again shortly."
-TIMED_OUT = "The model server did not answer in time; please try again shortly."
+CUT_OFF = N_("The reply was cut off: the model server stopped before finishing; please try again.")
+DROPPED = N_("The model server closed the connection before answering; please try again shortly.")
+TIMED_OUT = N_("The model server did not answer in time; please try again shortly.")
 # ValueError covers a truncated NDJSON line (JSONDecodeError) and a malformed chunk.
 LIBRARY_ERRORS = (ollama.ResponseError, ConnectionError, httpx.HTTPError, ValueError)
 CONNECT_ERRORS = (ConnectionError, httpx.ConnectError, httpx.ConnectTimeout)
@@ -229,8 +230,11 @@ def from_status(error: ollama.ResponseError, model: str) -> LLMError:
     log.warning("ollama_error", model=model, status=error.status_code, error=error.error)
     if error.status_code == 404:
         return ModelNotFound(
-            f"The model {model} is not installed on the server; an operator can install it "
-            f"with `ollabot model pull {model}`."
+            N_(
+                "The model {model} is not installed on the server; an operator can install it "
+                "with `ollabot model pull {model}`."
+            ),
+            model=model,
         )
     if error.status_code == 503:
         return LLMBusy()
@@ -239,7 +243,7 @@ def from_status(error: ollama.ResponseError, model: str) -> LLMError:
     if error.status_code == 504:
         return LLMUnavailable(TIMED_OUT)
     if error.status_code == -1:
-        return LLMFailed("The model failed in the middle of the reply; please try again.")
+        return LLMFailed(N_("The model failed in the middle of the reply; please try again."))
     return LLMFailed()
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 from pydantic import SecretStr
 
+from adapters.i18n import Catalogues
 from adapters.memory_store import MemoryStore
 from adapters.ollama_llm import OllamaLLM
 from adapters.redis_store import RedisStore
@@ -22,6 +23,7 @@ from core.affinity import Affinity
 from core.chat import ChatConfig, ChatService
 from core.commands import AdminService
 from core.fewshot import FewShotCatalog, parse_templates
+from core.i18n import Translations
 from core.outbox import Outbox
 from core.ports import LLM, Metrics, NullMetrics, SinkFactory
 from core.prompting import DEFAULT_SYSTEM_PROMPT
@@ -173,8 +175,13 @@ def build_services(
     owner: str,
     catalog: FewShotCatalog | None = None,
     metrics: Metrics | None = None,
+    translations: Translations | None = None,
 ) -> Services:
-    """The one wiring of the core, for the CLI, the service, the tests and the benchmarks."""
+    """The one wiring of the core, for the CLI, the service, the tests and the benchmarks.
+
+    ``translations``: the catalogues users are answered from (by default the ``.po`` files,
+    with ``config.language`` for users whose language is not known or not spoken).
+    """
     catalog = catalog or FewShotCatalog()
     metrics = metrics or NullMetrics()
     admin = AdminService(
@@ -185,7 +192,10 @@ def build_services(
         config.default_system_prompt,
         config.default_preset,
     )
-    service = ChatService(llm, store, catalog, config, owner, admin, metrics=metrics)
+    translations = translations or Catalogues(config.language)
+    service = ChatService(
+        llm, store, catalog, config, owner, admin, metrics=metrics, translations=translations
+    )
     return Services(store, service, Outbox(store, store, metrics), metrics, owner)
 
 
@@ -240,6 +250,7 @@ def chat_config(settings: Settings, model: str) -> ChatConfig:
         first_token_s=settings.ollama.first_token_timeout_s,
         delivery_deadline_s=chat.delivery_deadline_s,
         default_preset=chat.preset,
+        language=chat.language,
         affinity=Affinity(settings.ollama.affinity),
     )
 

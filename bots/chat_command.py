@@ -26,7 +26,13 @@ async def chat(settings: Settings, channel: str, user: str) -> int:
     base = f"{PLATFORM}-{channel}-{user}"
     names = [base, *(f"{base}-{n}" for n in range(2, 10))]
     async with runtime(settings, instances=names) as rt:
-        console = Console(rt.store, channel, user, inbox_name=rt.consumer)
+        console = Console(
+            rt.store,
+            channel,
+            user,
+            inbox_name=rt.consumer,
+            translations=rt.services.service.translations,
+        )
         worker = rt.start_worker(rt.consumer, console.sinks)
         await worker.caught_up()  # answer what a crashed run of this console left, first
         if interactive:
@@ -37,7 +43,7 @@ async def chat(settings: Settings, channel: str, user: str) -> int:
             try:
                 await console.say(line.rstrip("\n"))
             except OllabotError as error:
-                print(f"[{error.notice}]", flush=True)
+                print(f"[{error.localized()}]", flush=True)
     return 0
 
 

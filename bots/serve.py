@@ -65,7 +65,7 @@ def build_platform(config: PlatformConfig, rt: Runtime) -> Platform:
     if isinstance(config, TelegramConfig):
         from adapters.telegram.platform import TelegramPlatform
 
-        return TelegramPlatform(config, rt.store)
+        return TelegramPlatform(config, rt.store, translations=rt.services.service.translations)
     from adapters.redis_store import RedisStore
     from adapters.slack.platform import SlackPlatform
     from adapters.slack.threads import MemoryThreadRegistry, RedisThreadRegistry
@@ -76,7 +76,7 @@ def build_platform(config: PlatformConfig, rt: Runtime) -> Platform:
         if isinstance(store, RedisStore)
         else MemoryThreadRegistry()
     )
-    return SlackPlatform(config, store, threads)
+    return SlackPlatform(config, store, threads, translations=rt.services.service.translations)
 
 
 async def serve(settings: Settings, requested: list[str]) -> int:

@@ -55,6 +55,7 @@ class RedisSettings(BaseModel):
 
 class ChatSettings(BaseModel):
     preset: Literal["precise", "creative", "balanced"] = "balanced"
+    language: Literal["en", "es"] = "en"
     system_prompt: str | None = None
     fewshot_file: Path | None = None
     max_message_chars: int = Field(16000, ge=100)

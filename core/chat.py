@@ -15,6 +15,7 @@ from core.affinity import Affinity, affinity_of
 from core.errors import MessageRejected, OllabotError, StoreUnavailable
 from core.fewshot import FewShotCatalog
 from core.generation import Generated, generate
+from core.i18n import N_, Translations, _, only_english, speaking
 from core.models import (
     ChatRequest,
     ConversationContext,
@@ -29,12 +30,12 @@ from core.models import (
 from core.ports import LLM, ConversationStore, Metrics, NullMetrics, ReplySink
 from core.prompting import DEFAULT_SYSTEM_PROMPT, Budget, TokenEstimator, assemble
 
-STOPPING = "Stopping the reply."
-NOTHING_TO_STOP = "Nothing is being written here right now."
-NOTHING_TO_RETRY = "There is no answer to write again yet."
-UNDONE = "Forgot the last question and its answer."
-NOTHING_TO_UNDO = "There is nothing to undo yet."
-STOPPED_MARK = "(stopped)"
+STOPPING = N_("Stopping the reply.")
+NOTHING_TO_STOP = N_("Nothing is being written here right now.")
+NOTHING_TO_RETRY = N_("There is no answer to write again yet.")
+UNDONE = N_("Forgot the last question and its answer.")
+NOTHING_TO_UNDO = N_("There is nothing to undo yet.")
+STOPPED_MARK = N_("(stopped)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,7 @@ class ChatConfig:
     affinity: Affinity = Affinity.CONVERSATION
     stop_check_s: float = 0.5  # how soon a /stop from any process is noticed
     default_preset: str = presets.DEFAULT_PRESET  # what a new channel starts with
+    language: str = "en"  # for users whose platform gives no language ollabot speaks
 
 
 class Handled(NamedTuple):
@@ -83,9 +85,11 @@ class ChatService:
         estimator: TokenEstimator | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        translations: Translations = only_english,
     ) -> None:
         self._clock = clock
         self._charging: set[asyncio.Task[None]] = set()
+        self.translations = translations
         self._llm = llm
         self._store = store
         self._catalog = catalog
@@ -100,6 +104,10 @@ class ChatService:
 
         ``StoreUnavailable`` before the answer is stored leaves the entry to be tried again.
         """
+        with speaking(self.translations(entry.message.language)):
+            return await self._handle(entry, sink, skip_order)
+
+    async def _handle(self, entry: InboxEntry, sink: ReplySink, skip_order: bool) -> Handled:
         if commands.is_urgent(entry.message):
             return await self._urgent(entry)
         c = self._config
@@ -129,7 +137,7 @@ class ChatService:
         if context.answered is not None:
             return Handled(TurnState.READY, context.answered)
         asked = await self._store.request_stop(entry.message.conversation)
-        reply = self._to_deliver(STOPPING if asked else NOTHING_TO_STOP)
+        reply = self._to_deliver(_(STOPPING if asked else NOTHING_TO_STOP))
         return Handled(TurnState.READY, await self._stored(entry, None, reply, ""))
 
     async def _answer(
@@ -144,7 +152,7 @@ class ChatService:
             if message.is_command:
                 command = commands.parse(message.text)
                 if command.verb == "undo":
-                    return _undone(context), self._to_deliver(_undo_text(context)), 0.0
+                    return _undone(context), self._to_deliver(_(_undo_text(context))), 0.0
                 if command.verb != "retry":
                     text = await self.admin.execute(message, command)
                     return None, self._to_deliver(text), 0.0
@@ -156,7 +164,7 @@ class ChatService:
         except StoreUnavailable:
             raise
         except OllabotError as error:
-            return None, self._to_deliver(error.notice, failed=True), 0.0
+            return None, self._to_deliver(error.localized(), failed=True), 0.0
 
     async def _check_quota(self, message: IncomingMessage, context: ConversationContext) -> None:
         settings = context.settings
@@ -188,11 +196,17 @@ class ChatService:
     def _check_input(self, message: IncomingMessage) -> None:
         text = message.text.strip()
         if not text:
-            raise MessageRejected("Send me some text and I will answer (try help for commands).")
+            raise MessageRejected(
+                N_("Send me some text and I will answer (try help for commands).")
+            )
         if len(text) > self._config.max_message_chars:
             raise MessageRejected(
-                f"Your message has {len(text):,} characters; the limit is "
-                f"{self._config.max_message_chars:,}. Please shorten it."
+                N_(
+                    "Your message has {count:,} characters; the limit is {limit:,}. "
+                    "Please shorten it."
+                ),
+                count=len(text),
+                limit=self._config.max_message_chars,
             )
 
     async def _measured(
@@ -250,7 +264,7 @@ class ChatService:
         await sink.begin()
         generated = await generate(self._llm, request, sink, self._config.first_token_s, stopped)
         self._observe(request, generated)
-        text = generated.text.strip() or STOPPED_MARK
+        text = generated.text.strip() or _(STOPPED_MARK)
         reply = Turn("assistant", text, next_seq + 1)
         outcome = Outcome((user_turn, reply), prompt.window_start, text, context.replaces_from)
         return outcome, _shown(generated, text, params.max_tokens), generated.gpu_s
@@ -345,9 +359,11 @@ async def _quietly(awaitable: object) -> None:
 def _shown(generated: Generated, text: str, max_tokens: int) -> str:
     """The reply as the user sees it: with why it ended, when that was not the model's choice."""
     if generated.reason is DoneReason.STOPPED:
-        return text if text == STOPPED_MARK else f"{text}\n\n{STOPPED_MARK}"
+        mark = _(STOPPED_MARK)
+        return text if text == mark else f"{text}\n\n{mark}"
     if generated.reason is DoneReason.LENGTH:
-        return f"{text}\n\n(cut short: the reply reached the limit of {max_tokens} tokens)"
+        cut = _("(cut short: the reply reached the limit of {max_tokens} tokens)")
+        return f"{text}\n\n{cut.format(max_tokens=max_tokens)}"
     return text
 
 
@@ -380,7 +396,7 @@ def _undone(context: ConversationContext) -> Outcome | None:
     exchange = _last_exchange(context)
     if exchange is None:
         return None
-    return Outcome((), context.window_start, UNDONE, replaces_from=exchange[0].seq)
+    return Outcome((), context.window_start, _(UNDONE), replaces_from=exchange[0].seq)
 
 
 def _undo_text(context: ConversationContext) -> str:

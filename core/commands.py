@@ -10,13 +10,15 @@ from datetime import UTC, datetime
 from core import presets, quota
 from core.errors import InvalidCommand, NotAuthorized
 from core.fewshot import FewShotCatalog
+from core.i18n import N_, _
 from core.models import AuditEntry, ChannelSettings, IncomingMessage
 from core.ports import ConversationStore
 from core.prompting import DEFAULT_SYSTEM_PROMPT
 
 MAX_SYSTEM_PROMPT_CHARS = 4000
 AUDIT_SHOWN = 15
-AUDIT_ADMINS_ONLY = "Sorry, only admins of this chat can see its audit log."
+NOT_AN_ADMIN = N_("not an admin")  # stored in the audit log in English, shown translated
+AUDIT_ADMINS_ONLY = N_("Sorry, only admins of this chat can see its audit log.")
 _AUDIT_VALUE_CHARS = 80
 _REFUSED_TEXT_CHARS = 200
 _MODEL_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$")
@@ -77,16 +79,16 @@ def parse(text: str) -> Command:
     verb = words[0].lower() if words else ""
     actions = GRAMMAR.get(verb)
     if actions is None:
-        raise InvalidCommand(f"Unknown command '{verb}'. Try help.")
+        raise InvalidCommand(N_("Unknown command '{verb}'. Try help."), verb=verb)
     default = "show" if "show" in actions else ""
     action = words[1].lower() if len(words) > 1 and "" not in actions else default
     if action not in actions:
-        raise InvalidCommand(f"Usage: {USAGE.get(verb, verb)}")
+        raise InvalidCommand(N_("Usage: {usage}"), usage=USAGE.get(verb, verb))
     admin_only, arity = actions[action]
     rest = words[2] if len(words) > 2 else ""
     args = _arguments(rest, arity)
     if args is None:
-        raise InvalidCommand(f"Usage: {USAGE.get(verb, verb)}")
+        raise InvalidCommand(N_("Usage: {usage}"), usage=USAGE.get(verb, verb))
     return Command(verb, action, args, admin_only)
 
 
@@ -107,14 +109,14 @@ def is_urgent(message: IncomingMessage) -> bool:
 
 def help_text(prefix: str) -> str:
     lines = [
-        "Talk to me and I answer with the local Llama model.",
-        f"{prefix}stop — stop the reply being written",
-        f"{prefix}retry — write the last answer again",
-        f"{prefix}undo — forget the last question and answer",
-        f"{prefix}reset — forget this conversation",
-        f"{prefix}usage — your model time today",
-        f"{prefix}help — this message",
-        "Admins:",
+        _("Talk to me and I answer with the local Llama model."),
+        f"{prefix}stop — " + _("stop the reply being written"),
+        f"{prefix}retry — " + _("write the last answer again"),
+        f"{prefix}undo — " + _("forget the last question and answer"),
+        f"{prefix}reset — " + _("forget this conversation"),
+        f"{prefix}usage — " + _("your model time today"),
+        f"{prefix}help — " + _("this message"),
+        _("Admins:"),
     ]
     lines += [f"{prefix}{form}" for usage in USAGE.values() for form in usage.split(" | ")]
     return "\n".join(lines)
@@ -158,7 +160,7 @@ class AdminService:
             return help_text(message.command_prefix)
         if command.verb == "reset":
             await self._store.clear_conversation(message.conversation)
-            return "Conversation forgotten; let's start afresh."
+            return _("Conversation forgotten; let's start afresh.")
         if command.verb == "audit":
             return audit_text(await self._store.audit_log(message.channel, AUDIT_SHOWN))
         settings = await self._store.get_settings(message.channel)
@@ -182,12 +184,18 @@ class AdminService:
     # Each handler returns (reply, new settings or None when unchanged, audited field).
     def _preset_show(self, s: ChannelSettings) -> tuple[str, None, str]:
         params = presets.resolve(s)
-        extra = f" with overrides {_overrides(s)}" if s.overrides else ""
-        return f"Preset {s.preset}{extra}: {presets.describe(params)}", None, ""
+        described = presets.describe(params)
+        if s.overrides:
+            text = _("Preset {preset} with overrides {overrides}: {params}").format(
+                preset=s.preset, overrides=_overrides(s), params=described
+            )
+        else:
+            text = _("Preset {preset}: {params}").format(preset=s.preset, params=described)
+        return text, None, ""
 
     def _preset_list(self, s: ChannelSettings) -> tuple[str, None, str]:
         lines = [
-            f"{name} ({presets.PRESET_USES[name]}): {presets.describe(p)}"
+            f"{name} ({_(presets.PRESET_USES[name])}): {presets.describe(p)}"
             for name, p in presets.PRESETS.items()
         ]
         return "\n".join(lines), None, ""
@@ -196,7 +204,9 @@ class AdminService:
         presets.preset_named(name.lower())
         new = replace(s, preset=name.lower(), overrides={})
         return (
-            f"Preset is now {name.lower()}: {presets.describe(presets.resolve(new))}",
+            _("Preset is now {preset}: {params}").format(
+                preset=name.lower(), params=presets.describe(presets.resolve(new))
+            ),
             new,
             "preset",
         )
@@ -207,19 +217,26 @@ class AdminService:
         value = presets.parse_param(param.lower(), raw)
         if param.lower() == "max_tokens" and value > self._num_ctx // 2:
             raise InvalidCommand(
-                f"max_tokens must be in 1 to {self._num_ctx // 2} "
-                f"(half of this deployment's context of {self._num_ctx} tokens)."
+                N_(
+                    "max_tokens must be in 1 to {most} "
+                    "(half of this deployment's context of {num_ctx} tokens)."
+                ),
+                most=self._num_ctx // 2,
+                num_ctx=self._num_ctx,
             )
         new = replace(s, overrides={**s.overrides, param.lower(): value})
         return (
-            f"Set {param.lower()} = {value:g}: {presets.describe(presets.resolve(new))}",
+            _("Set {param} = {value:g}: {params}").format(
+                param=param.lower(), value=value, params=presets.describe(presets.resolve(new))
+            ),
             new,
             "preset",
         )
 
     def _preset_reset(self, s: ChannelSettings) -> tuple[str, ChannelSettings, str]:
         new = replace(s, preset=self._default_preset, overrides={})
-        return f"Preset reset to {self._default_preset}.", new, "preset"
+        text = _("Preset reset to {preset}.").format(preset=self._default_preset)
+        return text, new, "preset"
 
     def _quota_show(self, s: ChannelSettings) -> tuple[str, None, str]:
         return _quotas(s), None, ""
@@ -229,36 +246,38 @@ class AdminService:
     ) -> tuple[str, ChannelSettings, str]:
         seconds = quota.parse_quota(text)
         new = replace(s, user_quota_s={**s.user_quota_s, user: seconds})
-        return f"{user} may now use {quota.duration(seconds)} a day here.", new, "quota"
+        answer = _("{user} may now use {quota} a day here.").format(
+            user=user, quota=quota.duration(seconds)
+        )
+        return answer, new, "quota"
 
     def _quota_channel(self, s: ChannelSettings, text: str) -> tuple[str, ChannelSettings, str]:
         seconds = quota.parse_quota(text)
         new = replace(s, channel_quota_s=seconds)
-        return f"This chat may now use {quota.duration(seconds)} a day.", new, "quota"
+        answer = _("This chat may now use {quota} a day.").format(quota=quota.duration(seconds))
+        return answer, new, "quota"
 
     def _quota_off(self, s: ChannelSettings) -> tuple[str, ChannelSettings, str]:
         new = replace(s, user_quota_s={}, channel_quota_s=None)
-        return "No more quotas in this chat.", new, "quota"
+        return _("No more quotas in this chat."), new, "quota"
 
     def _system_show(self, s: ChannelSettings) -> tuple[str, None, str]:
-        which = "custom" if s.system_prompt else "default"
-        return (
-            f"System prompt ({which}):\n{s.system_prompt or self._default_system_prompt}",
-            None,
-            "",
-        )
+        if s.system_prompt:
+            return _("System prompt (custom):") + f"\n{s.system_prompt}", None, ""
+        return _("System prompt (default):") + f"\n{self._default_system_prompt}", None, ""
 
     def _system_set(self, s: ChannelSettings, text: str) -> tuple[str, ChannelSettings, str]:
         if len(text) > MAX_SYSTEM_PROMPT_CHARS:
             raise InvalidCommand(
-                f"The system prompt may have at most {MAX_SYSTEM_PROMPT_CHARS} "
-                f"characters (this one has {len(text)})."
+                N_("The system prompt may have at most {most} characters (this one has {count})."),
+                most=MAX_SYSTEM_PROMPT_CHARS,
+                count=len(text),
             )
-        return "System prompt updated.", replace(s, system_prompt=text), "system_prompt"
+        return _("System prompt updated."), replace(s, system_prompt=text), "system_prompt"
 
     def _system_reset(self, s: ChannelSettings) -> tuple[str, ChannelSettings, str]:
         return (
-            "System prompt reset to the default.",
+            _("System prompt reset to the default."),
             replace(s, system_prompt=None),
             "system_prompt",
         )
@@ -266,48 +285,60 @@ class AdminService:
     def _fewshot_show(self, s: ChannelSettings) -> tuple[str, None, str]:
         template = self._catalog.find(s.fewshot)
         if template is None:
-            return "No few-shot template in use.", None, ""
+            return _("No few-shot template in use."), None, ""
         pairs = "\n".join(f"user: {u}\nassistant: {a}" for u, a in template.examples)
-        return f"Few-shot template {template.name}:\n{pairs}", None, ""
+        title = _("Few-shot template {name}:").format(name=template.name)
+        return f"{title}\n{pairs}", None, ""
 
     def _fewshot_list(self, s: ChannelSettings) -> tuple[str, None, str]:
         lines = [
-            f"{t.name}: {t.description} ({len(t.examples)} examples)" for t in self._catalog.all()
+            _("{name}: {description} ({count} examples)").format(
+                name=t.name, description=t.description, count=len(t.examples)
+            )
+            for t in self._catalog.all()
         ]
         return "\n".join(lines), None, ""
 
     def _fewshot_use(self, s: ChannelSettings, name: str) -> tuple[str, ChannelSettings, str]:
         template = self._catalog.get(name)
         return (
-            f"Few-shot template {template.name} in use.",
+            _("Few-shot template {name} in use.").format(name=template.name),
             replace(s, fewshot=template.name),
             "fewshot",
         )
 
     def _fewshot_clear(self, s: ChannelSettings) -> tuple[str, ChannelSettings, str]:
-        return "Few-shot template cleared.", replace(s, fewshot=None), "fewshot"
+        return _("Few-shot template cleared."), replace(s, fewshot=None), "fewshot"
 
     def _model_show(self, s: ChannelSettings) -> tuple[str, None, str]:
-        return f"Model: {s.model or self._default_model}", None, ""
+        return _("Model: {model}").format(model=s.model or self._default_model), None, ""
 
     def _model_use(self, s: ChannelSettings, tag: str) -> tuple[str, ChannelSettings, str]:
         if not _MODEL_TAG.match(tag):
-            raise InvalidCommand("A model tag looks like llama3.1:8b-instruct-q8_0.")
-        return f"Model is now {tag}.", replace(s, model=tag), "model"
+            raise InvalidCommand(N_("A model tag looks like llama3.1:8b-instruct-q8_0."))
+        return _("Model is now {model}.").format(model=tag), replace(s, model=tag), "model"
 
 
 def audit_text(entries: Sequence[AuditEntry]) -> str:
     """The channel's recent changes and refused attempts, one line each, newest last."""
     if not entries:
-        return "No settings changes recorded in this chat yet."
-    lines = ["Recent settings changes in this chat (newest last):"]
+        return _("No settings changes recorded in this chat yet.")
+    lines = [_("Recent settings changes in this chat (newest last):")]
     for e in entries:
         when = datetime.fromtimestamp(e.at, UTC).strftime("%Y-%m-%d %H:%M UTC")
-        change = f"{_clip(e.old) or '(default)'} → {_clip(e.new) or '(default)'}"
+        default = _("(default)")
+        change = f"{_clip(e.old) or default} → {_clip(e.new) or default}"
         if e.outcome != "changed":
-            change = f"refused ({_clip(e.outcome.removeprefix('refused: '))}): {_clip(e.new)}"
+            change = _("refused ({why}): {attempt}").format(
+                why=_clip(_reason(e.outcome)), attempt=_clip(e.new)
+            )
         lines.append(f"{when} {e.actor} {e.field}: {change}")
     return "\n".join(lines)
+
+
+def _reason(outcome: str) -> str:
+    why = outcome.removeprefix("refused: ")
+    return _(why) if why else why  # gettext("") would be the catalogue's header
 
 
 def _clip(value: str) -> str:
@@ -316,7 +347,7 @@ def _clip(value: str) -> str:
 
 
 def _refused(message: IncomingMessage, command: Command, refusal: Exception) -> AuditEntry:
-    why = "not an admin" if isinstance(refusal, NotAuthorized) else str(refusal)
+    why = NOT_AN_ADMIN if isinstance(refusal, NotAuthorized) else str(refusal)
     attempted = " ".join((command.action, *command.args)).strip()[:_REFUSED_TEXT_CHARS]
     field = _FIELD_OF_VERB.get(command.verb, command.verb)
     return AuditEntry(message.channel, message.author_id, field, "", attempted, f"refused: {why}")
@@ -324,11 +355,21 @@ def _refused(message: IncomingMessage, command: Command, refusal: Exception) -> 
 
 def _quotas(s: ChannelSettings) -> str:
     if not s.user_quota_s and s.channel_quota_s is None:
-        return "No quotas in this chat."
-    lines = [f"{user}: {quota.duration(q)} a day" for user, q in sorted(s.user_quota_s.items())]
+        return _("No quotas in this chat.")
+    return _("Quotas of model time:") + "\n" + "\n".join(_quota_lines(s, _))
+
+
+def _quota_lines(s: ChannelSettings, gettext: Callable[[str], str]) -> list[str]:
+    """One line per quota; the audit log keeps them in English (``gettext`` the identity)."""
+    a_day = gettext("{who}: {quota} a day")
+    lines = [
+        a_day.format(who=user, quota=quota.duration(q))
+        for user, q in sorted(s.user_quota_s.items())
+    ]
     if s.channel_quota_s is not None:
-        lines.append(f"the whole chat: {quota.duration(s.channel_quota_s)} a day")
-    return "Quotas of model time:\n" + "\n".join(lines)
+        whole = gettext("the whole chat")
+        lines.append(a_day.format(who=whole, quota=quota.duration(s.channel_quota_s)))
+    return lines
 
 
 def _overrides(s: ChannelSettings) -> str:
@@ -339,6 +380,6 @@ def _summary(s: ChannelSettings, field: str) -> str:
     if field == "preset":
         return f"{s.preset} {_overrides(s)}".strip()
     if field == "quota":
-        return " ".join(_quotas(s).splitlines()[1:])
+        return " ".join(_quota_lines(s, str))
     value = getattr(s, field, None)
     return "" if value is None else str(value)

@@ -23,16 +23,27 @@ these ``from`` the library error at the boundary; the core maps each to that not
 
 from __future__ import annotations
 
+from core.i18n import N_, _
+
 
 class OllabotError(Exception):
-    """Base of every error ollabot raises on purpose."""
+    """Base of every error ollabot raises on purpose.
 
-    notice = "Something went wrong; please try again."
+    ``notice`` is in English, with ``params`` filled in (for logs); ``localized()`` is the
+    same notice in the language being spoken (for the user).
+    """
 
-    def __init__(self, notice: str | None = None) -> None:
-        if notice is not None:
-            self.notice = notice
+    notice = N_("Something went wrong; please try again.")
+
+    def __init__(self, notice: str | None = None, **params: object) -> None:
+        self._template = notice if notice is not None else type(self).notice
+        self.params = params
+        self.notice = self._template.format(**params) if params else self._template
         super().__init__(self.notice)
+
+    def localized(self) -> str:
+        text = _(self._template)
+        return text.format(**self.params) if self.params else text
 
 
 class LLMError(OllabotError):
@@ -40,36 +51,38 @@ class LLMError(OllabotError):
 
 
 class LLMUnavailable(LLMError):
-    notice = "The model server (Ollama) is not reachable right now; please try again shortly."
+    notice = N_("The model server (Ollama) is not reachable right now; please try again shortly.")
 
 
 class ModelNotFound(LLMError):
-    notice = (
+    notice = N_(
         "The model is not installed on the server; an operator needs to run `ollabot model pull`."
     )
 
 
 class LLMBusy(LLMError):
-    notice = "The model server is busy with other requests; please try again in a moment."
+    notice = N_("The model server is busy with other requests; please try again in a moment.")
 
 
 class LLMFailed(LLMError):
-    notice = "The model failed while answering; please try again."
+    notice = N_("The model failed while answering; please try again.")
 
 
 class StoreUnavailable(OllabotError):
-    notice = "The conversation store (Redis) is not reachable right now; please try again shortly."
+    notice = N_(
+        "The conversation store (Redis) is not reachable right now; please try again shortly."
+    )
 
 
 class StoreFull(StoreUnavailable):
-    notice = (
+    notice = N_(
         "The conversation store (Redis) is full, so I cannot take messages right now; "
         "an operator has been alerted."
     )
 
 
 class PromptTooLong(OllabotError):
-    notice = "Your message is too long for the model's context window; please shorten it."
+    notice = N_("Your message is too long for the model's context window; please shorten it.")
 
 
 class MessageRejected(OllabotError):
@@ -77,7 +90,7 @@ class MessageRejected(OllabotError):
 
 
 class RateLimited(MessageRejected):
-    notice = "You are sending messages faster than I can answer them; please wait a moment."
+    notice = N_("You are sending messages faster than I can answer them; please wait a moment.")
 
 
 class InvalidCommand(OllabotError):
@@ -85,7 +98,7 @@ class InvalidCommand(OllabotError):
 
 
 class NotAuthorized(OllabotError):
-    notice = "Sorry, only admins of this chat can change its settings."
+    notice = N_("Sorry, only admins of this chat can change its settings.")
 
 
 class DeliveryError(OllabotError):

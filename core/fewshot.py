@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from core.errors import InvalidCommand
+from core.i18n import N_
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +58,9 @@ class FewShotCatalog:
         except KeyError:
             known = ", ".join(sorted(self._templates))
             raise InvalidCommand(
-                f"Unknown few-shot template '{name}'. Templates: {known}."
+                N_("Unknown few-shot template '{name}'. Templates: {known}."),
+                name=name,
+                known=known,
             ) from None
 
     def find(self, name: str | None) -> FewShotTemplate | None:

@@ -11,10 +11,11 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 
 from core.errors import LLMError
+from core.i18n import N_, _
 from core.models import ChatRequest, DoneReason, StreamEvent
 from core.ports import LLM, ReplySink
 
-MODEL_WAITING_NOTICE = (
+MODEL_WAITING_NOTICE = N_(
     "⏳ The model is busy or still loading; your message is waiting and will be answered."
 )
 
@@ -56,7 +57,7 @@ async def generate(
     if reply.reason is not DoneReason.STOPPED:
         streaming.result()  # the model's error, if any
         if not reply.text.strip():
-            raise LLMError("The model returned an empty reply; please rephrase and try again.")
+            raise LLMError(N_("The model returned an empty reply; please rephrase and try again."))
     if reply.final is not None:
         reply.gpu_s = (reply.final.prompt_eval_duration_ns + reply.final.eval_duration_ns) / 1e9
     return reply if reply.gpu_s else _timed(reply)
@@ -89,7 +90,7 @@ async def _told_when_slow(
         timeout = first_token_s
         while not (await asyncio.wait({first}, timeout=timeout))[0]:
             # repeated while waiting: a sink shows it only when its pacing allows
-            await sink.status(MODEL_WAITING_NOTICE)
+            await sink.status(_(MODEL_WAITING_NOTICE))
             timeout = 1.0
         event = await first
     finally:

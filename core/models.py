@@ -42,6 +42,7 @@ class IncomingMessage:
     is_command: bool = False
     command_prefix: str = "/"
     reply_to: dict[str, str] = field(default_factory=dict)
+    language: str = ""  # the author's language code as the platform gives it ("es", "en-US")
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,12 +17,15 @@ import time
 from collections.abc import Awaitable, Callable
 
 from core.errors import DeliveryDeferred, DeliveryRefused, StoreUnavailable
+from core.i18n import N_, _
 from core.models import InboxEntry, StoredReply
 from core.ports import ConversationStore, Inbox, Metrics, NullMetrics, ReplySink
 
 log = logging.getLogger("ollabot.outbox")
 
-GAVE_UP_NOTICE = "Sorry, I could not deliver my answer to your message in time; please ask again."
+GAVE_UP_NOTICE = N_(
+    "Sorry, I could not deliver my answer to your message in time; please ask again."
+)
 MAX_BACKOFF_S = 60.0
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -87,7 +90,7 @@ class Outbox:
         )
         self._metrics.delivery_abandoned(entry.message.platform)
         with contextlib.suppress(DeliveryDeferred, DeliveryRefused):
-            await sink.fail(GAVE_UP_NOTICE)
+            await sink.fail(_(GAVE_UP_NOTICE))
 
 
 def _backoff(attempt: int) -> float:

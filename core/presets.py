@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.errors import InvalidCommand
+from core.i18n import N_
 from core.models import ChannelSettings, GenerationParams
 
 
@@ -13,10 +14,6 @@ class ParamRange:
     low: float
     high: float
     integer: bool = False
-
-    def describe(self) -> str:
-        fmt = "{:g}"
-        return f"{fmt.format(self.low)} to {fmt.format(self.high)}"
 
 
 PARAM_RANGES: dict[str, ParamRange] = {
@@ -33,9 +30,9 @@ PRESETS: dict[str, GenerationParams] = {
     "balanced": GenerationParams(0.7, 0.9, 40, 500, 1.1),
 }
 PRESET_USES = {
-    "precise": "documentation, code",
-    "creative": "stories, marketing",
-    "balanced": "conversation (default)",
+    "precise": N_("documentation, code"),
+    "creative": N_("stories, marketing"),
+    "balanced": N_("conversation (default)"),
 }
 DEFAULT_PRESET = "balanced"
 
@@ -44,20 +41,25 @@ def parse_param(name: str, raw: str) -> float:
     """Validate one ``preset set NAME VALUE``; the error states the valid range."""
     rng = PARAM_RANGES.get(name)
     if rng is None:
-        raise InvalidCommand(f"Unknown parameter '{name}'. Parameters: {', '.join(PARAM_RANGES)}.")
-    refusal = (
-        f"{name} must be {'a whole number' if rng.integer else 'a number'} in {rng.describe()}."
-    )
+        raise InvalidCommand(
+            N_("Unknown parameter '{name}'. Parameters: {known}."),
+            name=name,
+            known=", ".join(PARAM_RANGES),
+        )
+    kind = N_("{name} must be a whole number in {low:g} to {high:g}.")
+    if not rng.integer:
+        kind = N_("{name} must be a number in {low:g} to {high:g}.")
+    refusal = InvalidCommand(kind, name=name, low=rng.low, high=rng.high)
     try:
         value = float(raw)
     except ValueError:
-        raise InvalidCommand(refusal) from None
+        raise refusal from None
     if (
         value != value
         or not rng.low <= value <= rng.high
         or (rng.integer and not value.is_integer())
     ):
-        raise InvalidCommand(refusal)
+        raise refusal
     return int(value) if rng.integer else value
 
 
@@ -65,7 +67,9 @@ def preset_named(name: str) -> GenerationParams:
     try:
         return PRESETS[name]
     except KeyError:
-        raise InvalidCommand(f"Unknown preset '{name}'. Presets: {', '.join(PRESETS)}.") from None
+        raise InvalidCommand(
+            N_("Unknown preset '{name}'. Presets: {known}."), name=name, known=", ".join(PRESETS)
+        ) from None
 
 
 def resolve(settings: ChannelSettings) -> GenerationParams:

@@ -10,6 +10,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from core.errors import InvalidCommand, OllabotError
+from core.i18n import N_, _
 from core.models import ChannelSettings, Usage
 
 _QUOTA = re.compile(r"^(\d+(?:\.\d+)?)(s|m|min|h)/day$")
@@ -25,10 +26,10 @@ def parse_quota(text: str) -> float:
     """``30m/day`` → 1800.0 seconds a day."""
     match = _QUOTA.match(text.strip().lower())
     if match is None:
-        raise InvalidCommand("A quota looks like 30m/day, 2h/day or 90s/day.")
+        raise InvalidCommand(N_("A quota looks like 30m/day, 2h/day or 90s/day."))
     seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
     if not 0 < seconds <= MAX_QUOTA_S:
-        raise InvalidCommand("A quota is more than nothing and at most 24h/day.")
+        raise InvalidCommand(N_("A quota is more than nothing and at most 24h/day."))
     return seconds
 
 
@@ -51,21 +52,28 @@ def check(settings: ChannelSettings, author_id: str, usage: Usage, now: datetime
     user_quota = settings.user_quota_s.get(author_id)
     if user_quota is not None and usage.user_s >= user_quota:
         raise QuotaExceeded(
-            f"You have used your {duration(user_quota)} of model time for today in this chat; "
-            f"{_reset(now)}"
+            N_(
+                "You have used your {quota} of model time for today in this chat; "
+                "it resets at 00:00 UTC (in {left})."
+            ),
+            quota=duration(user_quota),
+            left=_until_midnight(now),
         )
     channel_quota = settings.channel_quota_s
     if channel_quota is not None and usage.channel_s >= channel_quota:
         raise QuotaExceeded(
-            f"This chat has used its {duration(channel_quota)} of model time for today; "
-            f"{_reset(now)}"
+            N_(
+                "This chat has used its {quota} of model time for today; "
+                "it resets at 00:00 UTC (in {left})."
+            ),
+            quota=duration(channel_quota),
+            left=_until_midnight(now),
         )
 
 
-def _reset(now: datetime) -> str:
+def _until_midnight(now: datetime) -> str:
     midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    left = (midnight - now).total_seconds()
-    return f"it resets at 00:00 UTC (in {duration(left)})."
+    return duration((midnight - now).total_seconds())
 
 
 def today(now: datetime) -> str:
@@ -76,15 +84,20 @@ def today(now: datetime) -> str:
 def usage_text(usage: Usage, settings: ChannelSettings, author_id: str, admin: bool) -> str:
     """What ``usage`` answers: your own use, and to admins the channel's top users."""
     mine = settings.user_quota_s.get(author_id)
+    used = duration(usage.user_s)
     lines = [
-        f"Your model time today in this chat: {duration(usage.user_s)}"
-        + (f" of {duration(mine)}." if mine is not None else " (no quota).")
+        _("Your model time today in this chat: {used} (no quota).").format(used=used)
+        if mine is None
+        else _("Your model time today in this chat: {used} of {quota}.").format(
+            used=used, quota=duration(mine)
+        )
     ]
     if admin:
-        limit = settings.channel_quota_s
+        limit, spent = settings.channel_quota_s, duration(usage.channel_s)
         lines.append(
-            f"This chat today: {duration(usage.channel_s)}"
-            + (f" of {duration(limit)}." if limit is not None else " (no quota).")
+            _("This chat today: {used} (no quota).").format(used=spent)
+            if limit is None
+            else _("This chat today: {used} of {quota}.").format(used=spent, quota=duration(limit))
         )
         lines += [f"  {who}: {duration(spent)}" for who, spent in usage.top]
     return "\n".join(lines)

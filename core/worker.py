@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from core.chat import ChatService
 from core.errors import StoreUnavailable
+from core.i18n import _, speaking
 from core.models import InboxEntry, StoredReply, TurnState
 from core.outbox import Outbox
 from core.ports import Inbox, Metrics, NullMetrics, ReplySink, SinkFactory
@@ -101,7 +102,7 @@ class InboxWorker:
         tasks = list(self._tasks)
         if not tasks:
             return
-        _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        _finished, pending = await asyncio.wait(tasks, timeout=timeout_s)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -180,6 +181,10 @@ class InboxWorker:
             task.add_done_callback(self._tasks.discard)
 
     async def _answer(self, entry: InboxEntry, uses_slot: bool) -> None:
+        with speaking(self._service.translations(entry.message.language)):
+            await self._answer_in_language(entry, uses_slot)
+
+    async def _answer_in_language(self, entry: InboxEntry, uses_slot: bool) -> None:
         sink = self._sink_of(entry)
         reply, cost = None, 0.0
         try:
@@ -256,7 +261,7 @@ class InboxWorker:
             return
         self._told_store_down.add(conversation)
         with contextlib.suppress(Exception):
-            await sink.fail(error.notice)
+            await sink.fail(error.localized())
 
     def _release(self, entry: InboxEntry) -> None:
         self._reply_sinks.pop(entry.entry_id, None)
@@ -272,13 +277,16 @@ class InboxWorker:
                 entry = self._scheduler.waiting(entry_id)
                 if since <= due and entry is not None and not entry.message.is_command:
                     del self._held_since[entry_id]  # told once; the reply replaces it
-                    with contextlib.suppress(Exception):
+                    language = self._service.translations(entry.message.language)
+                    with contextlib.suppress(Exception), speaking(language):
                         await self._sink_of(entry).status(self._queued_text(entry))
 
     def _queued_text(self, entry: InboxEntry) -> str:
         place = self._scheduler.position(entry)
         seconds = place * self._scheduler.mean_cost_s / max(1, self._config.slots)
-        return f"queued: #{place}, about {max(1, round(seconds))} s"
+        return _("queued: #{place}, about {seconds} s").format(
+            place=place, seconds=max(1, round(seconds))
+        )
 
     # Keeping entries claimed
 

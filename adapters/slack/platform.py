@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
 import aiohttp
@@ -31,13 +32,14 @@ from adapters.slack.sink import SlackSinks
 from adapters.slack.threads import MemoryThreadRegistry
 from core import commands
 from core.errors import DeliveryError, InvalidCommand, OllabotError, RateLimited, StoreUnavailable
+from core.i18n import N_, Translations, only_english, speaking
 from core.models import Admission, IncomingMessage
 from core.ports import Inbox
 
 log = logging.getLogger("ollabot.slack")
 
 COMMAND = "/ollabot"
-UNREADABLE_COMMAND = "Sorry, I could not read that command."
+UNREADABLE_COMMAND = N_("Sorry, I could not read that command.")
 Ack = Callable[..., Awaitable[Any]]
 
 
@@ -66,8 +68,12 @@ class SlackPlatform:
         command: str = COMMAND,
         update_interval_s: float = 1.2,
         admin_cache_s: float = 300.0,
+        translations: Translations | None = None,
     ) -> None:
         self._config = config
+        # Without catalogues everyone is answered in English: no locale to ask Slack for.
+        self._translations = translations or only_english
+        self._ask_locales = translations is not None
         self._inbox = inbox
         if threads is None:
             log.warning("threads the bot is in are remembered in memory only; pass a Redis one")
@@ -186,6 +192,7 @@ class SlackPlatform:
 
     async def _enqueue(self, body: dict[str, Any]) -> None:
         message = events.message_from_event(body, self._bot)
+        message = replace(message, language=await self._language(message.author_id))
         admission = await self._inbox.enqueue(message)
         if admission is Admission.DUPLICATE:
             log.info("event %s already received; not answering twice", message.message_id)
@@ -196,22 +203,26 @@ class SlackPlatform:
 
     async def _tell_limited(self, message: IncomingMessage) -> None:
         with contextlib.suppress(DeliveryError):
-            await self.sinks(message).fail(RateLimited.notice)
+            await self.sinks(message).fail(self._localized(message.language, RateLimited()))
 
     async def _on_command(self, payload: dict[str, Any], ack: Ack) -> None:
+        language = ""
         try:
+            language = await self._language(str(payload["user_id"]))
             admin = await self._decide_admin(payload)
             message = events.message_from_command(payload, self._bot, self._command, admin)
+            message = replace(message, language=language)
             admission = await self._inbox.enqueue(message)
         except OllabotError as error:
-            await ack(text=f":warning: {error.notice}")
+            await ack(text=f":warning: {self._localized(language, error)}")
             return
         except Exception as error:  # a command that cannot be read or stored
             await self._set_aside(payload, error)
-            await ack(text=f":warning: {UNREADABLE_COMMAND}")
+            unreadable = self._translations(language).gettext(UNREADABLE_COMMAND)
+            await ack(text=f":warning: {unreadable}")
             return
         if admission in (Admission.LIMITED, Admission.LIMITED_QUIETLY):
-            await ack(text=f":warning: {RateLimited.notice}")
+            await ack(text=f":warning: {self._localized(language, RateLimited())}")
             return
         await ack()
 
@@ -232,6 +243,14 @@ class SlackPlatform:
         log.warning("event %s set aside as a dead letter: %s", what, ascii(reason))
         payload = json.dumps(body, ensure_ascii=True, default=repr)
         await self._inbox.dead_letter(events.PLATFORM, payload, reason)
+
+    async def _language(self, user_id: str) -> str:
+        """The user's Slack locale (cached with the admin answer), when there is a choice."""
+        return await self._admins.locale(user_id) if self._ask_locales else ""
+
+    def _localized(self, language: str, error: OllabotError) -> str:
+        with speaking(self._translations(language)):
+            return error.localized()
 
     async def _decide_admin(self, payload: dict[str, Any]) -> bool:
         """Ask Slack only when the command needs an admin and the user is not configured."""

@@ -126,4 +126,5 @@ def _build(update: Update, message: Message, text: str, is_command: bool) -> Inc
         is_command=is_command,
         command_prefix="/",
         reply_to=reply_to,
+        language=author.language_code or "",
     )

@@ -26,6 +26,7 @@ from telegram import (
 from telegram.error import TelegramError
 from telegram.request import BaseRequest
 
+from adapters.i18n import LANGUAGES, SOURCE_LANGUAGE
 from adapters.telegram.admins import AdminDirectory
 from adapters.telegram.config import TelegramConfig, Webhook
 from adapters.telegram.inbound import BotIdentity, is_admin_command, translate
@@ -34,32 +35,33 @@ from adapters.telegram.receive import ALLOWED_UPDATES, Poller, WebhookServer
 from adapters.telegram.request import AiohttpRequest, BotApi
 from adapters.telegram.sink import TelegramSink
 from core.errors import DeliveryError, RateLimited, StoreFull, StoreUnavailable
+from core.i18n import N_, Translations, only_english
 from core.models import Admission, IncomingMessage
 from core.ports import Inbox
 
 log = logging.getLogger("ollabot.telegram")
 
-STORE_DOWN_NOTICE = (
+STORE_DOWN_NOTICE = N_(
     "My conversation store (Redis) is not reachable right now; "
     "I will answer this message as soon as it is back."
 )
 PUBLIC_MENU = (
-    BotCommand("help", "What I can do"),
-    BotCommand("stop", "Stop the reply being written"),
-    BotCommand("retry", "Write the last answer again"),
-    BotCommand("undo", "Forget the last question and answer"),
-    BotCommand("reset", "Forget this conversation"),
-    BotCommand("usage", "Model time used today"),
-    BotCommand("ask", "Ask me something (in groups)"),
+    BotCommand("help", N_("What I can do")),
+    BotCommand("stop", N_("Stop the reply being written")),
+    BotCommand("retry", N_("Write the last answer again")),
+    BotCommand("undo", N_("Forget the last question and answer")),
+    BotCommand("reset", N_("Forget this conversation")),
+    BotCommand("usage", N_("Model time used today")),
+    BotCommand("ask", N_("Ask me something (in groups)")),
 )
 ADMIN_MENU = (
     *PUBLIC_MENU,
-    BotCommand("preset", "Show or change the generation preset"),
-    BotCommand("system", "Show or change the system prompt"),
-    BotCommand("fewshot", "Show or choose few-shot examples"),
-    BotCommand("model", "Show or change the model"),
-    BotCommand("audit", "Recent changes to this chat's settings"),
-    BotCommand("quota", "Show or set model-time quotas"),
+    BotCommand("preset", N_("Show or change the generation preset")),
+    BotCommand("system", N_("Show or change the system prompt")),
+    BotCommand("fewshot", N_("Show or choose few-shot examples")),
+    BotCommand("model", N_("Show or change the model")),
+    BotCommand("audit", N_("Recent changes to this chat's settings")),
+    BotCommand("quota", N_("Show or set model-time quotas")),
 )
 
 
@@ -75,8 +77,14 @@ class TelegramPlatform:
         limits: Limits | None = None,
         poll_timeout_s: int = 30,
         request: BaseRequest | None = None,
+        translations: Translations | None = None,
     ) -> None:
         self._config = config
+        # Without catalogues everyone is answered in English, and the menus are English only.
+        self._translations = translations or only_english
+        self._menu_languages = (
+            [x for x in LANGUAGES if x != SOURCE_LANGUAGE] if translations else []
+        )
         self._inbox = inbox
         self._poll_timeout_s = poll_timeout_s
         request = request or AiohttpRequest()
@@ -180,8 +188,10 @@ class TelegramPlatform:
         await self._tell(incoming, notice)
 
     async def _tell(self, incoming: IncomingMessage, notice: str) -> None:
+        """Send ``notice`` (an English text of the catalogue) in the author's language."""
+        text = self._translations(incoming.language).gettext(notice)
         with contextlib.suppress(DeliveryError):
-            await self.sinks(incoming).fail(notice)
+            await self.sinks(incoming).fail(text)
 
     async def _with_admin_flag(self, incoming: IncomingMessage) -> IncomingMessage:
         if not is_admin_command(incoming):
@@ -198,10 +208,20 @@ class TelegramPlatform:
             *((ADMIN_MENU, BotCommandScopeChat(user_id)) for user_id in self._config.admin_ids),
         ]
         for menu, scope in scopes:
-            try:
-                await self.bot.set_my_commands(menu, scope=scope)
-            except TelegramError as error:
-                log.warning("could not register the command menu (%s): %s", scope.type, error)
+            for language in ["", *self._menu_languages]:
+                try:
+                    await self.bot.set_my_commands(
+                        self._menu_in(language, menu), scope=scope, language_code=language or None
+                    )
+                except TelegramError as error:
+                    log.warning("could not register the command menu (%s): %s", scope.type, error)
+
+    def _menu_in(self, language: str, menu: tuple[BotCommand, ...]) -> list[BotCommand]:
+        """The menu for users of ``language`` ("": everyone else, in English)."""
+        if not language:
+            return list(menu)
+        gettext = self._translations(language).gettext
+        return [BotCommand(c.command, gettext(c.description)) for c in menu]
 
     async def _start_webhook(self, webhook: Webhook) -> None:
         secret = webhook.secret

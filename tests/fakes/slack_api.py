@@ -443,6 +443,7 @@ class FakeSlack:
                 "is_owner": user["is_owner"],
                 "is_primary_owner": False,
                 "is_bot": False,
+                **({"locale": user.get("locale", "en-US")} if args.get("include_locale") else {}),
             },
         }
 

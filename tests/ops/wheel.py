@@ -11,7 +11,8 @@ from pathlib import Path
 
 
 def build_wheel(source: Path, out_dir: Path) -> Path:
-    """A pure-Python wheel of the packages and console scripts named in pyproject.toml."""
+    """A pure-Python wheel of the packages, their data files and the console scripts named in
+    pyproject.toml."""
     project = tomllib.loads((source / "pyproject.toml").read_text())
     name, version = project["project"]["name"], project["project"]["version"]
     dist_info = f"{name}-{version}.dist-info"
@@ -20,6 +21,11 @@ def build_wheel(source: Path, out_dir: Path) -> Path:
         folder = source / package.replace(".", "/")
         for module in sorted(folder.glob("*.py")):
             files[module.relative_to(source).as_posix()] = module.read_bytes()
+    for package, patterns in project["tool"]["setuptools"].get("package-data", {}).items():
+        folder = source / package.replace(".", "/")
+        for pattern in patterns:
+            for data in sorted(folder.glob(pattern)):
+                files[data.relative_to(source).as_posix()] = data.read_bytes()
     scripts = project["project"].get("scripts", {})
     files[f"{dist_info}/METADATA"] = (
         f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"

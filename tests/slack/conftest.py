@@ -24,6 +24,7 @@ from bots.app import build_services
 from bots.platform_config import slack_config
 from bots.settings import SlackSettings
 from core.chat import ChatConfig
+from core.i18n import Translations, only_english
 from core.worker import InboxWorker
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, FakeSlack, fake_slack  # noqa: F401
@@ -68,6 +69,7 @@ async def start_bot(
         admin_ids: list[str] | None = None,
         redis: str | None = None,
         rate_per_minute: int = 1000,
+        translations: Translations | None = None,
     ) -> SlackBot:
         settings = SlackSettings(
             bot_token=SecretStr(BOT_TOKEN),
@@ -82,9 +84,15 @@ async def start_bot(
         )
         threads_client = aioredis.Redis.from_url(redis or redis_url, decode_responses=True)
         llm = OllamaLLM(ollama_url or fake_ollama.url, connect_timeout_s=1.0, retries=0)
-        services = build_services(store, llm, ChatConfig(default_model="llama3.1:8b"), "test")
+        config = ChatConfig(default_model="llama3.1:8b")
+        services = build_services(
+            store, llm, config, "test", translations=translations or only_english
+        )
         platform = SlackPlatform(
-            slack_config(settings), store, RedisThreadRegistry(threads_client, key_prefix)
+            slack_config(settings),
+            store,
+            RedisThreadRegistry(threads_client, key_prefix),
+            translations=translations,
         )
         worker = services.worker("slack", platform.sinks, slots=4)
         stop = asyncio.Event()

@@ -18,6 +18,7 @@ from bots.app import build_services
 from bots.platform_config import telegram_config
 from bots.settings import TelegramSettings
 from core.chat import ChatConfig
+from core.i18n import Translations, only_english
 from core.worker import InboxWorker
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.telegram_api import ALICE, TOKEN, FakeTelegram
@@ -88,7 +89,10 @@ async def start_bot(
         ollama_url: str | None = None,
         redis: str | None = None,
         rate_per_minute: int = 1000,
+        translations: Translations | None = None,
     ) -> RunningBot:
+        """``translations``: English for everyone unless a test asks for the catalogues (the
+        fake users' clients say "es" and "en", and most tests check the English texts)."""
         settings = TelegramSettings(
             token=SecretStr(TOKEN), api_base_url=fake_telegram.url, admin_ids=list(admin_ids)
         )
@@ -96,9 +100,16 @@ async def start_bot(
             redis or redis_url, prefix=key_prefix, block_ms=100, rate_per_minute=rate_per_minute
         )
         llm = OllamaLLM(ollama_url or fake_ollama.url, retries=0, backoff_s=0.01)
-        services = build_services(store, llm, ChatConfig(default_model="llama3.1:8b"), consumer)
+        config = ChatConfig(default_model="llama3.1:8b")
+        services = build_services(
+            store, llm, config, consumer, translations=translations or only_english
+        )
         platform = TelegramPlatform(
-            telegram_config(settings), store, limits=limits, poll_timeout_s=1
+            telegram_config(settings),
+            store,
+            limits=limits,
+            poll_timeout_s=1,
+            translations=translations,
         )
         await platform.start()
         worker = services.worker("telegram", platform.sinks, slots=4, claim_idle_ms=claim_idle_ms)
