@@ -62,11 +62,19 @@ def platform_config(name: str, settings: Settings) -> PlatformConfig:
 
 
 def build_platform(config: PlatformConfig, rt: Runtime) -> Platform:
+    from adapters.redis_store import RedisStore
+
     if isinstance(config, TelegramConfig):
         from adapters.telegram.platform import TelegramPlatform
+        from adapters.telegram.shared import LocalShared, RedisShared
 
-        return TelegramPlatform(config, rt.store)
-    from adapters.redis_store import RedisStore
+        store = rt.store
+        shared = (
+            RedisShared(store.client, store.prefix, rt.consumer)
+            if isinstance(store, RedisStore)
+            else LocalShared()
+        )
+        return TelegramPlatform(config, store, shared=shared)
     from adapters.slack.platform import SlackPlatform
     from adapters.slack.threads import MemoryThreadRegistry, RedisThreadRegistry
 
