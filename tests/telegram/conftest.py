@@ -14,6 +14,7 @@ from adapters.ollama_llm import OllamaLLM
 from adapters.redis_store import RedisStore
 from adapters.telegram.pacing import Limits
 from adapters.telegram.platform import TelegramPlatform
+from adapters.telegram.shared import RedisShared
 from bots.app import build_services
 from bots.platform_config import telegram_config
 from bots.settings import TelegramSettings
@@ -88,9 +89,13 @@ async def start_bot(
         ollama_url: str | None = None,
         redis: str | None = None,
         rate_per_minute: int = 1000,
+        bot_rate_per_s: float = 30.0,
     ) -> RunningBot:
         settings = TelegramSettings(
-            token=SecretStr(TOKEN), api_base_url=fake_telegram.url, admin_ids=list(admin_ids)
+            token=SecretStr(TOKEN),
+            api_base_url=fake_telegram.url,
+            admin_ids=list(admin_ids),
+            bot_rate_per_s=bot_rate_per_s,
         )
         store = RedisStore.from_url(
             redis or redis_url, prefix=key_prefix, block_ms=100, rate_per_minute=rate_per_minute
@@ -98,7 +103,11 @@ async def start_bot(
         llm = OllamaLLM(ollama_url or fake_ollama.url, retries=0, backoff_s=0.01)
         services = build_services(store, llm, ChatConfig(default_model="llama3.1:8b"), consumer)
         platform = TelegramPlatform(
-            telegram_config(settings), store, limits=limits, poll_timeout_s=1
+            telegram_config(settings),
+            store,
+            limits=limits,
+            poll_timeout_s=1,
+            shared=RedisShared(store.client, store.prefix, consumer),
         )
         await platform.start()
         worker = services.worker("telegram", platform.sinks, slots=4, claim_idle_ms=claim_idle_ms)
