@@ -33,7 +33,7 @@ from adapters.telegram.inbound import BotIdentity, is_admin_command, translate
 from adapters.telegram.pacing import Limits, Pacers
 from adapters.telegram.receive import ALLOWED_UPDATES, Poller, WebhookServer
 from adapters.telegram.request import AiohttpRequest, BotApi
-from adapters.telegram.shared import LEASE_CHECK_S, LEASE_TTL_MS, Budget, LocalShared, Shared
+from adapters.telegram.shared import LEASE_CHECK_S, Budget, LocalShared, Shared
 from adapters.telegram.sink import TelegramSink
 from core.errors import DeliveryError, RateLimited, StoreFull, StoreUnavailable
 from core.models import Admission, IncomingMessage
@@ -93,8 +93,7 @@ class TelegramPlatform:
         self._api = BotApi(request, self.bot.base_url)
         self._pacers = Pacers(limits or Limits())
         shared = shared or LocalShared()
-        rate = config.bot_rate_per_s
-        self._budget = Budget(shared.bucket(config.bot_id, rate), rate)
+        self._budget = Budget(shared.bucket(config.bot_id, config.bot_rate_per_s))
         self._lease = shared.poll_lease(config.bot_id)
         self._admins = AdminDirectory(self.bot, list(config.admin_ids))
         self._told_store_down: set[str] = set()
@@ -151,22 +150,23 @@ class TelegramPlatform:
 
     async def _poll_while_leased(self) -> None:
         """Poll while this process holds the poller lease; the others check it every second
-        and take over when it lapses. Without Redis, polling stops when the lease would have
-        lapsed, so that the process taking over meets no 409 Conflict."""
+        and take over when it lapses; one that finds it taken stops polling, so that Telegram
+        never sees two getUpdates at once (409 Conflict)."""
         assert self._poller is not None
         polling: asyncio.Task[None] | None = None
-        held_until = 0.0
-        loop = asyncio.get_running_loop()
+        reached = False
         try:
             while True:
-                checked_at = loop.time()
                 try:
                     held = await self._lease.hold()
                 except RedisError as error:
+                    # Nobody can take the lease over while Redis is down: the poller goes on
+                    # (a process that never reached Redis polls too), so that every chat hears
+                    # that its message waits for Redis.
                     log.warning("poller lease unknown: %s", error)
-                    held = checked_at < held_until
+                    held = polling is not None or not reached
                 else:
-                    held_until = checked_at + LEASE_TTL_MS / 1000 if held else 0.0
+                    reached = True
                 if polling is not None and polling.done():
                     polling.result()  # polling gave up (the token was rejected): so do we
                 self._leading = held

@@ -8,7 +8,7 @@ process poll. ``LocalShared`` is the same for one process alone (the memory stor
 The bucket refills at nine tenths of the limit and holds at most a tenth of a second's worth,
 so no sliding second ever sees more than the limit. Required calls (final texts) wait for a
 token; optional ones (streaming edits, typing, status) take one only while the bucket holds
-more than a reserve, so under load the final texts get the room.
+more than a little beyond it, so under load the final texts get the room.
 """
 
 from __future__ import annotations
@@ -25,7 +25,10 @@ log = logging.getLogger("ollabot.telegram.shared")
 
 LEASE_TTL_MS = 3000
 LEASE_CHECK_S = 1.0
-RESERVE_SHARE = 0.5  # of the bucket's capacity, kept for required calls
+# Tokens an optional call must leave behind. Under load, required calls take every token as
+# soon as it is whole, so the bucket never holds more than this and optional calls are
+# skipped; when the bot is quiet, a typing action just before a preview does not hold it back.
+OPTIONAL_KEEP = 0.5
 _REQUIRED_WAIT_AT_MOST_S = 30.0
 
 # KEYS: bucket. ARGV: refill per second, capacity, tokens that must stay after taking one.
@@ -93,9 +96,8 @@ class Budget:
     """The bot-wide budget as the sink uses it; a store that cannot be reached lets calls go
     (Telegram's own 429 still paces them)."""
 
-    def __init__(self, bucket: Bucket, per_s: float) -> None:
+    def __init__(self, bucket: Bucket) -> None:
         self._bucket = bucket
-        self._keep = shape(per_s)[1] * RESERVE_SHARE
 
     async def required(self) -> None:
         """Wait for a token (a final text)."""
@@ -108,7 +110,7 @@ class Budget:
 
     async def optional(self) -> bool:
         """Take a token only if the bucket has room beyond the reserve."""
-        return await self._take(self._keep) <= 0
+        return await self._take(OPTIONAL_KEEP) <= 0
 
     async def _take(self, keep: float) -> float:
         try:
