@@ -89,7 +89,7 @@ async def start_bot(
         ollama_url: str | None = None,
         redis: str | None = None,
         rate_per_minute: int = 1000,
-        bot_rate_per_s: float = 30.0,
+        bot_rate_per_s: float = 1000.0,  # like the fake: no bot-wide limit unless a test sets one
     ) -> RunningBot:
         settings = TelegramSettings(
             token=SecretStr(TOKEN),

@@ -41,7 +41,10 @@ async def test_two_processes_answer_300_messages_within_the_bot_wide_limit_and_o
 ) -> None:
     chats, rounds = 100, 3
     fake_telegram.global_rate_count, fake_telegram.global_rate_window_s = 30, 1.0
-    bots = [await start_bot(consumer="process-a"), await start_bot(consumer="process-b")]
+    bots = [
+        await start_bot(consumer="process-a", bot_rate_per_s=30),
+        await start_bot(consumer="process-b", bot_rate_per_s=30),
+    ]
     await poller_of(bots)
     users = [user(n) for n in range(chats)]
     for r in range(rounds):
