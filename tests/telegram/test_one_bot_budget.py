@@ -55,9 +55,14 @@ async def test_two_processes_answer_300_messages_within_the_bot_wide_limit_and_o
         return [f"echo: user {u['id']} question {r}" for r in range(rounds)]
 
     # About 11 s at the limit; the bound leaves room for a busy machine.
-    await fake_telegram.wait_until(
-        lambda: all(answers(fake_telegram, u["id"]) == expected(u) for u in users), timeout=45
-    )
+    try:
+        await fake_telegram.wait_until(
+            lambda: all(answers(fake_telegram, u["id"]) == expected(u) for u in users), timeout=45
+        )
+    except AssertionError:
+        wrong = [(answers(fake_telegram, u["id"]), expected(u)) for u in users]
+        wrong = [pair for pair in wrong if pair[0] != pair[1]]
+        raise AssertionError(f"{len(wrong)} chats not answered as asked: {wrong[:3]}") from None
     calls, limited = len(fake_telegram.calls), len(fake_telegram.errors(429))
     print(f"\n{chats * rounds} answered; {calls} Bot API calls, {limited} answered 429")
     assert fake_telegram.errors(409) == [], "two processes polled getUpdates at once"
