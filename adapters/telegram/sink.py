@@ -3,7 +3,8 @@
 Built from ``IncomingMessage.reply_to`` alone, so a message claimed after a restart is
 answered just the same; its ``handle`` (the streamed message's id, the parts delivered) lets
 a successor finish the same message. Streaming edits are optional (skipped when the chat has
-no room or the text is unchanged); the final parts are required: a 429 or a network failure
+no room, the bot-wide budget has none to spare, or the text is unchanged); the final parts
+are required (they wait for the chat and for the bot-wide budget): a 429 or a network failure
 is raised as ``DeliveryDeferred`` for the outbox to retry, and parts already delivered are
 not sent again.
 """
@@ -25,6 +26,7 @@ from telegram.error import (
 from adapters.telegram.pacing import ChatPacer, Pacers, retry_seconds
 from adapters.telegram.render import Part, render
 from adapters.telegram.request import BotApi
+from adapters.telegram.shared import Budget
 from core.errors import DeliveryDeferred, DeliveryRefused
 
 log = logging.getLogger("ollabot.telegram.sink")
@@ -37,8 +39,11 @@ _ELLIPSIS = " …"
 class TelegramSink:
     """A ``ReplySink`` bound to one chat (and forum topic) of one incoming message."""
 
-    def __init__(self, api: BotApi, pacers: Pacers, reply_to: dict[str, str]) -> None:
+    def __init__(
+        self, api: BotApi, pacers: Pacers, reply_to: dict[str, str], budget: Budget
+    ) -> None:
         self._api = api
+        self._budget = budget
         self._limits = pacers.limits
         self._chat_id = int(reply_to["chat_id"])
         self._thread_id = int(reply_to["thread_id"]) if reply_to.get("thread_id") else None
@@ -73,7 +78,7 @@ class TelegramSink:
         if self._latest or not self._pacer.edit_allowed(time.monotonic()):
             return
         part = Part(text)
-        if part == self._shown:
+        if part == self._shown or not await self._budget.optional():
             return
         try:
             await self._show(part)
@@ -94,7 +99,7 @@ class TelegramSink:
         if not self._pacer.edit_allowed(now):
             return
         part = _preview(text)
-        if part == self._shown:
+        if part == self._shown or not await self._budget.optional():
             return
         try:
             await self._show(part)
@@ -148,8 +153,10 @@ class TelegramSink:
             try:
                 if editing and self._message_id is not None:
                     if part != self._shown:
+                        await self._budget.required()
                         await self._edit(part)
                 else:
+                    await self._budget.required()
                     await self._send(part, keep_first=not editing)
                 return
             except ChatMigrated as error:  # the group became a supergroup
@@ -204,7 +211,7 @@ class TelegramSink:
         await asyncio.sleep(self._limits.typing_delay_s)
         deadline = time.monotonic() + TYPING_AT_MOST_S
         while self._message_id is None and time.monotonic() < deadline:
-            if time.monotonic() >= self._pacer.blocked_until:
+            if time.monotonic() >= self._pacer.blocked_until and await self._budget.optional():
                 try:
                     await self._api.call(
                         "sendChatAction",
