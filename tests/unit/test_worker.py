@@ -200,3 +200,41 @@ async def test_a_message_that_cannot_start_soon_shows_its_place_in_line() -> Non
     assert sinks.by_text["short"].statuses == ["queued: #1, about 1 s"]
     assert sinks.by_text["short"].finished == ["re short"], "the reply replaced the notice"
     assert sinks.by_text["long"].statuses == [], "a message that started at once is not told"
+
+
+async def test_messages_held_a_long_time_stay_claimed_and_are_not_set_aside() -> None:
+    store = MemoryStore(block_ms=10, max_deliveries=2)
+    llm, sinks = GatedLLM(gates={"slow": asyncio.Event()}), Sinks()
+    config = ChatConfig("m")
+    admin = AdminService(store, FewShotCatalog(), "m", config.num_ctx)
+    service = ChatService(llm, store, FewShotCatalog(), config, "w", admin)
+    settings = WorkerConfig("test", "w", slots=1, claim_idle_ms=100)  # claims every 50 ms
+    worker = InboxWorker(store, service, Outbox(store, store), sinks, settings)
+    async with running(worker):
+        await send(store, "slow", "a")
+        await until(lambda: len(llm.requests) == 1, llm.changed)
+        await send(store, "patient", "b", user="v")  # waits for the only model slot
+        for _ in range(40):  # a second: many times the idle time after which entries go
+            await asyncio.sleep(0.025)
+        llm.gates["slow"].set()
+        await until(lambda: len(sinks.delivered) == 2, sinks.changed)
+    assert store.dead_letters == [], "an entry kept waiting was given up as undeliverable"
+
+
+async def test_drain_waits_for_the_reply_in_progress_and_delivers_it() -> None:
+    store, llm = MemoryStore(block_ms=10), GatedLLM(gates={"last words": asyncio.Event()})
+    sinks = Sinks()
+    worker = make_worker(store, llm, sinks)
+    stop = asyncio.Event()
+    running_task = asyncio.create_task(worker.run(stop))
+    await send(store, "last words")
+    await until(lambda: len(llm.requests) == 1, llm.changed)
+    stop.set()
+    await running_task
+    draining = asyncio.create_task(worker.drain(5))
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert not draining.done(), "drain returned while a reply was still being written"
+    llm.gates["last words"].set()
+    await draining
+    assert sinks.delivered == ["last words"]
