@@ -62,20 +62,11 @@ def platform_config(name: str, settings: Settings) -> PlatformConfig:
 
 
 def build_platform(config: PlatformConfig, rt: Runtime) -> Platform:
-    from adapters.redis_store import RedisStore
-
     if isinstance(config, TelegramConfig):
         from adapters.telegram.platform import TelegramPlatform
-        from adapters.telegram.shared import LocalShared, RedisShared
 
-        store = rt.store
-        shared = (
-            RedisShared(store.client, store.prefix, rt.consumer)
-            if isinstance(store, RedisStore)
-            else LocalShared()
-        )
-        translations = rt.services.service.translations
-        return TelegramPlatform(config, store, translations=translations, shared=shared)
+        return TelegramPlatform(config, rt.store, translations=rt.services.service.translations)
+    from adapters.redis_store import RedisStore
     from adapters.slack.platform import SlackPlatform
     from adapters.slack.threads import MemoryThreadRegistry, RedisThreadRegistry
 

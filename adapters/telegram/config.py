@@ -27,9 +27,3 @@ class TelegramConfig:
     api_base_url: str = DEFAULT_API_BASE_URL
     admin_ids: tuple[int, ...] = ()
     webhook: Webhook | None = None  # None: long polling
-    bot_rate_per_s: float = 30.0  # messages a second over all chats, shared by every process
-
-    @property
-    def bot_id(self) -> str:
-        """The bot's id: the token's part before the colon (known before any call)."""
-        return self.token.get_secret_value().partition(":")[0]

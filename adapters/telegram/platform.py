@@ -15,7 +15,6 @@ import secrets
 from dataclasses import replace
 from urllib.parse import urlsplit
 
-from redis.exceptions import RedisError
 from telegram import (
     Bot,
     BotCommand,
@@ -34,7 +33,6 @@ from adapters.telegram.inbound import BotIdentity, is_admin_command, translate
 from adapters.telegram.pacing import Limits, Pacers
 from adapters.telegram.receive import ALLOWED_UPDATES, Poller, WebhookServer
 from adapters.telegram.request import AiohttpRequest, BotApi
-from adapters.telegram.shared import LEASE_CHECK_S, Budget, LocalShared, Shared
 from adapters.telegram.sink import TelegramSink
 from core.errors import DeliveryError, RateLimited, StoreFull, StoreUnavailable
 from core.i18n import N_, Translations, only_english
@@ -80,7 +78,6 @@ class TelegramPlatform:
         poll_timeout_s: int = 30,
         request: BaseRequest | None = None,
         translations: Translations | None = None,
-        shared: Shared | None = None,
     ) -> None:
         self._config = config
         # Without catalogues everyone is answered in English, and the menus are English only.
@@ -100,26 +97,17 @@ class TelegramPlatform:
         )
         self._api = BotApi(request, self.bot.base_url)
         self._pacers = Pacers(limits or Limits())
-        shared = shared or LocalShared()
-        self._budget = Budget(shared.bucket(config.bot_id, config.bot_rate_per_s))
-        self._lease = shared.poll_lease(config.bot_id)
         self._admins = AdminDirectory(self.bot, list(config.admin_ids))
         self._told_store_down: set[str] = set()
         self._me: BotIdentity | None = None
         self._poller: Poller | None = None
         self._polling: asyncio.Task[None] | None = None
-        self._leading = False  # this process polls (holds the poller lease)
         self._webhook: WebhookServer | None = None
         self.webhook_port: int | None = None
 
-    @property
-    def polls(self) -> bool:
-        """Whether this process is the one polling ``getUpdates`` for the bot."""
-        return self._leading
-
     def sinks(self, message: IncomingMessage) -> TelegramSink:
         """The ``SinkFactory``: a sink built from the message's ``reply_to`` alone."""
-        return TelegramSink(self._api, self._pacers, message.reply_to, self._budget)
+        return TelegramSink(self._api, self._pacers, message.reply_to)
 
     async def start(self) -> None:
         """Connect (getMe), register the command menus and start receiving."""
@@ -138,7 +126,7 @@ class TelegramPlatform:
                 self._poll_timeout_s,
                 on_hold=self._on_hold,
             )
-            self._polling = asyncio.create_task(self._poll_while_leased(), name="telegram-lease")
+            self._polling = asyncio.create_task(self._poller.run(), name="telegram-polling")
         log.info("telegram receiving as @%s", self._me.username)
 
     async def stop(self) -> None:
@@ -148,47 +136,11 @@ class TelegramPlatform:
             with contextlib.suppress(asyncio.CancelledError, TelegramError):
                 await self._polling
             self._polling = None
-            if self._poller is not None and self._leading:
+            if self._poller is not None:
                 await self._poller.confirm()
-                with contextlib.suppress(RedisError):
-                    await self._lease.release()
         if self._webhook is not None:
             await self._webhook.stop()
             self._webhook = None
-
-    async def _poll_while_leased(self) -> None:
-        """Poll while this process holds the poller lease; the others check it every second
-        and take over when it lapses; one that finds it taken stops polling, so that Telegram
-        never sees two getUpdates at once (409 Conflict)."""
-        assert self._poller is not None
-        polling: asyncio.Task[None] | None = None
-        reached = False
-        try:
-            while True:
-                try:
-                    held = await self._lease.hold()
-                except RedisError as error:
-                    # Nobody can take the lease over while Redis is down: the poller goes on
-                    # (a process that never reached Redis polls too), so that every chat hears
-                    # that its message waits for Redis.
-                    log.warning("poller lease unknown: %s", error)
-                    held = polling is not None or not reached
-                else:
-                    reached = True
-                if polling is not None and polling.done():
-                    polling.result()  # polling gave up (the token was rejected): so do we
-                self._leading = held
-                if held and polling is None:
-                    log.info("polling getUpdates (this process holds the poller lease)")
-                    polling = asyncio.create_task(self._poller.run(), name="telegram-polling")
-                elif not held and polling is not None:
-                    log.warning("poller lease lost: another process polls now")
-                    await _cancelled(polling)
-                    polling = None
-                await asyncio.sleep(LEASE_CHECK_S)
-        finally:
-            if polling is not None:
-                await _cancelled(polling)
 
     async def aclose(self) -> None:
         """Release the HTTP sessions (after the worker has drained)."""
@@ -278,9 +230,3 @@ class TelegramPlatform:
         self._webhook = WebhookServer(self.bot, self.receive, self.set_aside, token, path)
         self.webhook_port = await self._webhook.start(webhook.host, webhook.port)
         await self.bot.set_webhook(webhook.url, secret_token=token, allowed_updates=ALLOWED_UPDATES)
-
-
-async def _cancelled(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, TelegramError):
-        await task

@@ -3,8 +3,7 @@
 Built from ``IncomingMessage.reply_to`` alone, so a message claimed after a restart is
 answered just the same; its ``handle`` (the streamed message's id, the parts delivered) lets
 a successor finish the same message. Streaming edits are optional (skipped when the chat has
-no room, the bot-wide budget has none to spare, or the text is unchanged); the final parts
-are required (they wait for the chat and for the bot-wide budget): a 429 or a network failure
+no room or the text is unchanged); the final parts are required: a 429 or a network failure
 is raised as ``DeliveryDeferred`` for the outbox to retry, and parts already delivered are
 not sent again.
 """
@@ -26,7 +25,6 @@ from telegram.error import (
 from adapters.telegram.pacing import ChatPacer, Pacers, retry_seconds
 from adapters.telegram.render import Part, render
 from adapters.telegram.request import BotApi
-from adapters.telegram.shared import Budget
 from core.errors import DeliveryDeferred, DeliveryRefused
 
 log = logging.getLogger("ollabot.telegram.sink")
@@ -39,11 +37,8 @@ _ELLIPSIS = " …"
 class TelegramSink:
     """A ``ReplySink`` bound to one chat (and forum topic) of one incoming message."""
 
-    def __init__(
-        self, api: BotApi, pacers: Pacers, reply_to: dict[str, str], budget: Budget
-    ) -> None:
+    def __init__(self, api: BotApi, pacers: Pacers, reply_to: dict[str, str]) -> None:
         self._api = api
-        self._budget = budget
         self._limits = pacers.limits
         self._chat_id = int(reply_to["chat_id"])
         self._thread_id = int(reply_to["thread_id"]) if reply_to.get("thread_id") else None
@@ -78,7 +73,7 @@ class TelegramSink:
         if self._latest or not self._pacer.edit_allowed(time.monotonic()):
             return
         part = Part(text)
-        if part == self._shown or not await self._budget.optional():
+        if part == self._shown:
             return
         try:
             await self._show(part)
@@ -99,7 +94,7 @@ class TelegramSink:
         if not self._pacer.edit_allowed(now):
             return
         part = _preview(text)
-        if part == self._shown or not await self._budget.optional():
+        if part == self._shown:
             return
         try:
             await self._show(part)
@@ -153,10 +148,8 @@ class TelegramSink:
             try:
                 if editing and self._message_id is not None:
                     if part != self._shown:
-                        await self._budget.required()
                         await self._edit(part)
                 else:
-                    await self._budget.required()
                     await self._send(part, keep_first=not editing)
                 return
             except ChatMigrated as error:  # the group became a supergroup
@@ -211,7 +204,7 @@ class TelegramSink:
         await asyncio.sleep(self._limits.typing_delay_s)
         deadline = time.monotonic() + TYPING_AT_MOST_S
         while self._message_id is None and time.monotonic() < deadline:
-            if time.monotonic() >= self._pacer.blocked_until and await self._budget.optional():
+            if time.monotonic() >= self._pacer.blocked_until:
                 try:
                     await self._api.call(
                         "sendChatAction",

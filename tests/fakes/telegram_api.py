@@ -13,8 +13,7 @@ modified"), MarkdownV2 with an unescaped reserved character or an unclosed entit
 unknown or unclosed tag, entities outside the text ("can't parse entities"), and a per-chat
 rate: more than ``rate_count`` messages (sends and edits) within ``rate_window_s`` gets 429
 with ``parameters.retry_after``; so does a bot-wide rate, when ``global_rate_count`` is set, over
-all chats together. A long poll still waiting when another ``getUpdates`` comes is ended with
-409 Conflict, as Telegram ends it. Stricter than the real server where that is simpler (it
+all chats together. Stricter than the real server where that is simpler (it
 rejects bad entities instead of dropping them). It does not emulate files, keyboards, inline
 mode or chats it has not seen.
 """
@@ -56,10 +55,6 @@ LIMIT = 4096
 NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup are "
     "exactly the same as a current content and reply markup of the message"
-)
-CONFLICT = (
-    "Conflict: terminated by other getUpdates request; "
-    "make sure that only one bot instance is running"
 )
 MDV2_RESERVED = set("_*[]()~`>#+-=|{}.!")
 HTML_TAGS = {
@@ -125,8 +120,6 @@ class FakeTelegram:
         self._runner: web.AppRunner | None = None
         self.webhook: dict[str, Any] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._poll_generation = 0
-        self._long_polls = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -210,7 +203,7 @@ class FakeTelegram:
         return web.json_response({"ok": True, "result": result})
 
     async def _record(self, call: Call) -> None:
-        if call.method != "getUpdates" or call.status != 200:  # failed polls are worth seeing
+        if call.method != "getUpdates":
             self.calls.append(call)
             async with self._changed:
                 self._changed.notify_all()
@@ -235,11 +228,6 @@ class FakeTelegram:
         }
 
     async def _m_getUpdates(self, params: dict[str, Any]) -> Any:
-        self._poll_generation += 1
-        mine = self._poll_generation
-        if self._long_polls:  # Telegram ends the waiting request in favour of the new one
-            async with self._changed:
-                self._changed.notify_all()
         offset = int(params.get("offset") or 0)
         if offset and self._updates and self._updates[0]["update_id"] < offset:
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
@@ -252,20 +240,12 @@ class FakeTelegram:
         def ready() -> list[dict[str, Any]]:
             return [u for u in self._updates if allowed is None or any(k in u for k in allowed)]
 
-        def superseded() -> bool:
-            return self._poll_generation != mine
-
         if not ready() and timeout > 0:
-            self._long_polls += 1
             try:
                 async with asyncio.timeout(timeout), self._changed:
-                    await self._changed.wait_for(lambda: bool(ready()) or superseded())
+                    await self._changed.wait_for(lambda: bool(ready()))
             except TimeoutError:
                 pass
-            finally:
-                self._long_polls -= 1
-        if superseded():
-            raise ApiError(409, CONFLICT)
         return ready()[:limit]
 
     async def _m_deleteWebhook(self, params: dict[str, Any]) -> Any:

@@ -14,7 +14,6 @@ from adapters.ollama_llm import OllamaLLM
 from adapters.redis_store import RedisStore
 from adapters.telegram.pacing import Limits
 from adapters.telegram.platform import TelegramPlatform
-from adapters.telegram.shared import RedisShared
 from bots.app import build_services
 from bots.platform_config import telegram_config
 from bots.settings import TelegramSettings
@@ -91,15 +90,11 @@ async def start_bot(
         redis: str | None = None,
         rate_per_minute: int = 1000,
         translations: Translations | None = None,
-        bot_rate_per_s: float = 1000.0,  # like the fake: no bot-wide limit unless a test sets one
     ) -> RunningBot:
         """``translations``: English for everyone unless a test asks for the catalogues (the
         fake users' clients say "es" and "en", and most tests check the English texts)."""
         settings = TelegramSettings(
-            token=SecretStr(TOKEN),
-            api_base_url=fake_telegram.url,
-            admin_ids=list(admin_ids),
-            bot_rate_per_s=bot_rate_per_s,
+            token=SecretStr(TOKEN), api_base_url=fake_telegram.url, admin_ids=list(admin_ids)
         )
         store = RedisStore.from_url(
             redis or redis_url, prefix=key_prefix, block_ms=100, rate_per_minute=rate_per_minute
@@ -115,7 +110,6 @@ async def start_bot(
             limits=limits,
             poll_timeout_s=1,
             translations=translations,
-            shared=RedisShared(store.client, store.prefix, consumer),
         )
         await platform.start()
         worker = services.worker("telegram", platform.sinks, slots=4, claim_idle_ms=claim_idle_ms)
