@@ -70,17 +70,8 @@ class TelegramSink:
 
     async def status(self, text: str) -> None:
         """Say where the reply stands (queued, model loading) until its text comes."""
-        if self._latest or not self._pacer.edit_allowed(time.monotonic()):
-            return
-        part = Part(text)
-        if part == self._shown:
-            return
-        try:
-            await self._show(part)
-        except RetryAfter as error:
-            self._pacer.block(retry_seconds(error))
-        except TelegramError as error:
-            log.info("status not shown: %s", error)
+        if not self._latest and self._pacer.edit_allowed(time.monotonic()):
+            await self._show_optional(Part(text))
 
     async def update(self, text: str) -> None:
         """Show the reply so far, when the chat's budget allows and the text changed."""
@@ -91,16 +82,19 @@ class TelegramSink:
             self._first_text_at = now
         if now - self._first_text_at < self._limits.first_show_delay_s:
             return
-        if not self._pacer.edit_allowed(now):
-            return
-        part = _preview(text)
+        if self._pacer.edit_allowed(now):
+            await self._show_optional(_preview(text))
+
+    async def _show_optional(self, part: Part) -> None:
+        """Show ``part`` if it is new; a lost preview or status is harmless (the final text
+        follows), a 429 only pauses this chat."""
         if part == self._shown:
             return
         try:
             await self._show(part)
         except RetryAfter as error:
             self._pacer.block(retry_seconds(error))
-        except TelegramError as error:  # a lost preview is harmless: the final text follows
+        except TelegramError as error:
             log.info("streaming edit skipped: %s", error)
 
     async def finish(self, text: str) -> None:
