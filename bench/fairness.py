@@ -33,6 +33,7 @@ from adapters.memory_store import MemoryStore
 from bots.app import build_services
 from core.chat import ChatConfig
 from core.models import ChatRequest, DoneReason, IncomingMessage, StreamEvent
+from core.ports import NullSink
 
 PLATFORM = "bench"
 FLOODER = "flooder"
@@ -139,31 +140,15 @@ class Recorder:
                 await self.changed.wait_for(lambda: message_ids <= self.first_token.keys())
 
 
-class TimingSink:
+class TimingSink(NullSink):
     """A ``ReplySink`` that shows nothing and notes the first streamed token."""
 
     def __init__(self, recorder: Recorder, message_id: str) -> None:
         self._recorder = recorder
         self._message_id = message_id
 
-    @property
-    def handle(self) -> dict[str, str]:
-        return {}
-
-    def resume(self, handle: dict[str, str]) -> None:
-        pass
-
-    async def status(self, text: str) -> None:
-        pass
-
-    async def begin(self) -> None:
-        pass
-
     async def update(self, text: str) -> None:
         await self._recorder.token(self._message_id)
-
-    async def finish(self, text: str) -> None:
-        pass
 
     async def fail(self, notice: str) -> None:
         self._recorder.failed[self._message_id] = notice

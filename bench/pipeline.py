@@ -50,6 +50,7 @@ from core.models import (
     StoredReply,
     Turn,
 )
+from core.ports import NullSink as _NullSink
 from core.prompting import DEFAULT_SYSTEM_PROMPT, Budget, TokenEstimator, assemble
 from tests.fakes.ollama import FakeOllama
 from tests.fixtures.redis import RedisServer
@@ -72,32 +73,6 @@ class CountingConnection(aioredis.Connection):
         await super().send_packed_command(command, check_health)
 
 
-class NullSink:
-    """A reply sink that shows nothing (the platform's cost is not the pipeline's)."""
-
-    @property
-    def handle(self) -> dict[str, str]:
-        return {}
-
-    def resume(self, handle: dict[str, str]) -> None:
-        pass
-
-    async def status(self, text: str) -> None:
-        pass
-
-    async def begin(self) -> None:
-        pass
-
-    async def update(self, text: str) -> None:
-        pass
-
-    async def finish(self, text: str) -> None:
-        pass
-
-    async def fail(self, notice: str) -> None:
-        raise RuntimeError(notice)
-
-
 def counting_store(url: str, prefix: str, **options: Any) -> RedisStore:
     """A ``RedisStore`` whose ordinary client counts round trips (the blocking one does not)."""
     pool = aioredis.ConnectionPool.from_url(
@@ -105,6 +80,13 @@ def counting_store(url: str, prefix: str, **options: Any) -> RedisStore:
     )
     blocking = aioredis.Redis.from_url(url, decode_responses=True, socket_timeout=5)
     return RedisStore(aioredis.Redis(connection_pool=pool), blocking, prefix=prefix, **options)
+
+
+class NullSink(_NullSink):
+    """Shows nothing (the platform's cost is not the pipeline's); a failure stops the run."""
+
+    async def fail(self, notice: str) -> None:
+        raise RuntimeError(notice)
 
 
 def message(

@@ -228,3 +228,29 @@ class NullMetrics:
 
     def dead_lettered(self, platform: str) -> None:
         pass
+
+
+class NullSink:
+    """A reply sink that shows nothing (benchmarks: the platform's cost is not measured)."""
+
+    @property
+    def handle(self) -> dict[str, str]:
+        return {}
+
+    def resume(self, handle: dict[str, str]) -> None:
+        pass
+
+    async def status(self, text: str) -> None:
+        pass
+
+    async def begin(self) -> None:
+        pass
+
+    async def update(self, text: str) -> None:
+        pass
+
+    async def finish(self, text: str) -> None:
+        pass
+
+    async def fail(self, notice: str) -> None:
+        pass
