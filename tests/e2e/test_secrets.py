@@ -12,7 +12,7 @@ from tests.fakes.telegram_api import TOKEN, FakeTelegram
 from tests.fakes.telegram_api import fake_telegram as fake_telegram  # the fixture
 from tests.fixtures.redis import free_port
 
-REJECTED = "7012345678:AAH-token-the-fake-telegram-rejects"
+REJECTED = "7012345678:token-the-fake-telegram-rejects"
 
 
 async def test_a_token_in_the_credentials_directory_wins_over_the_environment(

@@ -16,7 +16,7 @@ from bots.settings import Settings
 
 TELEGRAM = "7012345678:AAH-telegram-token-for-tests"
 WEBHOOK = "webhook-secret-for-tests"
-BOT = "xoxb-bot-token-for-tests"
+BOT = "bot-token-for-tests"  # any value: redaction goes by setting, not by shape
 APP = "xapp-app-token-for-tests"
 SIGNING = "signing-secret-for-tests"
 REDIS = "redis://:redis-password-for-tests@127.0.0.1:6379/0"
