@@ -69,6 +69,7 @@ from core.models import (
     ChannelSettings,
     ConversationContext,
     InboxEntry,
+    Attachment,
     IncomingMessage,
     Outcome,
     StoredReply,
@@ -734,7 +735,9 @@ def decode_message(fields: dict[str, str] | None) -> IncomingMessage | None:
     try:
         data = json.loads(fields["message"])
         known = IncomingMessage.__dataclass_fields__
-        return IncomingMessage(**{k: v for k, v in data.items() if k in known})
+        fields_ = {k: v for k, v in data.items() if k in known}
+        fields_["attachments"] = tuple(Attachment(**a) for a in data.get("attachments", ()))
+        return IncomingMessage(**fields_)
     except (ValueError, TypeError, AttributeError):
         return None
 

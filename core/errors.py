@@ -101,6 +101,13 @@ class NotAuthorized(OllabotError):
     notice = N_("Sorry, only admins of this chat can change its settings.")
 
 
+class FileRefused(MessageRejected):
+    """An attached file that cannot be used: too large, of a kind we do not read, damaged, or
+    withheld by the platform (the notice says which)."""
+
+    notice = N_("I could not read the file you sent; please try another one.")
+
+
 class DeliveryError(OllabotError):
     """A sink could not hand a reply to its platform."""
 

@@ -22,6 +22,25 @@ class Turn(NamedTuple):
     author: str = ""
 
 
+AttachmentKind = Literal["image", "audio", "document"]
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file sent with a message, by reference: the worker fetches its bytes through the
+    platform's ``FileSource`` when it answers, so the inbox never holds file contents.
+
+    ``ref`` is what that source needs (a Telegram ``file_id``, a Slack ``url_private``);
+    ``size`` is the platform's figure in bytes (0: unknown).
+    """
+
+    kind: AttachmentKind
+    ref: str
+    name: str = ""
+    mime: str = ""
+    size: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class IncomingMessage:
     """A platform message in neutral form, as written to the inbox.
@@ -43,6 +62,7 @@ class IncomingMessage:
     command_prefix: str = "/"
     reply_to: dict[str, str] = field(default_factory=dict)
     language: str = ""  # the author's language code as the platform gives it ("es", "en-US")
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ from typing import Protocol
 
 from core.models import (
     Admission,
+    Attachment,
     AuditEntry,
     ChannelSettings,
     ChatRequest,
@@ -55,6 +56,15 @@ class ReplySink(Protocol):
 
     def resume(self, handle: dict[str, str]) -> None:
         """Continue from what an earlier sink for the same message left (its ``handle``)."""
+
+
+class FileSource(Protocol):
+    """A platform's file API (Telegram ``getFile``, Slack ``url_private``)."""
+
+    async def fetch(self, attachment: Attachment, max_bytes: int) -> bytes:
+        """The file's bytes; raise ``FileRefused`` when it is larger than ``max_bytes`` or
+        the platform will not hand it over."""
+        ...
 
 
 class SinkFactory(Protocol):
