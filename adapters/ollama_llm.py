@@ -39,7 +39,7 @@ import ollama
 import structlog
 
 from adapters.aiohttp_transport import AiohttpTransport, extra_headers
-from adapters.ollama_tokens import ControlTokens
+from adapters.ollama_tokens import ModelFacts, ModelFactsCache
 from core.errors import LLMBusy, LLMError, LLMFailed, LLMUnavailable, ModelNotFound
 from core.i18n import N_
 from core.models import ChatMessage, ChatRequest, DoneReason, StreamEvent
@@ -83,11 +83,12 @@ class OllamaLLM:
         self._retries = retries
         self._backoff_s = backoff_s
         self._show_timeout_s = show_timeout_s
-        self._control_tokens = ControlTokens(self.show)
+        self._facts = ModelFactsCache(self.show)
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         """Yield the reply piece by piece, then one ``done`` event with Ollama's counts."""
-        request = without_control_tokens(request, await self._control_tokens.of(request.model))
+        facts = await self.facts(request.model)
+        request = without_control_tokens(request, facts.control_tokens)
         for attempt in range(self._retries + 1):
             started = False
             try:
@@ -147,6 +148,10 @@ class OllamaLLM:
 
     def _backoff(self, attempt: int) -> float:
         return float(self._backoff_s * 2**attempt * random.uniform(0.5, 1.0))
+
+    async def facts(self, model: str) -> ModelFacts:
+        """The model's control tokens and capabilities (empty while ``/api/show`` fails)."""
+        return await self._facts.of(model)
 
     async def version(self) -> str:
         """The server's version (``GET /api/version``)."""

@@ -1,4 +1,5 @@
-"""The control tokens of the model in use, read from Ollama's ``/api/show`` and cached per model.
+"""What ``/api/show`` tells about the model in use (its control tokens and its capabilities),
+read once per model and cached.
 
 Ollama parses a model's control tokens wherever they appear in the text it is sent: typed to a
 Gemma model, ``<start_of_turn>system`` opens a system turn. The core knows the common
@@ -17,6 +18,7 @@ import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -39,6 +41,20 @@ _TEMPLATE_TOKEN = re.compile(
 _STOP = re.compile(r'^stop\s+"(.*)"\s*$', re.MULTILINE)
 
 
+@dataclass(frozen=True, slots=True)
+class ModelFacts:
+    """A model's control tokens and its capabilities as Ollama names them (``completion``,
+    ``vision``, ``thinking``, ``embedding``, ``tools``); both empty when unknown."""
+
+    control_tokens: frozenset[str] = frozenset()
+    capabilities: frozenset[str] = frozenset()
+
+
+def facts_from_show(shown: Mapping[str, Any]) -> ModelFacts:
+    capabilities = shown.get("capabilities") or []
+    return ModelFacts(tokens_from_show(shown), frozenset(str(c) for c in capabilities))
+
+
 def tokens_from_show(shown: Mapping[str, Any]) -> frozenset[str]:
     """The control tokens an ``/api/show`` answer reveals (template, stops, tokenizer)."""
     template = str(shown.get("template") or "")
@@ -57,8 +73,8 @@ def _control_vocabulary(model_info: Mapping[str, Any]) -> Iterable[str]:
             yield token
 
 
-class ControlTokens:
-    """``await tokens.of(model)``: the model's control tokens, asked once per model.
+class ModelFactsCache:
+    """``await facts.of(model)``: what ``/api/show`` says of the model, asked once per model.
 
     Concurrent first requests share one look-up; a failed one is retried after ``retry_s``.
     """
@@ -69,30 +85,30 @@ class ControlTokens:
         self._show = show
         self._retry_s = retry_s
         self._clock = clock
-        self._known: dict[str, frozenset[str]] = {}
+        self._known: dict[str, ModelFacts] = {}
         self._failed_at: dict[str, float] = {}
-        self._asking: dict[str, asyncio.Task[frozenset[str]]] = {}
+        self._asking: dict[str, asyncio.Task[ModelFacts]] = {}
 
-    async def of(self, model: str) -> frozenset[str]:
+    async def of(self, model: str) -> ModelFacts:
         known = self._known.get(model)
         if known is not None:
             return known
         failed_at = self._failed_at.get(model)
         if failed_at is not None and self._clock() - failed_at < self._retry_s:
-            return frozenset()
+            return ModelFacts()
         task = self._asking.get(model)
         if task is None:
             task = self._asking[model] = asyncio.create_task(self._ask(model))
             task.add_done_callback(lambda _: self._asking.pop(model, None))
         return await asyncio.shield(task)
 
-    async def _ask(self, model: str) -> frozenset[str]:
+    async def _ask(self, model: str) -> ModelFacts:
         try:
-            tokens = tokens_from_show(await self._show(model))
+            facts = facts_from_show(await self._show(model))
         except (OllabotError, TimeoutError, ValueError, TypeError) as error:
             self._failed_at[model] = self._clock()
-            log.warning("model_tokens_unknown", model=model, error=type(error).__name__)
-            return frozenset()
-        self._known[model] = tokens
+            log.warning("model_facts_unknown", model=model, error=type(error).__name__)
+            return ModelFacts()
+        self._known[model] = facts
         self._failed_at.pop(model, None)
-        return tokens
+        return facts
