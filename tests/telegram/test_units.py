@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from telegram import Bot, Update
 
+from adapters.telegram.buttons import DATA_LIMIT, Press
 from adapters.telegram.inbound import BotIdentity, strip_mention, translate
 from adapters.telegram.pacing import ChatPacer, Limits
 from adapters.telegram.render import render, split_ranges
@@ -152,3 +153,11 @@ def test_a_429_blocks_only_its_chat() -> None:
     blocked.block(30)
     assert not blocked.edit_allowed(blocked.blocked_until - 1)
     assert other.edit_allowed(blocked.blocked_until - 1)
+
+
+def test_button_data_fits_telegrams_64_bytes_and_reads_back() -> None:
+    longest = Press("retry", str(2**53), f"tg:-100{2**52}:{2**31}")
+    assert len(longest.data.encode()) <= DATA_LIMIT
+    assert Press.read(longest.data) == longest
+    for foreign in (None, "", "like 1 tg:5", "stop alice tg:5", "stop 1"):
+        assert Press.read(foreign) is None
