@@ -61,6 +61,7 @@ class TelegramSink:
         self._controls = controls
         self._drafts = drafts
         self._draft_id = 0  # nonzero once a draft shows
+        self._drafted_at = 0.0
         self._message_id: int | None = None
         self._parts_done = 0
         self._shown: Part | None = None
@@ -103,10 +104,12 @@ class TelegramSink:
         if self._pacer.edit_allowed(now):
             await self._show_optional(_preview(text), self._markup(STOP))
 
-    async def _show_optional(self, part: Part, markup: Markup | None = None) -> None:
-        """Show ``part`` if it is new; a lost preview or status is harmless (the final text
-        follows), a 429 only pauses this chat."""
-        if (part, markup) == (self._shown, self._shown_markup):
+    async def _show_optional(
+        self, part: Part, markup: Markup | None = None, again: bool = False
+    ) -> None:
+        """Show ``part`` if it is new (or ``again``); a lost preview or status is harmless
+        (the final text follows), a 429 only pauses this chat."""
+        if not again and (part, markup) == (self._shown, self._shown_markup):
             return
         try:
             await self._show(part, markup)
@@ -207,6 +210,7 @@ class TelegramSink:
             return False
         self._pacer.sent()
         self._draft_id, self._shown, self._shown_markup = draft_id, part, markup
+        self._drafted_at = time.monotonic()
         return True
 
     async def _send(
@@ -252,11 +256,14 @@ class TelegramSink:
         return {"message_id": self._quote, "allow_sending_without_reply": True}
 
     async def _keep_typing(self) -> None:
-        """Until the first text shows; ends on its own if the reply was abandoned."""
+        """Until the first text shows, then keep a draft from fading while the reply waits
+        (a queue, a slow model); ends on its own if the reply was abandoned."""
         await asyncio.sleep(self._limits.typing_delay_s)
         deadline = time.monotonic() + TYPING_AT_MOST_S
-        while self._message_id is None and not self._draft_id and time.monotonic() < deadline:
-            if time.monotonic() >= self._pacer.blocked_until:
+        while self._message_id is None and time.monotonic() < deadline:
+            if self._draft_id:  # a typing action now would take the draft's place
+                await self._keep_draft()
+            elif time.monotonic() >= self._pacer.blocked_until:
                 try:
                     await self._api.call(
                         "sendChatAction",
@@ -269,6 +276,12 @@ class TelegramSink:
                 except TelegramError:
                     return
             await asyncio.sleep(self._limits.typing_every_s)
+
+    async def _keep_draft(self) -> None:
+        now = time.monotonic()
+        due = now - self._drafted_at >= self._limits.draft_keep_s
+        if due and self._shown is not None and self._pacer.edit_allowed(now):
+            await self._show_optional(self._shown, self._shown_markup, again=True)
 
     def _end_streaming(self) -> None:
         if self._typing is not None:

@@ -4,6 +4,7 @@ edit one message; where Telegram refuses drafts, private chats edit too."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 from telegram.error import BadRequest, InvalidToken
@@ -11,7 +12,7 @@ from telegram.error import BadRequest, InvalidToken
 from adapters.telegram.drafts import DraftSupport
 from tests.fakes.ollama import FakeOllama, Reply
 from tests.fakes.telegram_api import ALICE, BOB, FakeTelegram, message, private_chat, supergroup
-from tests.telegram.conftest import StartBot
+from tests.telegram.conftest import TEST_LIMITS, StartBot
 
 LAB = supergroup()
 ALICE_CHAT = private_chat(ALICE)
@@ -87,3 +88,18 @@ def test_drafts_refused_in_one_chat_stay_on_elsewhere_but_an_unknown_method_ends
     drafts.refused(2, InvalidToken("Not Found"))
     assert not drafts.allowed(3)
     assert not DraftSupport(enabled=False).allowed(4)
+
+
+async def test_a_draft_is_kept_from_fading_while_the_model_is_silent(
+    start_bot: StartBot, fake_telegram: FakeTelegram, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(Reply(text=TEXT, chunks=8, hold_gate=asyncio.Event(), hold_after=1))
+    await start_bot(limits=replace(TEST_LIMITS, draft_keep_s=0.3))
+    fake_telegram.push(message(ALICE_CHAT, ALICE, "count"))
+    await fake_telegram.wait_until(lambda: bool(fake_telegram.drafted))
+    typing = len(fake_telegram.calls_to("sendChatAction"))
+
+    await fake_telegram.wait_until(lambda: len(fake_telegram.drafted) >= 3)
+    first, *again = fake_telegram.drafted
+    assert all(d == first for d in again), "the same draft, sent again before it fades"
+    assert len(fake_telegram.calls_to("sendChatAction")) == typing, "no typing over a draft"
