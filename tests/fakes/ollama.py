@@ -10,7 +10,11 @@ What it emulates (see ``wire/README.md`` beside this file, section ollama/):
 - ``/api/show`` answers the wire file, with a test's per-model fields (``shows``: template,
   parameters, tokenizer arrays) laid over it; like Ollama, arrays of more than five items
   (the vocabulary) are sent empty unless the request says ``verbose``; a ``shows`` entry with
-  an ``error`` is answered with it and HTTP 500.
+  an ``error`` is answered with it and HTTP 500;
+- thinking: a model whose ``/api/show`` capabilities include ``thinking`` (``add_thinking_model``)
+  streams ``message.thinking`` chunks before the content when the request says ``think``; a
+  ``think`` sent to any other model is refused like Ollama does (HTTP 400, ``"<model>" does not
+  support thinking``).
 
 What it does not: tokenise, load models, or honour sampling options. The reply text is
 ``echo: <last user message>`` unless a test scripted one (``FakeOllama.script``). Every request
@@ -112,6 +116,7 @@ class Reply:
     hold_gate: asyncio.Event | None = None
     hold_after: int = 1
     step: asyncio.Semaphore | None = None
+    thinking: str | None = None  # the reasoning of a thinking model (None: a default one)
 
     @classmethod
     def not_found(cls) -> Reply:
@@ -198,6 +203,18 @@ class FakeOllama:
         if size_vram is not None:
             entry["size_vram"] = size_vram
         self.loaded.append(entry)
+
+    def add_thinking_model(self, model: str) -> None:
+        """Install ``model`` with the ``thinking`` capability."""
+        if model not in self.models:
+            self.models.append(model)
+        self.shows.setdefault(model, {})["capabilities"] = ["completion", "thinking"]
+
+    def thinks(self, model: str) -> bool:
+        """Whether ``/api/show`` lists the ``thinking`` capability for ``model``."""
+        shown = self.shows.get(full_name(model), {})
+        capabilities = shown.get("capabilities", wire_json("show_response.json")["capabilities"])
+        return "thinking" in capabilities
 
     @property
     def chat_requests(self) -> list[dict[str, Any]]:
@@ -337,25 +354,30 @@ class FakeOllama:
             return web.Response()
         if reply.status == 200 and full_name(model) not in self.models:
             reply = Reply.not_found()
+        elif body.get("think") and not self.thinks(model):
+            return json_response({"error": f'"{model}" does not support thinking'}, status=400)
         if reply.status != 200:
             text = reply.error or error_text(reply.status, model)
             return json_response({"error": text}, status=reply.status)
         text = reply.text if reply.text is not None else f"echo: {last_user_text(body)}"
-        pieces = split_text(text, reply.chunks)
+        reasoning = reasoning_of(body, reply) if self.thinks(model) else ""
         if body.get("stream") is False:
-            return json_response(whole_reply(model, text, body, reply))
-        return await self._stream_chat(request, model, pieces, body, reply)
+            return json_response(whole_reply(model, text, body, reply, reasoning))
+        thoughts = split_text(reasoning, reply.chunks) if reasoning else []
+        lines = [thinking_chunk(model, piece) for piece in thoughts]
+        lines += [chunk(model, piece) for piece in split_text(text, reply.chunks)]
+        return await self._stream_chat(request, model, lines, body, reply)
 
     async def _stream_chat(
         self,
         request: web.Request,
         model: str,
-        pieces: list[str],
+        chunks: list[dict[str, Any]],
         body: dict[str, Any],
         reply: Reply,
     ) -> web.StreamResponse:
         response = await start_ndjson(request)
-        lines = [go_json(chunk(model, piece)) + b"\n" for piece in pieces]
+        lines = [go_json(piece) + b"\n" for piece in chunks]
         if self.instant and reply.hold_gate is None and reply.step is None:
             await response.write(b"".join(lines))
         else:
@@ -370,7 +392,7 @@ class FakeOllama:
         if reply.error_midway is not None:
             await response.write(go_json({"error": reply.error_midway}) + b"\n")
         elif reply.done:
-            final = final_chunk(model, body, len(pieces), reply.done_reason)
+            final = final_chunk(model, body, len(chunks), reply.done_reason)
             await response.write(go_json(final) + b"\n")
         elif reply.abort:
             assert request.transport is not None
@@ -459,6 +481,18 @@ def chunk(model: str, piece: str) -> dict[str, Any]:
     }
 
 
+def thinking_chunk(model: str, piece: str) -> dict[str, Any]:
+    """One streamed chunk of a thinking model's reasoning (the content is empty)."""
+    return chunk(model, "") | {"message": {"role": "assistant", "content": "", "thinking": piece}}
+
+
+def reasoning_of(body: dict[str, Any], reply: Reply) -> str:
+    """What a thinking model reasons before answering, when the request asks it to think."""
+    if not body.get("think"):
+        return ""
+    return reply.thinking if reply.thinking is not None else f"Pondering: {last_user_text(body)}"
+
+
 def metrics(body: dict[str, Any], eval_count: int) -> dict[str, int]:
     """Counts and durations (ns) of a finished reply, 20 ms per generated token."""
     prompt_eval_count = prompt_tokens(body)
@@ -479,11 +513,15 @@ def final_chunk(model: str, body: dict[str, Any], eval_count: int, reason: str) 
     return {**chunk(model, ""), "done": True, "done_reason": reason, **metrics(body, eval_count)}
 
 
-def whole_reply(model: str, text: str, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+def whole_reply(
+    model: str, text: str, body: dict[str, Any], reply: Reply, reasoning: str = ""
+) -> dict[str, Any]:
     """The ``stream: false`` answer: one object with the full content and metrics."""
-    return final_chunk(model, body, len(split_text(text, reply.chunks)), reply.done_reason) | {
-        "message": {"role": "assistant", "content": text}
-    }
+    message = {"role": "assistant", "content": text} | (
+        {"thinking": reasoning} if reasoning else {}
+    )
+    count = len(split_text(text, reply.chunks))
+    return final_chunk(model, body, count, reply.done_reason) | {"message": message}
 
 
 def unused_port() -> int:
