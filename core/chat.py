@@ -36,6 +36,8 @@ NOTHING_TO_RETRY = N_("There is no answer to write again yet.")
 UNDONE = N_("Forgot the last question and its answer.")
 NOTHING_TO_UNDO = N_("There is nothing to undo yet.")
 STOPPED_MARK = N_("(stopped)")
+# The most of a reply's reasoning kept for delivery; every platform shows less than this.
+REASONING_KEPT_CHARS = 4000
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +161,7 @@ class ChatService:
                 message, context = _retried(message, context)
             self._check_input(message)
             await self._check_quota(message, context)
-            outcome, shown, cost = await self._measured(message, context, sink, stopped)
-            return outcome, self._to_deliver(shown), cost
+            return await self._measured(message, context, sink, stopped)
         except StoreUnavailable:
             raise
         except OllabotError as error:
@@ -175,8 +176,9 @@ class ChatService:
         usage = await self._store.usage(message, quota.today(now))
         quota.check(settings, message.author_id, usage, now)
 
-    def _to_deliver(self, text: str, failed: bool = False) -> StoredReply:
-        return StoredReply(text, failed, time.time() + self._config.delivery_deadline_s)
+    def _to_deliver(self, text: str, failed: bool = False, reasoning: str = "") -> StoredReply:
+        deadline = time.time() + self._config.delivery_deadline_s
+        return StoredReply(text, failed, deadline, reasoning)
 
     async def _stored(
         self, entry: InboxEntry, outcome: Outcome | None, reply: StoredReply, owner: str
@@ -215,7 +217,7 @@ class ChatService:
         context: ConversationContext,
         sink: _TrackedSink,
         stopped: asyncio.Event,
-    ) -> tuple[Outcome, str, float]:
+    ) -> tuple[Outcome, StoredReply, float]:
         platform, started = message.platform, time.monotonic()
         self._metrics.reply_started(platform)
         outcome = "error"
@@ -236,7 +238,7 @@ class ChatService:
         context: ConversationContext,
         sink: _TrackedSink,
         stopped: asyncio.Event,
-    ) -> tuple[Outcome, str, float]:
+    ) -> tuple[Outcome, StoredReply, float]:
         settings = context.settings
         params = presets.resolve(settings)
         next_seq = context.history[-1].seq + 1 if context.history else context.window_start
@@ -267,7 +269,9 @@ class ChatService:
         text = generated.text.strip() or _(STOPPED_MARK)
         reply = Turn("assistant", text, next_seq + 1)
         outcome = Outcome((user_turn, reply), prompt.window_start, text, context.replaces_from)
-        return outcome, _shown(generated, text, params.max_tokens), generated.gpu_s
+        reasoning = _kept(generated.thinking) if settings.think == "show" else ""
+        shown = self._to_deliver(_shown(generated, text, params.max_tokens), reasoning=reasoning)
+        return outcome, shown, generated.gpu_s
 
     def _observe(self, request: ChatRequest, generated: Generated) -> None:
         event = generated.final
@@ -336,8 +340,8 @@ class _TrackedSink:
         await self._sink.update(text)
         await self._save_handle()
 
-    async def finish(self, text: str) -> None:
-        await self._sink.finish(text)
+    async def finish(self, text: str, *, reasoning: str = "") -> None:
+        await self._sink.finish(text, reasoning=reasoning)
 
     async def fail(self, notice: str) -> None:
         await self._sink.fail(notice)
@@ -365,6 +369,14 @@ def _shown(generated: Generated, text: str, max_tokens: int) -> str:
         cut = _("(cut short: the reply reached the limit of {max_tokens} tokens)")
         return f"{text}\n\n{cut.format(max_tokens=max_tokens)}"
     return text
+
+
+def _kept(reasoning: str) -> str:
+    """The reasoning to deliver with the answer, at most ``REASONING_KEPT_CHARS`` long."""
+    reasoning = reasoning.strip()
+    if len(reasoning) <= REASONING_KEPT_CHARS:
+        return reasoning
+    return reasoning[: REASONING_KEPT_CHARS - 1].rstrip() + "…"
 
 
 def _last_exchange(context: ConversationContext) -> tuple[Turn, Turn] | None:

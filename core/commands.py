@@ -1,4 +1,5 @@
-"""The chat commands (preset, system, fewshot, model, reset, help), parsed and executed."""
+"""The chat commands (preset, system, fewshot, model, think, reset, help), parsed and
+executed."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ GRAMMAR: dict[str, dict[str, tuple[bool, int]]] = {
     "system": {"show": (False, 0), "set": (True, -1), "reset": (True, 0)},
     "fewshot": {"show": (False, 0), "list": (False, 0), "use": (True, 1), "clear": (True, 0)},
     "model": {"show": (False, 0), "use": (True, 1)},
+    "think": {"current": (False, 0), "show": (True, 0), "hide": (True, 0)},
     "audit": {"show": (True, 0)},
     "quota": {"show": (False, 0), "user": (True, 2), "channel": (True, 1), "off": (True, 0)},
     "usage": {"": (False, 0)},
@@ -50,6 +52,7 @@ USAGE = {
     "system": "system show | system set TEXT | system reset",
     "fewshot": "fewshot show | fewshot list | fewshot use NAME | fewshot clear",
     "model": "model show | model use TAG",
+    "think": "think | think show | think hide",
     "audit": "audit",
     "quota": "quota | quota user ID 30m/day | quota channel 2h/day | quota off",
 }
@@ -59,6 +62,8 @@ URGENT = frozenset({"stop"})
 CONVERSATION_VERBS = frozenset({"stop", "retry", "undo"})
 # The settings field a command's verb changes, where the audit log names it differently.
 _FIELD_OF_VERB = {"system": "system_prompt"}
+# What a verb alone does, where that is not ``show`` (``think show`` changes the setting).
+_BARE_ACTION = {"think": "current"}
 
 
 def _utc_now() -> datetime:
@@ -80,7 +85,7 @@ def parse(text: str) -> Command:
     actions = GRAMMAR.get(verb)
     if actions is None:
         raise InvalidCommand(N_("Unknown command '{verb}'. Try help."), verb=verb)
-    default = "show" if "show" in actions else ""
+    default = _BARE_ACTION.get(verb, "show" if "show" in actions else "")
     action = words[1].lower() if len(words) > 1 and "" not in actions else default
     if action not in actions:
         raise InvalidCommand(N_("Usage: {usage}"), usage=USAGE.get(verb, verb))
@@ -317,6 +322,19 @@ class AdminService:
         if not _MODEL_TAG.match(tag):
             raise InvalidCommand(N_("A model tag looks like llama3.1:8b-instruct-q8_0."))
         return _("Model is now {model}.").format(model=tag), replace(s, model=tag), "model"
+
+    def _think_current(self, s: ChannelSettings) -> tuple[str, None, str]:
+        if s.think == "show":
+            return _("The reasoning of thinking models is shown here, with each answer."), None, ""
+        return _("The reasoning of thinking models is hidden here."), None, ""
+
+    def _think_show(self, s: ChannelSettings) -> tuple[str, ChannelSettings, str]:
+        answer = _("Thinking models' reasoning will be shown here, with each answer.")
+        return answer, replace(s, think="show"), "think"
+
+    def _think_hide(self, s: ChannelSettings) -> tuple[str, ChannelSettings, str]:
+        answer = _("Thinking models' reasoning will be hidden here; only answers are shown.")
+        return answer, replace(s, think="hide"), "think"
 
 
 def audit_text(entries: Sequence[AuditEntry]) -> str:

@@ -42,8 +42,9 @@ class ReplySink(Protocol):
     async def update(self, text: str) -> None:
         """Show the reply so far; the sink decides how often to really send."""
 
-    async def finish(self, text: str) -> None:
-        """Deliver the complete reply."""
+    async def finish(self, text: str, *, reasoning: str = "") -> None:
+        """Deliver the complete reply; ``reasoning`` (a thinking model's, when the channel
+        shows it) goes with it folded, cut short first when the platform's limits bind."""
 
     async def fail(self, notice: str) -> None:
         """Tell the user why there is no (complete) reply."""
@@ -259,7 +260,7 @@ class NullSink:
     async def update(self, text: str) -> None:
         pass
 
-    async def finish(self, text: str) -> None:
+    async def finish(self, text: str, *, reasoning: str = "") -> None:
         pass
 
     async def fail(self, notice: str) -> None:

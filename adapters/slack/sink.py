@@ -23,12 +23,13 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import ClientError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.formatting import preview, split_message, to_mrkdwn
+from adapters.slack.formatting import preview, split_message, to_mrkdwn, with_reasoning_blocks
 from adapters.slack.pacing import ChannelCooldowns, TokenBucket, retry_after_s
 from core.errors import DeliveryDeferred, DeliveryRefused
 from core.models import IncomingMessage
@@ -40,6 +41,7 @@ THINKING = ":hourglass_flowing_sand: _thinking…_"
 WARNING = ":warning:"
 EPHEMERAL = "ephemeral"
 THREAD = "thread"
+Blocks = list[dict[str, Any]] | None  # a message's Block Kit layout; None: its text alone
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,9 +169,12 @@ class ThreadReplySink:
         except (ClientError, TimeoutError) as error:
             log.warning("preview not sent to %s: %s", self._to.channel, error)
 
-    async def finish(self, text: str) -> None:
+    async def finish(self, text: str, *, reasoning: str = "") -> None:
+        """The final text; a thinking model's reasoning goes in a context block above it."""
+        parts = split_message(to_mrkdwn(text))
+        blocks = with_reasoning_blocks(parts[0], reasoning) if reasoning.strip() else None
         with delivery_errors():
-            await self._deliver(split_message(to_mrkdwn(text)))
+            await self._deliver(parts, blocks)
 
     async def fail(self, notice: str) -> None:
         partial = to_mrkdwn(self._partial)
@@ -177,26 +182,29 @@ class ThreadReplySink:
         with delivery_errors():
             await self._deliver(split_message(f"{partial}\n\n{note}" if partial else note))
 
-    async def _deliver(self, parts: list[str]) -> None:
-        """Deliver the parts not delivered yet; the first one replaces the streamed message."""
+    async def _deliver(self, parts: list[str], first_blocks: Blocks = None) -> None:
+        """Deliver the parts not delivered yet; the first one (as ``first_blocks`` when given)
+        replaces the streamed message."""
         for index in range(self._parts_done, len(parts)):
             if index == 0:
-                await self._replace_or_post(parts[0])
+                await self._replace_or_post(parts[0], first_blocks)
             else:
                 await self._post(parts[index])
             self._parts_done = index + 1
 
-    async def _replace_or_post(self, text: str) -> None:
+    async def _replace_or_post(self, text: str, blocks: Blocks = None) -> None:
         if self._ts is None:
-            self._ts = await self._post(text)
+            self._ts = await self._post(text, blocks)
             return
-        if text == self._shown:
+        if text == self._shown and blocks is None:
             return
         ts = self._ts
         try:
             await self._cooldowns.call(
                 self._to.channel,
-                lambda: self._client.chat_update(channel=self._to.channel, ts=ts, text=text),
+                lambda: self._client.chat_update(
+                    channel=self._to.channel, ts=ts, text=text, blocks=blocks
+                ),
             )
         except SlackApiError as error:
             if retry_after_s(error) is not None:
@@ -204,14 +212,17 @@ class ThreadReplySink:
             log.warning(
                 "chat.update failed (%s); posting the text instead", error.response.get("error")
             )
-            self._ts = await self._post(text)
+            self._ts = await self._post(text, blocks)
         self._shown = text
 
-    async def _post(self, text: str) -> str:
+    async def _post(self, text: str, blocks: Blocks = None) -> str:
         response = await self._cooldowns.call(
             self._to.channel,
             lambda: self._client.chat_postMessage(
-                channel=self._to.channel, thread_ts=self._to.thread_ts or None, text=text
+                channel=self._to.channel,
+                thread_ts=self._to.thread_ts or None,
+                text=text,
+                blocks=blocks,
             ),
         )
         return str(response["ts"])
@@ -250,16 +261,19 @@ class EphemeralSink:
     def resume(self, handle: dict[str, str]) -> None:
         pass
 
-    async def finish(self, text: str) -> None:
+    async def finish(self, text: str, *, reasoning: str = "") -> None:
+        """The answer (a ``retry`` may bring a model's reasoning, above its first part)."""
+        parts = split_message(to_mrkdwn(text))
+        blocks = with_reasoning_blocks(parts[0], reasoning) if reasoning.strip() else None
         with delivery_errors():
-            for part in split_message(to_mrkdwn(text)):
-                await self._send(part)
+            for index, part in enumerate(parts):
+                await self._send(part, blocks if index == 0 else None)
 
     async def fail(self, notice: str) -> None:
         with delivery_errors():
             await self._send(f"{WARNING} {notice}")
 
-    async def _send(self, text: str) -> None:
+    async def _send(self, text: str, blocks: Blocks = None) -> None:
         await self._cooldowns.call(
             self._to.channel,
             lambda: self._client.chat_postEphemeral(
@@ -267,6 +281,7 @@ class EphemeralSink:
                 user=self._to.user,
                 text=text,
                 thread_ts=self._to.thread_ts or None,
+                blocks=blocks,
             ),
         )
 

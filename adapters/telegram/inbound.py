@@ -18,7 +18,7 @@ from core.models import IncomingMessage
 PLATFORM = "telegram"
 PUBLIC_COMMANDS = ("start", "help", "reset", "stop", "retry", "undo")
 # Commands whose answer depends on the author being an admin (usage: the top users too).
-ADMIN_COMMANDS = ("preset", "system", "fewshot", "model", "audit", "quota", "usage")
+ADMIN_COMMANDS = ("preset", "system", "fewshot", "model", "think", "audit", "quota", "usage")
 KNOWN_COMMANDS = (*PUBLIC_COMMANDS, *ADMIN_COMMANDS, "ask")
 
 

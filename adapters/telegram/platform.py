@@ -60,6 +60,7 @@ ADMIN_MENU = (
     BotCommand("system", N_("Show or change the system prompt")),
     BotCommand("fewshot", N_("Show or choose few-shot examples")),
     BotCommand("model", N_("Show or change the model")),
+    BotCommand("think", N_("Show or hide thinking models' reasoning")),
     BotCommand("audit", N_("Recent changes to this chat's settings")),
     BotCommand("quota", N_("Show or set model-time quotas")),
 )

@@ -5,8 +5,10 @@ form, query or JSON bodies with a Bearer token; ``{"ok": ...}`` answers; HTTP 42
 ``Retry-After`` past a per-channel rate (``chat.postMessage`` about 1/s, ``chat.update``
 about 50/min, small bursts allowed); ``msg_too_long`` above 4,000 characters on
 ``chat.update``; Socket Mode ``hello``, envelopes and acknowledgements. It can also play
-Slack in HTTP mode, sending signed requests. Honest limits: one workspace, no blocks or
-files, no pagination.
+Slack in HTTP mode, sending signed requests. Blocks are kept with the message and refused
+(``invalid_blocks``) beyond Slack's sizes: 50 blocks, 3,000 characters of section text, 10
+context elements of 3,000 characters each (other block types are kept unchecked). Honest
+limits: one workspace, no files, no pagination.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ BOT_TOKEN = "xoxb-fake"
 APP_TOKEN = "xapp-1-fake-app-token"
 UPDATE_LIMIT = 4000
 POST_LIMIT = 40000
+MAX_BLOCKS = 50
+BLOCK_TEXT_LIMIT = 3000
+MAX_CONTEXT_ELEMENTS = 10
 
 
 @dataclass
@@ -62,6 +67,7 @@ class Message:
     user: str = BOT_USER
     edits: int = 0
     streaming: bool = False
+    blocks: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -69,6 +75,7 @@ class Ephemeral:
     channel: str
     user: str
     text: str
+    blocks: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -449,13 +456,17 @@ class FakeSlack:
 
     def _chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
         text, channel = str(args.get("text") or ""), str(args.get("channel") or "")
+        blocks = blocks_of(args)
         if not channel:
             return {"ok": False, "error": "channel_not_found"}
-        if not text:
+        if not (text or blocks):
             return {"ok": False, "error": "no_text"}
         if len(text) > POST_LIMIT:
             return {"ok": False, "error": "msg_too_long"}
+        if not blocks_fit(blocks):
+            return {"ok": False, "error": "invalid_blocks"}
         message = Message(channel, self.next_ts(), text, str(args.get("thread_ts") or ""))
+        message.blocks = blocks
         self.messages[(channel, message.ts)] = message
         return {"ok": True, "channel": channel, "ts": message.ts, "message": _echo(message)}
 
@@ -470,6 +481,10 @@ class FakeSlack:
             return {"ok": False, "error": "streaming_state_conflict"}
         if len(text) > UPDATE_LIMIT:
             return {"ok": False, "error": "msg_too_long"}
+        if not blocks_fit(blocks_of(args)):
+            return {"ok": False, "error": "invalid_blocks"}
+        if "blocks" in args:  # left out, the message keeps its blocks
+            message.blocks = blocks_of(args)
         message.text, message.edits = text, message.edits + 1
         echo = _echo(message) | {"edited": {"user": BOT_ID, "ts": self.next_ts()}}
         return {
@@ -481,10 +496,12 @@ class FakeSlack:
         }
 
     def _chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
-        text = str(args.get("text") or "")
-        if not text:
+        text, blocks = str(args.get("text") or ""), blocks_of(args)
+        if not (text or blocks):
             return {"ok": False, "error": "no_text"}
-        self.ephemerals.append(Ephemeral(str(args["channel"]), str(args["user"]), text))
+        if not blocks_fit(blocks):
+            return {"ok": False, "error": "invalid_blocks"}
+        self.ephemerals.append(Ephemeral(str(args["channel"]), str(args["user"]), text, blocks))
         return {"ok": True, "message_ts": self.next_ts()}
 
     def _chat_startStream(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -530,7 +547,35 @@ def _echo(message: Message) -> dict[str, Any]:
     }
     if message.thread_ts:
         echo |= {"thread_ts": message.thread_ts, "parent_user_id": ALICE}
+    if message.blocks:
+        echo["blocks"] = message.blocks
     return echo
+
+
+def blocks_of(args: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``blocks`` argument: a JSON array, or its text in a form-encoded call."""
+    blocks = args.get("blocks") or []
+    parsed = json.loads(blocks) if isinstance(blocks, str) else blocks
+    return list(parsed)
+
+
+def blocks_fit(blocks: list[dict[str, Any]]) -> bool:
+    """Whether Slack would take these blocks (sections' and contexts' sizes checked)."""
+    if len(blocks) > MAX_BLOCKS:
+        return False
+    for block in blocks:
+        if block.get("type") == "section":
+            texts = [str((block.get("text") or {}).get("text") or "")]
+        elif block.get("type") == "context":
+            elements = block.get("elements") or []
+            if not 0 < len(elements) <= MAX_CONTEXT_ELEMENTS:
+                return False
+            texts = [str(element.get("text") or "") for element in elements]
+        else:
+            continue  # other block types are taken unchecked
+        if not all(0 < len(text) <= BLOCK_TEXT_LIMIT for text in texts):
+            return False
+    return True
 
 
 async def _arguments(request: web.Request) -> dict[str, Any]:
