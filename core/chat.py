@@ -29,6 +29,7 @@ from core.models import (
 )
 from core.ports import LLM, ConversationStore, Metrics, NullMetrics, ReplySink
 from core.prompting import DEFAULT_SYSTEM_PROMPT, Budget, TokenEstimator, assemble
+from core.text import shortened
 
 STOPPING = N_("Stopping the reply.")
 NOTHING_TO_STOP = N_("Nothing is being written here right now.")
@@ -269,8 +270,11 @@ class ChatService:
         text = generated.text.strip() or _(STOPPED_MARK)
         reply = Turn("assistant", text, next_seq + 1)
         outcome = Outcome((user_turn, reply), prompt.window_start, text, context.replaces_from)
-        reasoning = _kept(generated.thinking) if settings.think == "show" else ""
-        shown = self._to_deliver(_shown(generated, text, params.max_tokens), reasoning=reasoning)
+        reasoning = generated.thinking.strip() if settings.think == "show" else ""
+        shown = self._to_deliver(
+            _shown(generated, text, params.max_tokens),
+            reasoning=shortened(reasoning, REASONING_KEPT_CHARS),
+        )
         return outcome, shown, generated.gpu_s
 
     def _observe(self, request: ChatRequest, generated: Generated) -> None:
@@ -369,14 +373,6 @@ def _shown(generated: Generated, text: str, max_tokens: int) -> str:
         cut = _("(cut short: the reply reached the limit of {max_tokens} tokens)")
         return f"{text}\n\n{cut.format(max_tokens=max_tokens)}"
     return text
-
-
-def _kept(reasoning: str) -> str:
-    """The reasoning to deliver with the answer, at most ``REASONING_KEPT_CHARS`` long."""
-    reasoning = reasoning.strip()
-    if len(reasoning) <= REASONING_KEPT_CHARS:
-        return reasoning
-    return reasoning[: REASONING_KEPT_CHARS - 1].rstrip() + "…"
 
 
 def _last_exchange(context: ConversationContext) -> tuple[Turn, Turn] | None:

@@ -15,6 +15,7 @@ from core.i18n import N_, _
 from core.models import AuditEntry, ChannelSettings, IncomingMessage
 from core.ports import ConversationStore
 from core.prompting import DEFAULT_SYSTEM_PROMPT
+from core.text import shortened
 
 MAX_SYSTEM_PROMPT_CHARS = 4000
 AUDIT_SHOWN = 15
@@ -361,7 +362,7 @@ def _reason(outcome: str) -> str:
 
 def _clip(value: str) -> str:
     flat = " ".join(value.split())
-    return flat if len(flat) <= _AUDIT_VALUE_CHARS else flat[: _AUDIT_VALUE_CHARS - 1] + "…"
+    return shortened(flat, _AUDIT_VALUE_CHARS)
 
 
 def _refused(message: IncomingMessage, command: Command, refusal: Exception) -> AuditEntry:

@@ -7,6 +7,8 @@ from typing import Any
 
 from markdown_to_mrkdwn import SlackMarkdownConverter
 
+from core.text import shortened
+
 MESSAGE_LIMIT = 4000
 SECTION_LIMIT = 3000  # characters of a section block's text
 TEXT_OBJECT_LIMIT = 3000  # characters of any other text object (a context element)
@@ -102,9 +104,7 @@ def _cut_point(text: str, limit: int) -> int:
 def with_reasoning_blocks(answer: str, reasoning: str) -> list[dict[str, Any]]:
     """The blocks of a message that shows a thinking model's reasoning: a context block (small
     grey plain text, cut with an ellipsis to fit) above the answer's mrkdwn in sections."""
-    note = REASONING_MARK + reasoning.strip()
-    if len(note) > TEXT_OBJECT_LIMIT:
-        note = note[: TEXT_OBJECT_LIMIT - 1].rstrip() + "…"
+    note = shortened(REASONING_MARK + reasoning.strip(), TEXT_OBJECT_LIMIT)
     context = {"type": "context", "elements": [{"type": "plain_text", "text": note}]}
     sections = [
         {"type": "section", "text": {"type": "mrkdwn", "text": piece}}

@@ -5,14 +5,27 @@ from __future__ import annotations
 
 import json
 
+from slack_sdk.web.async_client import AsyncWebClient
+
 from adapters.slack.formatting import (
     MESSAGE_LIMIT,
     TEXT_OBJECT_LIMIT,
     split_message,
     with_reasoning_blocks,
 )
+from adapters.slack.pacing import ChannelCooldowns
+from adapters.slack.sink import EPHEMERAL, EphemeralSink, SlackAddress
 from tests.fakes.ollama import FakeOllama, Reply
-from tests.fakes.slack_api import ALICE, BOB, BOT_USER, LAB_CHANNEL, FakeSlack, Message, blocks_fit
+from tests.fakes.slack_api import (
+    ALICE,
+    BOB,
+    BOT_TOKEN,
+    BOT_USER,
+    LAB_CHANNEL,
+    FakeSlack,
+    Message,
+    blocks_fit,
+)
 from tests.slack.conftest import StartBot
 from tests.slack.test_commands import LAB_SETTINGS, command
 
@@ -103,3 +116,18 @@ def test_long_reasoning_is_cut_to_fit_and_the_answer_is_kept_whole() -> None:
     assert len(note) <= TEXT_OBJECT_LIMIT and note.endswith("…")
     sections = [block["text"]["text"] for block in blocks[1:]]
     assert len(answer) <= MESSAGE_LIMIT and " ".join(sections).split() == answer.split()
+
+
+async def test_a_retried_answer_for_one_user_carries_its_reasoning_too(
+    fake_slack: FakeSlack,
+) -> None:
+    """``/ollabot retry`` answers only its asker (ephemeral), reasoning included."""
+    client = AsyncWebClient(token=BOT_TOKEN, base_url=fake_slack.url)
+    address = SlackAddress(LAB_CHANNEL, "", ALICE, EPHEMERAL)
+    sink = EphemeralSink(client, address, ChannelCooldowns())
+
+    await sink.finish("It is **4**.", reasoning=REASONING)
+
+    [answer] = fake_slack.ephemerals
+    assert answer.text == "It is *4*."
+    assert answer.blocks[0]["elements"][0]["text"] == f"💭 {REASONING}"
