@@ -360,7 +360,7 @@ class FakeOllama:
             text = reply.error or error_text(reply.status, model)
             return json_response({"error": text}, status=reply.status)
         text = reply.text if reply.text is not None else f"echo: {last_user_text(body)}"
-        reasoning = reasoning_of(body, reply) if self.thinks(model) else ""
+        reasoning = reasoning_of(body, reply)  # a think that got here is one the model can do
         if body.get("stream") is False:
             return json_response(whole_reply(model, text, body, reply, reasoning))
         thoughts = split_text(reasoning, reply.chunks) if reasoning else []
