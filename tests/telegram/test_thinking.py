@@ -19,7 +19,7 @@ REASONING = "Two plus two: start at two, count on two more."
 
 
 async def say(fake: FakeTelegram, user: dict[str, Any], text: str) -> str:
-    """Send ``text`` in the user's private chat; the bot's next message, once final."""
+    """Send ``text`` in the user's private chat; the bot's next message as first shown."""
     chat_id = user["id"]
     seen = len(fake.sent(chat_id))
     fake.push(message(private_chat(user), user, text))
