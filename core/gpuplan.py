@@ -239,8 +239,8 @@ def _smaller_chat_note(plan: GpuPlan, host: Host, deployment: Deployment) -> tup
         return ()
     return (
         f"with {q4.tag} as chat model ({gib(smaller.models[0].need)}) {_names(joining)} "
-        "would stay resident beside it too: set OLLABOT_OLLAMA__MODEL to it if they are "
-        "used often",
+        f"would stay resident beside it too: set OLLABOT_OLLAMA__MODEL to it if "
+        f"{'it is' if len(joining) == 1 else 'they are'} used often",
     )
 
 
@@ -270,25 +270,29 @@ def plan_summary(plan: GpuPlan) -> str:
         return f"no NVIDIA GPU: {_names(plan.models)} run from system RAM ({gib(need)})"
     swaps = ", ".join(f"{m.label()} ({gib(m.need)})" for m in plan.swapping)
     swap_advice = (
-        f"send {'it' if len(plan.swapping) == 1 else 'them'} keep_alive {SWAP_KEEP_ALIVE} "
+        f"give {' and '.join(m.tag for m in plan.swapping)} keep_alive {SWAP_KEEP_ALIVE} "
         "so that the chat model comes back soon"
     )
     if not plan.resident:
         text = "the chat model does not fit the GPU on its own"
         return f"{text}; {swaps} must swap with it: {swap_advice}" if swaps else text
     together = sum(m.need for m in plan.resident)
-    verb = "fit" if len(plan.resident) > 1 else "fits"
     share = f"{gib(together)} of {gib(plan.usable)} usable"
-    stays = f"{_names(plan.resident)} {verb} together ({share})"
+    if len(plan.resident) == 1:
+        stays, them = f"{_names(plan.resident)} fits alone ({share})", "it"
+    else:
+        stays, them = f"{_names(plan.resident)} fit together ({share})", "them"
     loaded = (
-        f"OLLAMA_MAX_LOADED_MODELS must be at least {plan.max_loaded_models} "
+        f"; OLLAMA_MAX_LOADED_MODELS must be at least {plan.max_loaded_models} "
         "(Ollama's default, 3 per GPU, is)"
+        if plan.max_loaded_models > 1
+        else ""
     )
     if not plan.swapping:
-        return f"{stays}: nothing is reloaded between requests; {loaded}"
+        return f"{stays}: nothing is reloaded between requests{loaded}"
     return (
-        f"{stays}; {swaps} must swap with them, unloading the chat model on each use: "
-        f"{swap_advice}; {loaded}"
+        f"{stays}; {swaps} must swap with {them}, unloading the chat model on each use: "
+        f"{swap_advice}{loaded}"
     )
 
 

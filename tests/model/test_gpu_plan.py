@@ -139,7 +139,7 @@ def test_the_swapping_model_gets_a_short_keep_alive_and_the_resident_ones_the_co
         f"chat {Q8.tag} and embed nomic-embed-text fit together (11.0 GiB of 14.4 GiB usable); "
         "vision llama3.2-vision:11b (12.7 GiB) must swap with them"
     )
-    assert "keep_alive 1m" in line
+    assert "give llama3.2-vision:11b keep_alive 1m so that the chat model comes back" in line
     assert "OLLAMA_MAX_LOADED_MODELS must be at least 2" in line
 
 
