@@ -195,7 +195,8 @@ def plan_gpu(
         resident = _pack([m for m in planned if m not in too_big], host)
     swapping = tuple(m for m in planned if m not in resident and m not in too_big)
     plan = GpuPlan(planned, resident, swapping, too_big, capacity, keep_alive)
-    return replace(plan, notes=_smaller_chat_note(plan, host, deployment))
+    notes = (*_smaller_chat_note(plan, host, deployment), *_free_now_note(plan, host))
+    return replace(plan, notes=notes)
 
 
 def _planned(
@@ -246,6 +247,17 @@ def _smaller_chat_note(plan: GpuPlan, host: Host, deployment: Deployment) -> tup
 
 def _tags(models: Sequence[PlannedModel]) -> set[str]:
     return {m.tag for m in models}
+
+
+def _free_now_note(plan: GpuPlan, host: Host) -> tuple[str, ...]:
+    free = sum(g.free_bytes for g in host.gpus)
+    need = sum(m.need for m in plan.resident)
+    if host.source == "given" or free >= need:
+        return ()
+    return (
+        f"right now only {gib(free)} of GPU memory is free (other processes, or models "
+        f"Ollama already holds) for the {gib(need)} the resident models need",
+    )
 
 
 def _ram_notes(planned: tuple[PlannedModel, ...], host: Host) -> tuple[str, ...]:

@@ -174,6 +174,19 @@ def test_a_spilled_chat_model_leaves_the_others_to_swap() -> None:
     assert line.startswith("the chat model does not fit the GPU on its own; embed")
 
 
+def test_a_probed_gpu_short_of_free_memory_says_so() -> None:
+    busy = Host((Gpu(0, "test GPU", 48 * GiB, 20 * GiB),), 64 * GiB, 16, source="nvml")
+
+    result = plan(busy)
+
+    assert result.verdict == "resident"
+    assert result.notes == (
+        "right now only 20.0 GiB of GPU memory is free (other processes, or models Ollama "
+        "already holds) for the 23.7 GiB the resident models need",
+    )
+    assert plan(host(48 * GiB)).notes == ()
+
+
 def test_no_gpu_runs_everything_from_ram() -> None:
     result = plan(host(), Q4)
 
