@@ -51,6 +51,15 @@ class LoadedModel:
         return self.size_vram / self.size if self.size else 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class ShownModel:
+    """What ``/api/show`` says of a model's shape: ``model_info``, quantisation, capabilities."""
+
+    model_info: dict[str, Any]
+    quantization: str
+    capabilities: frozenset[str]
+
+
 class OllamaModels:
     """The model-management half of Ollama's API, for the CLI and start-up."""
 
@@ -85,11 +94,15 @@ class OllamaModels:
         response = await self._call(self._client.show(tag), tag)
         return str(response.details.quantization_level or "") if response.details else ""
 
-    async def shape(self, tag: str) -> tuple[dict[str, Any], str]:
-        """``model_info`` (architecture keys) and quantisation of a local model (``/api/show``)."""
+    async def shape(self, tag: str) -> ShownModel:
+        """Architecture keys, quantisation and capabilities of a local model (``/api/show``)."""
         response = await self._call(self._client.show(tag), tag)
         quantization = response.details.quantization_level if response.details else None
-        return dict(response.modelinfo or {}), str(quantization or "")
+        return ShownModel(
+            dict(response.modelinfo or {}),
+            str(quantization or ""),
+            frozenset(str(c) for c in response.capabilities or ()),
+        )
 
     async def sizes(self) -> dict[str, int]:
         """Bytes on disk of each local model (``/api/tags``), by name."""

@@ -120,19 +120,23 @@ async def gpu_plan(settings: Settings, choice: Recommendation, chat_tag: str) ->
     Sizes come from Ollama where it has the model (its /api/tags, and /api/show for a
     model ollabot has no table entry for), else from the table; Ollama being down is a note.
     """
+    models = _client(settings)
+    try:
+        files, notes = await _model_files(models, _wanted(settings, chat_tag))
+    finally:
+        await models.close()
+    plan = plan_gpu(choice.host, files, choice.deployment, settings.ollama.keep_alive)
+    return replace(plan, notes=(*plan.notes, *notes))
+
+
+def _wanted(settings: Settings, chat_tag: str) -> list[tuple[Role, str]]:
     wanted: list[tuple[Role, str]] = [("chat", chat_tag)]
     if settings.ollama.embed_model:
         wanted.append(("embed", settings.ollama.embed_model))
     vision = settings.ollama.vision_model
     if vision and full_name(vision) != full_name(chat_tag):
         wanted.append(("vision", vision))
-    models = _client(settings)
-    try:
-        files, notes = await _model_files(models, wanted)
-    finally:
-        await models.close()
-    plan = plan_gpu(choice.host, files, choice.deployment, settings.ollama.keep_alive)
-    return replace(plan, notes=(*plan.notes, *notes))
+    return wanted
 
 
 async def _model_files(
@@ -144,9 +148,13 @@ async def _model_files(
     except OllabotError as error:
         sizes = {}
         notes.append(f"sizes from ollabot's table, not from Ollama: {error.notice}")
+    chat_tag = wanted[0][1]
+    if len(wanted) > 1 and wanted[-1][0] == "vision" and await _sees(models, chat_tag, sizes):
+        wanted = wanted[:-1]
+        notes.append(f"chat {chat_tag} reads photos itself: the vision model is not loaded")
     files: list[tuple[Role, ModelFile, str]] = []
     for role, tag in wanted:
-        on_disk = sizes.get(tag) or sizes.get(full_name(tag))
+        on_disk = _size_of(sizes, tag)
         found = await _model_file(models, tag, on_disk)
         if found is None:
             notes.append(
@@ -167,11 +175,26 @@ async def _model_file(
     if not on_disk:
         return None
     try:
-        info, quantization = await models.shape(tag)
+        shown = await models.shape(tag)
     except OllabotError:
         return None
-    arch = arch_from_model_info(tag, info)
-    return None if arch is None else (ModelFile(tag, arch, quantization, on_disk), "ollama")
+    arch = arch_from_model_info(tag, shown.model_info)
+    model = ModelFile(tag, arch, shown.quantization, on_disk) if arch else None
+    return None if model is None else (model, "ollama")
+
+
+def _size_of(sizes: dict[str, int], tag: str) -> int | None:
+    return sizes.get(tag) or sizes.get(full_name(tag))
+
+
+async def _sees(models: OllamaModels, chat_tag: str, sizes: dict[str, int]) -> bool:
+    """Whether Ollama says the (pulled) chat model has vision, so photos need no other model."""
+    if not _size_of(sizes, chat_tag):
+        return False
+    try:
+        return "vision" in (await models.shape(chat_tag)).capabilities
+    except OllabotError:
+        return False
 
 
 def _host_from_args(args: argparse.Namespace, probe: Probe) -> Host:

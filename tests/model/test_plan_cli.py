@@ -84,7 +84,24 @@ async def test_a_model_without_a_table_entry_is_sized_by_ollama_or_left_out(
     assert [m["role"] for m in plan["models"]] == ["chat", "vision"]
     assert "embed bge-m3 is left out: its size is unknown until it is pulled" in plan["notes"][-1]
     shown = [body["model"] for path, body in fake_ollama.requests if path == "/api/show"]
-    assert shown == ["mistral:7b"]
+    assert set(shown) == {"mistral:7b"}
+
+
+async def test_a_chat_model_with_vision_leaves_the_vision_model_out(
+    fake_ollama: FakeOllama, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pull_companions(fake_ollama)
+    fake_ollama.models.append("gemma3:12b")
+    fake_ollama.shows["gemma3:12b"] = {"capabilities": ["completion", "vision"]}
+    settings = settings_for(fake_ollama.url, model="gemma3:12b")
+
+    await run_model_command(
+        parse("recommend", "--vram-gib", "24", "--ram-gib", "64", "--json"), settings, never_probe
+    )
+
+    plan = json.loads(capsys.readouterr().out)["plan"]
+    assert [m["role"] for m in plan["models"]] == ["chat", "embed"]
+    assert "chat gemma3:12b reads photos itself: the vision model is not loaded" in plan["notes"]
 
 
 async def test_features_turned_off_are_not_planned(
