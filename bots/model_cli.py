@@ -346,7 +346,7 @@ FitCheck = tuple[str, bool, str, bool]
 async def doctor_fit(settings: Settings, probe: Probe = probe_host) -> list[FitCheck]:
     """Checks for ``ollabot doctor``: (name, ok, what it found or how to fix it, only a warning).
 
-    Everything is a warning except a vision or embedding model too big for the GPU alone.
+    All are warnings: ollabot still answers text when a companion model cannot fit.
     """
     choice = await _recommendation(settings, probe)
     configured = settings.ollama.model
@@ -370,12 +370,9 @@ async def doctor_fit(settings: Settings, probe: Probe = probe_host) -> list[FitC
 
 
 def plan_checks(plan: GpuPlan) -> list[FitCheck]:
-    """The GPU plan for doctor: a failure per companion model too big for the GPU alone, and
-    one line for the rest (a warning when something swaps)."""
-    failures = [
-        ("GPU plan", False, line, m.role == "chat")
-        for m, line in zip(plan.too_big, too_big_lines(plan), strict=True)
-    ]
+    """The GPU plan for doctor: a warning per model too big for the GPU alone, and one line
+    for the rest (a warning when something swaps)."""
+    failures = [("GPU plan", False, line, True) for line in too_big_lines(plan)]
     detail = "; ".join((plan_summary(plan), *plan.notes))
     settled = plan.verdict == "cpu" or (bool(plan.resident) and not plan.swapping)
     return [*failures, ("GPU plan", settled, detail, True)]
