@@ -23,11 +23,13 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import ClientError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.blocks import RETRY_ACTION, STOP_ACTION, reply_blocks
 from adapters.slack.formatting import preview, split_message, to_mrkdwn
 from adapters.slack.pacing import ChannelCooldowns, TokenBucket, retry_after_s
 from core.errors import DeliveryDeferred, DeliveryRefused
@@ -98,7 +100,11 @@ class Pace:
 
 
 class ThreadReplySink:
-    """A reply that streams into one message and is finalised in mrkdwn."""
+    """A reply that streams into one message and is finalised in mrkdwn.
+
+    From ``begin`` on the message carries a Stop button; the final text carries Retry
+    (on its last part), a failure notice neither.
+    """
 
     def __init__(
         self,
@@ -116,6 +122,8 @@ class ThreadReplySink:
         self._shown = ""
         self._partial = ""
         self._next_update = 0.0
+        self._button: str | None = None  # the button the message shows from now on
+        self._shown_button: str | None = None
 
     @property
     def handle(self) -> dict[str, str]:
@@ -128,6 +136,7 @@ class ThreadReplySink:
             self._parts_done = int(handle.get("parts", 0))
 
     async def begin(self) -> None:
+        self._button = STOP_ACTION
         if self._ts is None:
             with preview_errors_logged("the thinking placeholder", self._to):
                 self._ts = await self._post(THINKING)
@@ -144,7 +153,7 @@ class ThreadReplySink:
             if self._ts is None:
                 self._ts = await self._post(text)
             else:
-                await self._client.chat_update(channel=self._to.channel, ts=self._ts, text=text)
+                await self._edit(self._ts, text)
             self._shown = text
 
     async def update(self, text: str) -> None:
@@ -160,7 +169,7 @@ class ThreadReplySink:
             if self._ts is None:
                 self._ts = await self._post(shown)
             else:
-                await self._client.chat_update(channel=self._to.channel, ts=self._ts, text=shown)
+                await self._edit(self._ts, shown)
             self._shown = shown
         except SlackApiError as error:
             self._skip_preview(error)
@@ -169,17 +178,19 @@ class ThreadReplySink:
 
     async def finish(self, text: str) -> None:
         with delivery_errors():
-            await self._deliver(split_message(to_mrkdwn(text)))
+            await self._deliver(split_message(to_mrkdwn(text)), RETRY_ACTION)
 
     async def fail(self, notice: str) -> None:
         partial = to_mrkdwn(self._partial)
         note = f"{WARNING} {notice}"
         with delivery_errors():
-            await self._deliver(split_message(f"{partial}\n\n{note}" if partial else note))
+            await self._deliver(split_message(f"{partial}\n\n{note}" if partial else note), None)
 
-    async def _deliver(self, parts: list[str]) -> None:
-        """Deliver the parts not delivered yet; the first one replaces the streamed message."""
+    async def _deliver(self, parts: list[str], last_button: str | None) -> None:
+        """Deliver the parts not delivered yet; the first one replaces the streamed message
+        and the last one carries ``last_button``."""
         for index in range(self._parts_done, len(parts)):
+            self._button = last_button if index == len(parts) - 1 else None
             if index == 0:
                 await self._replace_or_post(parts[0])
             else:
@@ -190,14 +201,11 @@ class ThreadReplySink:
         if self._ts is None:
             self._ts = await self._post(text)
             return
-        if text == self._shown:
+        if text == self._shown and self._button == self._shown_button:
             return
         ts = self._ts
         try:
-            await self._cooldowns.call(
-                self._to.channel,
-                lambda: self._client.chat_update(channel=self._to.channel, ts=ts, text=text),
-            )
+            await self._cooldowns.call(self._to.channel, lambda: self._edit(ts, text))
         except SlackApiError as error:
             if retry_after_s(error) is not None:
                 raise
@@ -208,13 +216,28 @@ class ThreadReplySink:
         self._shown = text
 
     async def _post(self, text: str) -> str:
+        button = self._button
         response = await self._cooldowns.call(
             self._to.channel,
             lambda: self._client.chat_postMessage(
-                channel=self._to.channel, thread_ts=self._to.thread_ts or None, text=text
+                channel=self._to.channel,
+                thread_ts=self._to.thread_ts or None,
+                text=text,
+                blocks=self._blocks(text, button),
             ),
         )
+        self._shown_button = button
         return str(response["ts"])
+
+    async def _edit(self, ts: str, text: str) -> None:
+        button = self._button
+        await self._client.chat_update(
+            channel=self._to.channel, ts=ts, text=text, blocks=self._blocks(text, button)
+        )
+        self._shown_button = button
+
+    def _blocks(self, text: str, button: str | None) -> list[dict[str, Any]]:
+        return reply_blocks(text, button, self._to.thread_ts, self._to.user)
 
     def _skip_preview(self, error: SlackApiError) -> None:
         wait = retry_after_s(error)
