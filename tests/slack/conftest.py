@@ -72,6 +72,7 @@ async def start_bot(
         rate_per_minute: int = 1000,
         translations: Translations | None = None,
         streams: bool = False,
+        update_interval_s: float = 1.2,
     ) -> SlackBot:
         # Slack's own streaming only where a test asks for it: the workspaces most bots are
         # in refuse it, and the other tests are about the chat.update way.
@@ -98,6 +99,7 @@ async def start_bot(
             store,
             RedisThreadRegistry(threads_client, key_prefix),
             translations=translations,
+            update_interval_s=update_interval_s,
         )
         worker = services.worker("slack", platform.sinks, slots=4)
         stop = asyncio.Event()
