@@ -18,6 +18,7 @@ RETRY_ACTION = "ollabot_retry"
 COMMAND_OF_ACTION = {STOP_ACTION: "stop", RETRY_ACTION: "retry"}
 STOP_LABEL = N_("Stop")
 RETRY_LABEL = N_("Retry")
+WRITING = N_("Writing the answer…")
 SECTION_LIMIT = 3000  # characters of mrkdwn in one section block
 
 
@@ -33,6 +34,13 @@ def reply_blocks(
     if action is not None:
         blocks.append(button_block(action, thread_ts, author))
     return blocks
+
+
+def private_stop_blocks(thread_ts: str, author: str) -> list[dict[str, Any]]:
+    """For a reply Slack streams (its message cannot carry buttons until it ends): the Stop
+    button in a message only the asker sees."""
+    section = {"type": "section", "text": {"type": "mrkdwn", "text": f"_{_(WRITING)}_"}}
+    return [section, button_block(STOP_ACTION, thread_ts, author)]
 
 
 def button_block(action: str, thread_ts: str, author: str) -> dict[str, Any]:

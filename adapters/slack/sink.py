@@ -30,11 +30,19 @@ from aiohttp import ClientError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.blocks import RETRY_ACTION, STOP_ACTION, button_block, reply_blocks
+from adapters.slack.blocks import (
+    RETRY_ACTION,
+    STOP_ACTION,
+    WRITING,
+    button_block,
+    private_stop_blocks,
+    reply_blocks,
+)
 from adapters.slack.formatting import preview, split_message, to_mrkdwn
 from adapters.slack.pacing import ChannelCooldowns, TokenBucket, retry_after_s
 from adapters.slack.streams import NativeStream, StreamSupport, stop_quietly
 from core.errors import DeliveryDeferred, DeliveryRefused
+from core.i18n import _
 from core.models import IncomingMessage
 from core.ports import ReplySink
 
@@ -122,7 +130,8 @@ class ThreadReplySink:
 
     From ``begin`` on the message carries a Stop button; the final text carries Retry
     (on its last part), a failure notice neither. Given a ``stream``, the reply is streamed
-    with Slack's own methods instead, when Slack agrees (``adapters.slack.streams``).
+    with Slack's own methods instead, when Slack agrees (``adapters.slack.streams``); the
+    streaming message cannot carry buttons, so the asker gets Stop in a message of their own.
     """
 
     def __init__(
@@ -166,6 +175,7 @@ class ThreadReplySink:
         self._button = STOP_ACTION
         if self._ts is None and self._stream is not None and await self._stream.start():
             self._ts, self._streaming = self._stream.ts, True
+            await self._offer_stop_privately()
             return
         if self._ts is None:
             with preview_errors_logged("the thinking placeholder", self._to):
@@ -174,6 +184,16 @@ class ThreadReplySink:
             # the first preview waits one interval too: a quick reply then costs one
             # post and one final update, and the message is never edited twice in a row fast
             self._next_update = time.monotonic() + self._pace.interval_s
+
+    async def _offer_stop_privately(self) -> None:
+        with preview_errors_logged("the private Stop button", self._to):
+            await self._client.chat_postEphemeral(
+                channel=self._to.channel,
+                user=self._to.user,
+                thread_ts=self._to.thread_ts,
+                text=_(WRITING),
+                blocks=private_stop_blocks(self._to.thread_ts, self._to.user),
+            )
 
     async def status(self, text: str) -> None:
         """Say where the reply stands (queued, model loading) until its text comes."""
@@ -314,6 +334,16 @@ class EphemeralSink:
 
     async def begin(self) -> None:
         pass
+
+    async def _offer_stop_privately(self) -> None:
+        with preview_errors_logged("the private Stop button", self._to):
+            await self._client.chat_postEphemeral(
+                channel=self._to.channel,
+                user=self._to.user,
+                thread_ts=self._to.thread_ts,
+                text=_(WRITING),
+                blocks=private_stop_blocks(self._to.thread_ts, self._to.user),
+            )
 
     async def status(self, text: str) -> None:
         pass

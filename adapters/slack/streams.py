@@ -6,7 +6,8 @@ offered only to some apps and only for replies in a thread, so a refusal of
 later reply goes the ``chat.update`` way. Appends are paced like previews: at most one per
 interval per reply, within a budget per minute shared by all replies (Slack counts
 ``chat.appendStream`` per workspace). A streaming message cannot be edited or given buttons
-until it is stopped, so it shows no Stop button while written; the final call adds Retry.
+until it is stopped, so the sink offers Stop to the asker in a message of their own; the
+final call adds Retry below the text.
 
 What is streamed is what the user will keep, so it is sanitised as the final text would be:
 no ``<!here>``-style syntax, no links to anything but the web. When the final text is not

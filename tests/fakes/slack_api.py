@@ -70,18 +70,30 @@ class Message:
 
     def button(self) -> dict[str, Any] | None:
         """The button of the message's actions block, if it shows one."""
-        for block in self.blocks:
-            if block.get("type") == "actions" and block.get("elements"):
-                element: dict[str, Any] = block["elements"][0]
-                return element
-        return None
+        return _button_in(self.blocks)
 
 
 @dataclass
 class Ephemeral:
+    """A message only ``user`` sees (it has a ts, but no API call can find it again)."""
+
     channel: str
     user: str
     text: str
+    ts: str = ""
+    thread_ts: str = ""
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+
+    def button(self) -> dict[str, Any] | None:
+        return _button_in(self.blocks)
+
+
+def _button_in(blocks: list[dict[str, Any]]) -> dict[str, Any] | None:
+    for block in blocks:
+        if block.get("type") == "actions" and block.get("elements"):
+            element: dict[str, Any] = block["elements"][0]
+            return element
+    return None
 
 
 @dataclass
@@ -394,16 +406,17 @@ class FakeSlack:
     def command_form(payload: dict[str, str]) -> bytes:
         return urlencode(payload).encode()
 
-    def press(self, message: Message, user: str = ALICE) -> dict[str, Any]:
+    def press(self, message: Message | Ephemeral, user: str = ALICE) -> dict[str, Any]:
         """The ``block_actions`` payload of ``user`` pressing the button ``message`` shows."""
         button = message.button()
         assert button is not None, "the message shows no button"
         name = str(self.users.get(user, {}).get("name", user))
+        ephemeral = isinstance(message, Ephemeral)
         container: dict[str, Any] = {
             "type": "message",
             "message_ts": message.ts,
             "channel_id": message.channel,
-            "is_ephemeral": False,
+            "is_ephemeral": ephemeral,
         }
         if message.thread_ts:
             container["thread_ts"] = message.thread_ts
@@ -418,7 +431,12 @@ class FakeSlack:
             "enterprise": None,
             "is_enterprise_install": False,
             "channel": {"id": message.channel, "name": "llm-lab"},
-            "message": _echo(message) | {"blocks": message.blocks},
+            # an ephemeral message cannot be looked up, so Slack does not echo it
+            **(
+                {"message": _echo(message) | {"blocks": message.blocks}}
+                if isinstance(message, Message)
+                else {}
+            ),
             "state": {"values": {}},
             "response_url": f"http://127.0.0.1:{self.port}/actions/{TEAM}/1/x",
             "actions": [
@@ -552,8 +570,16 @@ class FakeSlack:
         text = str(args.get("text") or "")
         if not text:
             return {"ok": False, "error": "no_text"}
-        self.ephemerals.append(Ephemeral(str(args["channel"]), str(args["user"]), text))
-        return {"ok": True, "message_ts": self.next_ts()}
+        ephemeral = Ephemeral(
+            str(args["channel"]),
+            str(args["user"]),
+            text,
+            self.next_ts(),
+            str(args.get("thread_ts") or ""),
+            _blocks(args.get("blocks")),
+        )
+        self.ephemerals.append(ephemeral)
+        return {"ok": True, "message_ts": ephemeral.ts}
 
     def _chat_startStream(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = str(args.get("channel") or "")

@@ -58,6 +58,33 @@ async def test_a_thread_reply_streams_new_text_only_and_ends_with_retry(
     assert "".join(pieces) == ANSWER and len(pieces) == 4, "each call carries only new text"
     assert fake_slack.calls[-1].method == "chat.stopStream"
     assert not fake_slack.calls_to("chat.postMessage") and not fake_slack.calls_to("chat.update")
+    [offer] = fake_slack.ephemerals
+    assert (offer.user, offer.thread_ts, offer.text) == (ALICE, thread, "Writing the answer…")
+    assert (offer.button() or {}).get("action_id") == "ollabot_stop"
+
+
+async def test_the_asker_stops_a_streamed_reply_with_the_stop_only_they_see(
+    start_bot: StartBot, fake_slack: FakeSlack, fake_ollama: FakeOllama
+) -> None:
+    story = "Once upon a time there was a very long story that never ended"
+    fake_ollama.script(Reply(text=story, chunks=12, hold_gate=asyncio.Event(), hold_after=3))
+    await start_bot(streams=True, update_interval_s=0.0)
+    body, thread = mention(fake_slack, "tell me a story")
+    await fake_slack.deliver("events_api", body)
+    await fake_slack.wait_until(lambda: len(fake_slack.calls_to("chat.appendStream")) == 3)
+    [offer] = fake_slack.ephemerals
+
+    await fake_slack.deliver("interactive", fake_slack.press(offer, ALICE))
+    async with asyncio.timeout(1.0):
+        await fake_ollama.disconnected.wait()
+    await fake_slack.wait_until(lambda: bool(finished(fake_slack, thread)))
+
+    [reply] = finished(fake_slack, thread)
+    assert reply.text.startswith("Once upon") and reply.text.endswith("(stopped)")
+    assert not reply.streaming
+    await fake_slack.wait_until(
+        lambda: [e.text for e in fake_slack.ephemerals][1:] == ["Stopping the reply."]
+    )
 
 
 async def test_a_refused_stream_is_remembered_and_replies_are_edited_instead(
