@@ -174,3 +174,24 @@ async def test_a_successor_finishes_a_stream_an_earlier_attempt_left_open(
     assert reply.ts == left["ts"] and not reply.streaming
     assert reply.text == "The first half and the *second* half."
     assert (reply.button() or {}).get("action_id") == "ollabot_retry"
+
+
+async def test_a_stream_slack_ended_on_its_own_is_finished_by_editing_it(
+    start_bot: StartBot, fake_slack: FakeSlack, fake_ollama: FakeOllama
+) -> None:
+    step = asyncio.Semaphore(0)
+    fake_ollama.script(Reply(text=ANSWER, chunks=4, step=step))
+    await start_bot(streams=True, update_interval_s=0.0)
+    body, thread = mention(fake_slack, "what is a KV cache?")
+    await fake_slack.deliver("events_api", body)
+    await fake_slack.wait_until(lambda: len(fake_slack.calls_to("chat.appendStream")) == 1)
+    [streamed] = fake_slack.bot_messages(LAB_CHANNEL, thread)
+    streamed.streaming = False  # as if Slack had ended the stream itself
+    for _ in range(3):
+        step.release()
+    await fake_slack.wait_until(lambda: bool(finished(fake_slack, thread)))
+
+    [reply] = finished(fake_slack, thread)
+    assert reply.ts == streamed.ts
+    assert reply.text == "A *KV cache* stores the attention keys and values of earlier tokens."
+    assert [c.error for c in fake_slack.stream_calls()][-1] == "message_not_in_streaming_state"
