@@ -238,12 +238,9 @@ class ThreadReplySink:
 
     async def fail(self, notice: str) -> None:
         note = f"{WARNING} {notice}"
-        partial = self._partial.strip()
         with delivery_errors():
-            if await self._stream_ended(f"{partial}\n\n{note}" if partial else note, None):
-                return
-            partial = to_mrkdwn(self._partial)
-            await self._deliver(split_message(f"{partial}\n\n{note}" if partial else note), None)
+            if not await self._stream_ended(_noted(self._partial.strip(), note), None):
+                await self._deliver(split_message(_noted(to_mrkdwn(self._partial), note)), None)
 
     async def _stream_ended(self, markdown: str, button: str | None) -> bool:
         """True when a stream was open and now ends with ``markdown`` whole; otherwise any
@@ -335,16 +332,6 @@ class EphemeralSink:
     async def begin(self) -> None:
         pass
 
-    async def _offer_stop_privately(self) -> None:
-        with preview_errors_logged("the private Stop button", self._to):
-            await self._client.chat_postEphemeral(
-                channel=self._to.channel,
-                user=self._to.user,
-                thread_ts=self._to.thread_ts,
-                text=_(WRITING),
-                blocks=private_stop_blocks(self._to.thread_ts, self._to.user),
-            )
-
     async def status(self, text: str) -> None:
         pass
 
@@ -377,6 +364,10 @@ class EphemeralSink:
                 thread_ts=self._to.thread_ts or None,
             ),
         )
+
+
+def _noted(text: str, note: str) -> str:
+    return f"{text}\n\n{note}" if text else note
 
 
 @contextlib.contextmanager
