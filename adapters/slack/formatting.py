@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from markdown_to_mrkdwn import SlackMarkdownConverter
 
-from core.text import shortened
-
 MESSAGE_LIMIT = 4000
-SECTION_LIMIT = 3000  # characters of a section block's text
-TEXT_OBJECT_LIMIT = 3000  # characters of any other text object (a context element)
-REASONING_MARK = "💭 "
 FENCE = "```"
 _converter = SlackMarkdownConverter()
 _FENCE_LINE = re.compile(r"^```\w*\s*$")
@@ -99,15 +93,3 @@ def _cut_point(text: str, limit: int) -> int:
         if at > 0:
             return at + len(separator)
     return limit
-
-
-def with_reasoning_blocks(answer: str, reasoning: str) -> list[dict[str, Any]]:
-    """The blocks of a message that shows a thinking model's reasoning: a context block (small
-    grey plain text, cut with an ellipsis to fit) above the answer's mrkdwn in sections."""
-    note = shortened(REASONING_MARK + reasoning.strip(), TEXT_OBJECT_LIMIT)
-    context = {"type": "context", "elements": [{"type": "plain_text", "text": note}]}
-    sections = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": piece}}
-        for piece in split_message(answer, SECTION_LIMIT)
-    ]
-    return [context, *sections]
