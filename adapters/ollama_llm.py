@@ -131,7 +131,7 @@ class OllamaLLM:
     async def _send(self, request: ChatRequest) -> AsyncGenerator[ollama.ChatResponse, None]:
         parts = await self._client.chat(
             model=request.model,
-            messages=[{"role": m.role, "content": m.content} for m in request.messages],
+            messages=[wire_message(m) for m in request.messages],
             options=dict(request.options),
             stream=True,
             keep_alive=self._keep_alive,
@@ -152,6 +152,10 @@ class OllamaLLM:
     async def facts(self, model: str) -> ModelFacts:
         """The model's control tokens and capabilities (empty while ``/api/show`` fails)."""
         return await self._facts.of(model)
+
+    async def capabilities(self, model: str) -> frozenset[str]:
+        """What ``/api/show`` says the model can do (``vision``…); empty while it fails."""
+        return (await self.facts(model)).capabilities
 
     async def version(self) -> str:
         """The server's version (``GET /api/version``)."""
@@ -192,8 +196,16 @@ class OllamaLLM:
 
 def without_control_tokens(request: ChatRequest, tokens: frozenset[str]) -> ChatRequest:
     """The request with ``tokens`` (and the common families' tokens) made plain text."""
-    messages = tuple(ChatMessage(m.role, neutralise(m.content, tokens)) for m in request.messages)
+    messages = tuple(m._replace(content=neutralise(m.content, tokens)) for m in request.messages)
     return replace(request, messages=messages)
+
+
+def wire_message(message: ChatMessage) -> dict[str, Any]:
+    """A message as ``/api/chat`` takes it; the client sends images base64-encoded."""
+    sent: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.images:
+        sent["images"] = [ollama.Image(value=image) for image in message.images]
+    return sent
 
 
 def keep_alive_value(keep_alive: str | int) -> str | int:

@@ -65,11 +65,11 @@ from core.commands import is_urgent
 from core.errors import StoreFull, StoreUnavailable
 from core.models import (
     Admission,
+    Attachment,
     AuditEntry,
     ChannelSettings,
     ConversationContext,
     InboxEntry,
-    Attachment,
     IncomingMessage,
     Outcome,
     StoredReply,

@@ -27,6 +27,7 @@ from adapters.slack import events
 from adapters.slack.admins import AdminDirectory
 from adapters.slack.config import HttpMode, SlackConfig, SocketMode
 from adapters.slack.events import BotIdentity
+from adapters.slack.files import SlackFiles
 from adapters.slack.http_mode import SlackHttpServer
 from adapters.slack.sink import SlackSinks
 from adapters.slack.threads import MemoryThreadRegistry
@@ -83,6 +84,7 @@ class SlackPlatform:
             token=config.bot_token.get_secret_value(), base_url=config.api_base_url
         )
         self.sinks = SlackSinks(self.client, update_interval_s)
+        self.files = SlackFiles(config.bot_token, config.api_base_url)
         self._admins = AdminDirectory(self.client, list(config.admin_ids), admin_cache_s)
         self._session: aiohttp.ClientSession | None = None
         self._socket: AsyncSocketModeHandler | None = None
@@ -120,6 +122,7 @@ class SlackPlatform:
     async def aclose(self) -> None:
         """Release the HTTP connection pool once the worker has drained."""
         self.client.session = None
+        await self.files.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
