@@ -12,6 +12,12 @@ What it emulates (see ``wire/README.md`` beside this file, section ollama/):
   (the vocabulary) are sent empty unless the request says ``verbose``; a ``shows`` entry with
   an ``error`` is answered with it and HTTP 500.
 
+Images (``messages[].images``, base64 as the client sends them) are checked the way Ollama
+does: not base64 is a 400 (Go's decoding error), a model whose ``/api/show`` capabilities lack
+``vision`` is a 400 (``"<model>" does not support vision``), bytes that are no JPEG, PNG or
+WebP are a 500 from the image decoder. ``vision_model(name)`` installs a model that sees;
+the decoded images of each request are in ``images``.
+
 What it does not: tokenise, load models, or honour sampling options. The reply text is
 ``echo: <last user message>`` unless a test scripted one (``FakeOllama.script``). Every request
 is recorded in ``requests``; ``wait_for_chat(n)`` waits on the n-th chat request.
@@ -24,6 +30,8 @@ a chat request is a hit when its conversation was last seen here recently, a mis
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import copy
 import hashlib
 import json
@@ -186,6 +194,19 @@ class FakeOllama:
         """Queue replies for the next chat requests (then back to the default echo)."""
         self._replies.extend(replies)
 
+    def vision_model(self, model: str) -> None:
+        """Install ``model`` with the ``vision`` capability."""
+        self.models.append(model)
+        self.shows[model] = {"capabilities": ["completion", "vision"]}
+
+    @property
+    def images(self) -> list[list[bytes]]:
+        """The images of each chat request (decoded), oldest first."""
+        return [
+            [base64.b64decode(i) for m in body.get("messages", []) for i in m.get("images") or []]
+            for body in self.chat_requests
+        ]
+
     def script_pull(self, lines: list[dict[str, Any]]) -> None:
         """Queue the NDJSON lines of the next ``/api/pull`` (e.g. ending in ``{"error": ...}``)."""
         self._pulls.append(lines)
@@ -337,6 +358,8 @@ class FakeOllama:
             return web.Response()
         if reply.status == 200 and full_name(model) not in self.models:
             reply = Reply.not_found()
+        if reply.status == 200 and (problem := self._image_problem(model, body)) is not None:
+            return json_response({"error": problem[1]}, status=problem[0])
         if reply.status != 200:
             text = reply.error or error_text(reply.status, model)
             return json_response({"error": text}, status=reply.status)
@@ -381,6 +404,22 @@ class FakeOllama:
             self.streams_done += 1
             self._changed.notify_all()
         return response
+
+    def _image_problem(self, model: str, body: dict[str, Any]) -> tuple[int, str] | None:
+        images = [i for m in body.get("messages", []) for i in m.get("images") or []]
+        if not images:
+            return None
+        try:
+            decoded = [base64.b64decode(str(i), validate=True) for i in images]
+        except binascii.Error:
+            return 400, "illegal base64 data at input byte 0"
+        capabilities = self.shows.get(full_name(model), {}).get("capabilities", [])
+        if "vision" not in capabilities:
+            return 400, f'"{model}" does not support vision'
+        for data in decoded:
+            if not data.startswith((b"\xff\xd8\xff", b"\x89PNG")) and data[8:12] != b"WEBP":
+                return 500, "failed to process inputs: image: unknown format"
+        return None
 
     @staticmethod
     async def _hold(reply: Reply) -> None:

@@ -5,8 +5,11 @@ form, query or JSON bodies with a Bearer token; ``{"ok": ...}`` answers; HTTP 42
 ``Retry-After`` past a per-channel rate (``chat.postMessage`` about 1/s, ``chat.update``
 about 50/min, small bursts allowed); ``msg_too_long`` above 4,000 characters on
 ``chat.update``; Socket Mode ``hello``, envelopes and acknowledgements. It can also play
-Slack in HTTP mode, sending signed requests. Honest limits: one workspace, no blocks or
-files, no pagination.
+Slack in HTTP mode, sending signed requests. Files: ``add_file`` keeps bytes and returns the
+file object a ``file_share`` message carries (``url_private``, ``url_private_download`` on this
+server, ``mimetype``, ``size``, ``mode: hosted``); a download needs ``Authorization: Bearer``
+with the bot token, and without it gets Slack's sign-in page as HTML with status 200, as real
+Slack does. Honest limits: one workspace, no blocks, no pagination, no files.info.
 """
 
 from __future__ import annotations
@@ -131,6 +134,8 @@ class FakeSlack:
         self._sockets: list[web.WebSocketResponse] = []
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
+        self.files: dict[str, bytes] = {}  # file id -> bytes
+        self.downloads: list[tuple[str, bool]] = []  # (file id, whether the token was right)
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -143,6 +148,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_get("/link/", self._socket)
+        app.router.add_get("/files-pri/{team_file}/{rest:.+}", self._download)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -328,8 +334,10 @@ class FakeSlack:
         user: str = ALICE,
         thread_ts: str = "",
         kind: str = "message",
+        files: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """A person's ``message`` (or ``app_mention``) event; DMs when the channel is D…."""
+        """A person's ``message`` (or ``app_mention``) event; DMs when the channel is D….
+        With ``files`` it is a ``file_share`` message carrying them."""
         ts = self.next_ts()
         event: dict[str, Any] = {
             "user": user,
@@ -346,8 +354,36 @@ class FakeSlack:
         if thread_ts:
             event["thread_ts"] = thread_ts
             event["parent_user_id"] = ALICE
+        if files:
+            event["files"] = files
+            event["upload"] = False
+            if kind == "message":
+                event["subtype"] = "file_share"
         self.messages[(channel, ts)] = Message(channel, ts, text, thread_ts, user)
         return self.event_body(event)
+
+    def add_file(self, data: bytes, name: str, mimetype: str) -> dict[str, Any]:
+        """Keep an uploaded file; returns its object as a message's ``files`` lists it."""
+        file_id = f"F07{uuid.uuid4().hex[:8].upper()}"
+        self.files[file_id] = data
+        private = f"http://127.0.0.1:{self.port}/files-pri/{TEAM}-{file_id}/{name}"
+        return {
+            "id": file_id,
+            "created": int(time.time()),
+            "timestamp": int(time.time()),
+            "name": name,
+            "title": name,
+            "mimetype": mimetype,
+            "filetype": name.rsplit(".", 1)[-1],
+            "user": ALICE,
+            "size": len(data),
+            "mode": "hosted",
+            "is_external": False,
+            "is_public": False,
+            "url_private": private,
+            "url_private_download": f"{private.rsplit('/', 1)[0]}/download/{name}",
+            "permalink": f"https://ollalab.slack.com/files/{ALICE}/{file_id}/{name}",
+        }
 
     def command_payload(
         self, text: str, *, user: str = ALICE, channel: str = LAB_CHANNEL
@@ -372,6 +408,21 @@ class FakeSlack:
     @staticmethod
     def command_form(payload: dict[str, str]) -> bytes:
         return urlencode(payload).encode()
+
+    # ---- files ---------------------------------------------------------------------------
+
+    async def _download(self, request: web.Request) -> web.Response:
+        file_id = request.match_info["team_file"].removeprefix(f"{TEAM}-")
+        authorized = request.headers.get("Authorization") == f"Bearer {BOT_TOKEN}"
+        self.downloads.append((file_id, authorized))
+        if not authorized:
+            page = (
+                "<!DOCTYPE html><html><head><title>Slack</title></head><body>Sign in</body></html>"
+            )
+            return web.Response(text=page, content_type="text/html")
+        if file_id not in self.files:
+            return web.Response(status=404, text="file_not_found")
+        return web.Response(body=self.files[file_id], content_type="application/octet-stream")
 
     # ---- the Web API -------------------------------------------------------------------
 
