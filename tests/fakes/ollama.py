@@ -358,8 +358,8 @@ class FakeOllama:
             return web.Response()
         if reply.status == 200 and full_name(model) not in self.models:
             reply = Reply.not_found()
-        if reply.status == 200 and (problem := self._image_problem(model, body)) is not None:
-            return json_response({"error": problem[1]}, status=problem[0])
+        if reply.status == 200 and (unreadable := self._image_problem(model, body)) is not None:
+            return json_response({"error": unreadable[1]}, status=unreadable[0])
         if reply.status != 200:
             text = reply.error or error_text(reply.status, model)
             return json_response({"error": text}, status=reply.status)
