@@ -34,6 +34,9 @@ class SlackFiles:
         self._session: aiohttp.ClientSession | None = None
 
     async def fetch(self, attachment: Attachment, max_bytes: int) -> bytes:
+        if not attachment.ref:
+            log.warning("slack shared no download link for file %s", attachment.name)
+            raise FileRefused(WITHHELD)
         if urlsplit(attachment.ref).hostname not in self._hosts:
             log.warning("slack file %s not at Slack's file host: not fetched", attachment.name)
             raise FileRefused(WITHHELD)

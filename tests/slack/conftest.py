@@ -20,6 +20,7 @@ from adapters.ollama_llm import OllamaLLM
 from adapters.redis_store import RedisStore
 from adapters.slack.platform import SlackPlatform
 from adapters.slack.threads import RedisThreadRegistry
+from adapters.stt_client import OpenAITranscriber
 from bots.app import build_services
 from bots.platform_config import slack_config
 from bots.settings import SlackSettings
@@ -61,6 +62,7 @@ async def start_bot(
 ) -> AsyncIterator[StartBot]:
     """Start the bot; ``http=True`` for HTTP mode; ``ollama_url``/``redis`` point elsewhere."""
     started: list[tuple[SlackBot, aioredis.Redis]] = []
+    transcribers: list[OpenAITranscriber] = []
 
     async def start(
         *,
@@ -70,6 +72,7 @@ async def start_bot(
         redis: str | None = None,
         rate_per_minute: int = 1000,
         translations: Translations | None = None,
+        stt_url: str | None = None,
     ) -> SlackBot:
         settings = SlackSettings(
             bot_token=SecretStr(BOT_TOKEN),
@@ -85,8 +88,16 @@ async def start_bot(
         threads_client = aioredis.Redis.from_url(redis or redis_url, decode_responses=True)
         llm = OllamaLLM(ollama_url or fake_ollama.url, connect_timeout_s=1.0, retries=0)
         config = ChatConfig(default_model="llama3.1:8b")
+        transcriber = OpenAITranscriber(stt_url) if stt_url else None
+        if transcriber is not None:
+            transcribers.append(transcriber)
         services = build_services(
-            store, llm, config, "test", translations=translations or only_english
+            store,
+            llm,
+            config,
+            "test",
+            translations=translations or only_english,
+            transcriber=transcriber,
         )
         platform = SlackPlatform(
             slack_config(settings),
@@ -94,7 +105,7 @@ async def start_bot(
             RedisThreadRegistry(threads_client, key_prefix),
             translations=translations,
         )
-        worker = services.worker("slack", platform.sinks, slots=4)
+        worker = services.worker("slack", platform.sinks, slots=4, files=platform.files)
         stop = asyncio.Event()
         await platform.start()
         task = asyncio.create_task(worker.run(stop))
@@ -112,3 +123,5 @@ async def start_bot(
         await bot.llm.close()
         await bot.store.close()
         await threads_client.aclose()
+    for transcriber in transcribers:
+        await transcriber.close()
