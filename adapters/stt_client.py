@@ -66,6 +66,15 @@ class OpenAITranscriber:
             raise TranscriptionFailed()
         return text
 
+    async def reachable(self) -> bool:
+        """Whether the server answers HTTP at all (any status), within a few seconds."""
+        base = self._url.removesuffix(PATH) + "/"
+        try:
+            async with self._open().get(base, timeout=aiohttp.ClientTimeout(total=5.0)):
+                return True
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
