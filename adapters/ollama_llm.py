@@ -8,6 +8,7 @@ Library errors are translated here, at the boundary, into the core's error tree:
     HTTP 504 (HAProxy: the host did not answer)     -> LLMUnavailable (did not answer in time)
     HTTP 404 (model not pulled)                     -> ModelNotFound (says how to pull it)
     HTTP 503 (Ollama's queue is full)               -> LLMBusy
+    HTTP 500 "failed to process inputs" (an image)  -> LLMFailed (the picture looks damaged)
     HTTP 500, other statuses, error mid-stream      -> LLMFailed
     stream ended or dropped before ``done``         -> LLMFailed (the reply was cut off)
 
@@ -42,6 +43,7 @@ from adapters.aiohttp_transport import AiohttpTransport, extra_headers
 from adapters.ollama_tokens import ModelFacts, ModelFactsCache
 from core.errors import LLMBusy, LLMError, LLMFailed, LLMUnavailable, ModelNotFound
 from core.i18n import N_
+from core.media import DAMAGED_IMAGE
 from core.models import ChatMessage, ChatRequest, DoneReason, StreamEvent
 from core.prompting import neutralise
 
@@ -261,6 +263,8 @@ def from_status(error: ollama.ResponseError, model: str) -> LLMError:
         return LLMUnavailable(TIMED_OUT)
     if error.status_code == -1:
         return LLMFailed(N_("The model failed in the middle of the reply; please try again."))
+    if error.status_code == 500 and "failed to process inputs" in str(error.error):
+        return LLMFailed(DAMAGED_IMAGE)  # the runner could not decode an image it was sent
     return LLMFailed()
 
 

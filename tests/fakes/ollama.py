@@ -15,8 +15,9 @@ What it emulates (see ``wire/README.md`` beside this file, section ollama/):
 Images (``messages[].images``, base64 as the client sends them) are checked the way Ollama
 does: not base64 is a 400 (Go's decoding error), a model whose ``/api/show`` capabilities lack
 ``vision`` is a 400 (``"<model>" does not support vision``), bytes that are no JPEG, PNG or
-WebP are a 500 from the image decoder. ``vision_model(name)`` installs a model that sees;
-the decoded images of each request are in ``images``.
+WebP, and a JPEG cut short (no end-of-image marker), are a 500 from the image decoder.
+``vision_model(name)`` installs a model that sees; the decoded images of each request are in
+``images``.
 
 What it does not: tokenise, load models, or honour sampling options. The reply text is
 ``echo: <last user message>`` unless a test scripted one (``FakeOllama.script``). Every request
@@ -419,6 +420,8 @@ class FakeOllama:
         for data in decoded:
             if not data.startswith((b"\xff\xd8\xff", b"\x89PNG")) and data[8:12] != b"WEBP":
                 return 500, "failed to process inputs: image: unknown format"
+            if data.startswith(b"\xff\xd8") and not data.endswith(b"\xff\xd9"):
+                return 500, "failed to process inputs: unexpected EOF"
         return None
 
     @staticmethod

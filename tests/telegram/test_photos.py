@@ -20,8 +20,9 @@ from tests.telegram.conftest import StartBot
 
 ALICE_CHAT = private_chat(ALICE)
 VISION = "llama3.2-vision:11b"
-# The first bytes of a real JPEG (SOI, APP0/JFIF); the fake Ollama and ollabot look at those.
-JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + bytes(200)
+# A JPEG's markers (start, APP0/JFIF ... end of image): what ollabot and the fake Ollama check.
+JFIF = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+JPEG = JFIF + bytes(200) + b"\xff\xd9"
 
 
 def texts(fake: FakeTelegram) -> list[str]:
@@ -168,6 +169,20 @@ async def test_a_damaged_picture_and_an_unsupported_type_get_one_line_each(
     ]
     assert fake_telegram.downloads == ["photos/file_0.jpg"]  # the GIF was not fetched
     await _conversation_goes_on(fake_telegram, fake_ollama)
+
+
+async def test_a_picture_the_model_server_cannot_decode_is_said_to_look_damaged(
+    start_bot: StartBot, fake_telegram: FakeTelegram, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.vision_model(VISION)
+    await start_bot()
+    fake_telegram.push(photo(fake_telegram, JFIF + bytes(200), "what is it?"))  # cut short
+
+    await fake_telegram.wait_until(lambda: bool(texts(fake_telegram)))
+    assert texts(fake_telegram) == [
+        "That picture looks damaged and I could not read it; please send it again."
+    ]
+    await _conversation_goes_on(fake_telegram, fake_ollama, requests_before=1)
 
 
 async def test_an_image_sent_as_a_file_is_read_like_a_photo(
