@@ -278,26 +278,19 @@ class ChatService:
             self._estimator,
             read.images,
         )
-        model = settings.model or self._config.default_model
-        if read.images:
-            model = await self._media.model_for_images(model)
+        channel_model = settings.model or self._config.default_model
         request = ChatRequest(
-            model,
+            await self._media.model_for_images(channel_model) if read.images else channel_model,
             prompt.messages,
             presets.ollama_options(params, self._config.num_ctx),
             affinity_of(message, self._config.affinity),
         )
         await sink.begin()
-        shown_sink: ReplySink = _Heard(sink, read.heard) if read.heard else sink
-        if read.heard:
-            await shown_sink.status("")
         try:
-            generated = await generate(
-                self._llm, request, shown_sink, self._config.first_token_s, stopped
-            )
+            generated = await self._generate(request, read.heard, sink, stopped)
         except ModelNotFound as error:
-            if read.images and model != (settings.model or self._config.default_model):
-                raise self._media.missing(model) from error
+            if request.model != channel_model:  # the vision model, for pictures
+                raise self._media.missing(request.model) from error
             raise
         self._observe(request, generated)
         text = generated.text.strip() or _(STOPPED_MARK)
@@ -305,6 +298,15 @@ class ChatService:
         outcome = Outcome((user_turn, reply), prompt.window_start, text, context.replaces_from)
         shown = _shown(generated, text, params.max_tokens)
         return outcome, _quoted(read.heard, shown), generated.gpu_s
+
+    async def _generate(
+        self, request: ChatRequest, heard: str, sink: ReplySink, stopped: asyncio.Event
+    ) -> Generated:
+        """Stream the reply; what was heard in a voice note stays shown above it."""
+        if heard:
+            sink = _Heard(sink, heard)
+            await sink.status("")
+        return await generate(self._llm, request, sink, self._config.first_token_s, stopped)
 
     def _observe(self, request: ChatRequest, generated: Generated) -> None:
         event = generated.final
