@@ -12,11 +12,25 @@ from typing import NamedTuple
 
 from core import commands, presets, quota
 from core.affinity import Affinity, affinity_of
-from core.errors import MessageRejected, ModelNotFound, OllabotError, StoreUnavailable
+from core.errors import (
+    FileRefused,
+    MessageRejected,
+    ModelNotFound,
+    OllabotError,
+    StoreUnavailable,
+)
 from core.fewshot import FewShotCatalog
 from core.generation import Generated, generate
 from core.i18n import N_, Translations, _, only_english, speaking
-from core.media import DEFAULT_VISION_MODEL, MB, MediaConfig, MediaReader, Read
+from core.media import (
+    DEFAULT_VISION_MODEL,
+    MB,
+    PICTURE_GONE,
+    MediaConfig,
+    MediaReader,
+    Read,
+    shows_pictures,
+)
 from core.models import (
     ChatRequest,
     ConversationContext,
@@ -457,6 +471,8 @@ def _retried(
     if exchange is None:
         raise MessageRejected(NOTHING_TO_RETRY)
     question = exchange[0]
+    if shows_pictures(question.content):
+        raise FileRefused(PICTURE_GONE)
     again = replace(
         message,
         text=question.content,

@@ -48,6 +48,7 @@ NO_SPEECH_TO_TEXT = N_(
     "I cannot listen to voice notes here: no speech-to-text server is configured; please type "
     "your message."
 )
+PICTURE_GONE = N_("I no longer have that picture; please send it again to ask about it anew.")
 HEARD_NOTHING = N_("I heard no words in that voice note; please try again or type your message.")
 
 
@@ -70,6 +71,11 @@ def image_format(data: bytes) -> str | None:
 def placeholder(image: Attachment) -> str:
     """What history keeps in place of an image the model saw once."""
     return f"[image: {image.name}]" if image.name else "[image]"
+
+
+def shows_pictures(stored: str) -> bool:
+    """Whether a stored user turn was about pictures (which are not stored)."""
+    return stored.startswith("[image")
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,6 +89,8 @@ def _body(message: Message) -> _Body:
 
 def attachments(message: Message) -> tuple[Attachment, ...]:
     """The files of a message: a photo, an image file, a voice note or audio, a document."""
+    if message.animation:  # a GIF; Telegram also lists it as a document, for old clients
+        return ()
     if message.photo:
         fitting = [p for p in message.photo if (p.file_size or 0) <= DOWNLOAD_LIMIT]
         if not fitting:

@@ -65,3 +65,10 @@ def test_in_groups_a_media_message_needs_a_mention_in_its_caption() -> None:
     assert read(media_message(group, ALICE, "nice view", photo=photo)) is None
     asked = read(media_message(group, ALICE, "@ollabot_bot where is this?", photo=photo))
     assert asked.text == "where is this?" and len(asked.attachments) == 1
+
+
+def test_a_gif_is_not_taken_for_a_document() -> None:
+    gif = document("CgACgif", 9000, "dance.mp4", "video/mp4")
+    animation = {**gif, "width": 320, "height": 240, "duration": 2}
+    incoming = read(media_message(private_chat(ALICE), ALICE, document=gif, animation=animation))
+    assert (incoming.text, incoming.attachments) == ("", ())

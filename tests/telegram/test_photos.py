@@ -59,6 +59,21 @@ async def test_a_photo_is_answered_by_the_vision_model_and_history_keeps_a_place
     assert user_turns == ["[image: photo.jpg] what breed is this dog?", "and what colour is it?"]
 
 
+async def test_retry_after_a_photo_asks_for_the_picture_again(
+    start_bot: StartBot, fake_telegram: FakeTelegram, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.vision_model(VISION)
+    await start_bot()
+    fake_telegram.push(photo(fake_telegram, JPEG, "what breed?"))
+    answer = "echo: [image: photo.jpg] what breed?"
+    await fake_telegram.wait_until(lambda: texts(fake_telegram) == [answer])
+    fake_telegram.push(message(ALICE_CHAT, ALICE, "/retry"))
+
+    notice = "I no longer have that picture; please send it again to ask about it anew."
+    await fake_telegram.wait_until(lambda: texts(fake_telegram) == [answer, notice])
+    assert len(fake_ollama.chat_requests) == 1  # not asked blind, and the answer is kept
+
+
 async def test_a_channel_model_that_sees_answers_photos_itself(
     start_bot: StartBot, fake_telegram: FakeTelegram, fake_ollama: FakeOllama
 ) -> None:
