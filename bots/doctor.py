@@ -218,9 +218,9 @@ def check_tokens(settings: Settings) -> list[Check]:
 
 
 async def check_fit(settings: Settings) -> list[Check]:
-    fit: Callable[[Settings], Awaitable[list[tuple[str, bool, str]]]]
+    fit: Callable[[Settings], Awaitable[list[tuple[str, bool, str, bool]]]]
     try:
         from bots.model_cli import doctor_fit as fit
     except ImportError:
         return []
-    return [Check(name, ok, detail, warning_only=True) for name, ok, detail in await fit(settings)]
+    return [Check(*check) for check in await fit(settings)]

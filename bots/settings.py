@@ -26,9 +26,10 @@ class OllamaSettings(BaseModel):
     read_timeout_s: float = Field(300.0, gt=0)
     first_token_timeout_s: float = Field(20.0, gt=0)
     auto_pull: bool = False
-    affinity: Literal["conversation", "channel", "off"] = "conversation"
     # Answers photos when the channel's model cannot read images ("off": nothing else does).
     vision_model: str = "llama3.2-vision:11b"
+    embed_model: str = "nomic-embed-text"
+    affinity: Literal["conversation", "channel", "off"] = "conversation"
 
     @field_validator("vision_model")
     @classmethod

@@ -454,6 +454,14 @@ SIZES = {
 }
 
 
+# Other models a deployment pulls beside Llama 3.1: family, parameters, quantisation, size on
+# disk (approximate; the vision size counts its projector, as /api/tags does).
+OTHER_MODELS = {
+    "llama3.2-vision:11b": ("mllama", "10.7B", "Q4_K_M", 7_901_829_417),
+    "nomic-embed-text:latest": ("nomic-bert", "137M", "F16", 274_302_450),
+}
+
+
 def quantization_of(model: str) -> tuple[str, str]:
     """Parameter size and quantization named by a tag (Ollama's defaults: 8B, Q4_K_M)."""
     tag = model.lower()
@@ -473,6 +481,9 @@ def tag_entry(model: str) -> dict[str, Any]:
     entry: dict[str, Any] = copy.deepcopy(recorded["llama3.1:8b"])
     params, quant = quantization_of(model)
     size = SIZES.get((params, quant), entry["size"])
+    if model in OTHER_MODELS:
+        family, params, quant, size = OTHER_MODELS[model]
+        entry["details"].update(family=family, families=[family])
     digest = hashlib.sha256(model.encode()).hexdigest()
     entry.update(name=model, model=model, size=size, digest=digest)
     entry["details"].update(parameter_size=params, quantization_level=quant)

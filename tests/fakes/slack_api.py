@@ -5,11 +5,16 @@ form, query or JSON bodies with a Bearer token; ``{"ok": ...}`` answers; HTTP 42
 ``Retry-After`` past a per-channel rate (``chat.postMessage`` about 1/s, ``chat.update``
 about 50/min, small bursts allowed); ``msg_too_long`` above 4,000 characters on
 ``chat.update``; Socket Mode ``hello``, envelopes and acknowledgements. It can also play
-Slack in HTTP mode, sending signed requests. Files: ``add_file`` keeps bytes and returns the
-file object a ``file_share`` message carries (``url_private``, ``url_private_download`` on this
-server, ``mimetype``, ``size``, ``mode: hosted``); a download needs ``Authorization: Bearer``
-with the bot token, and without it gets Slack's sign-in page as HTML with status 200, as real
-Slack does. Honest limits: one workspace, no blocks, no pagination, no files.info.
+Slack in HTTP mode, sending signed requests. Blocks are recorded as sent (``chat.update``
+keeps the old ones unless given new ones, as Slack does) and a button in them can be pressed:
+a ``block_actions`` payload, delivered as an ``interactive`` envelope or a signed form post.
+``chat.startStream``/``appendStream``/``stopStream`` stream Markdown into a thread reply;
+``refuse_streams`` makes them answer with an error instead, as in a workspace that does not
+allow them. Files: ``add_file`` keeps bytes and returns the file object a ``file_share``
+message carries (``url_private``, ``url_private_download`` on this server, ``mimetype``,
+``size``, ``mode: hosted``); a download needs ``Authorization: Bearer`` with the bot token,
+and without it gets Slack's sign-in page as HTML with status 200, as real Slack does. Honest
+limits: one workspace, blocks are not validated, no files.info, no pagination.
 """
 
 from __future__ import annotations
@@ -65,13 +70,34 @@ class Message:
     user: str = BOT_USER
     edits: int = 0
     streaming: bool = False
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+
+    def button(self) -> dict[str, Any] | None:
+        """The button of the message's actions block, if it shows one."""
+        return _button_in(self.blocks)
 
 
 @dataclass
 class Ephemeral:
+    """A message only ``user`` sees (it has a ts, but no API call can find it again)."""
+
     channel: str
     user: str
     text: str
+    ts: str = ""
+    thread_ts: str = ""
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+
+    def button(self) -> dict[str, Any] | None:
+        return _button_in(self.blocks)
+
+
+def _button_in(blocks: list[dict[str, Any]]) -> dict[str, Any] | None:
+    for block in blocks:
+        if block.get("type") == "actions" and block.get("elements"):
+            element: dict[str, Any] = block["elements"][0]
+            return element
+    return None
 
 
 @dataclass
@@ -127,7 +153,12 @@ class FakeSlack:
             ALICE: {"name": "alice", "is_admin": True, "is_owner": False},
             BOB: {"name": "bob", "is_admin": False, "is_owner": False},
         }
-        self.rates = {"chat.postMessage": post_rate, "chat.update": update_rate}
+        self.rates = {
+            "chat.postMessage": post_rate,
+            "chat.update": update_rate,
+            "chat.appendStream": (10, 100 / 60),
+        }
+        self.refuse_streams = ""  # an error code: the workspace refuses the stream methods
         self.injected: dict[str, list[tuple[int, dict[str, Any], dict[str, str]]]] = {}
         self._buckets: dict[tuple[str, str], Bucket] = {}
         self._ts = itertools.count(1)
@@ -189,6 +220,9 @@ class FakeSlack:
         """Answer the next call of ``method`` with this response instead."""
         self.injected.setdefault(method, []).append((status, body, headers))
 
+    def stream_calls(self) -> list[ApiCall]:
+        return [c for c in self.calls if c.method.endswith("Stream")]
+
     # ---- Socket Mode -----------------------------------------------------------------
 
     async def deliver(self, kind: str, payload: dict[str, Any], retry_attempt: int = 0) -> Envelope:
@@ -198,7 +232,7 @@ class FakeSlack:
             "envelope_id": envelope_id,
             "payload": payload,
             "type": kind,
-            "accepts_response_payload": kind != "events_api",
+            "accepts_response_payload": kind == "slash_commands",
         }
         if kind == "events_api":
             frame["retry_attempt"] = retry_attempt
@@ -409,6 +443,56 @@ class FakeSlack:
     def command_form(payload: dict[str, str]) -> bytes:
         return urlencode(payload).encode()
 
+    def press(self, message: Message | Ephemeral, user: str = ALICE) -> dict[str, Any]:
+        """The ``block_actions`` payload of ``user`` pressing the button ``message`` shows."""
+        button = message.button()
+        assert button is not None, "the message shows no button"
+        name = str(self.users.get(user, {}).get("name", user))
+        ephemeral = isinstance(message, Ephemeral)
+        container: dict[str, Any] = {
+            "type": "message",
+            "message_ts": message.ts,
+            "channel_id": message.channel,
+            "is_ephemeral": ephemeral,
+        }
+        if message.thread_ts:
+            container["thread_ts"] = message.thread_ts
+        return {
+            "type": "block_actions",
+            "user": {"id": user, "username": name, "name": name, "team_id": TEAM},
+            "api_app_id": APP_ID,
+            "token": "vErIfIcAtIoNtOkEn0000000",
+            "container": container,
+            "trigger_id": f"{uuid.uuid4().int % 10**13}.7300000000001.{uuid.uuid4().hex}",
+            "team": {"id": TEAM, "domain": "ollalab"},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "channel": {"id": message.channel, "name": "llm-lab"},
+            # an ephemeral message cannot be looked up, so Slack does not echo it
+            **(
+                {"message": _echo(message) | {"blocks": message.blocks}}
+                if isinstance(message, Message)
+                else {}
+            ),
+            "state": {"values": {}},
+            "response_url": f"http://127.0.0.1:{self.port}/actions/{TEAM}/1/x",
+            "actions": [
+                {
+                    "action_id": button["action_id"],
+                    "block_id": str(button.get("block_id", "b1")),
+                    "text": button["text"],
+                    "value": button.get("value", ""),
+                    "type": "button",
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+
+    @staticmethod
+    def interaction_form(payload: dict[str, Any]) -> bytes:
+        """How HTTP mode carries an interaction: a form with one ``payload`` field of JSON."""
+        return urlencode({"payload": json.dumps(payload)}).encode()
+
     # ---- files ---------------------------------------------------------------------------
 
     async def _download(self, request: web.Request) -> web.Response:
@@ -507,6 +591,7 @@ class FakeSlack:
         if len(text) > POST_LIMIT:
             return {"ok": False, "error": "msg_too_long"}
         message = Message(channel, self.next_ts(), text, str(args.get("thread_ts") or ""))
+        message.blocks = _blocks(args.get("blocks"))
         self.messages[(channel, message.ts)] = message
         return {"ok": True, "channel": channel, "ts": message.ts, "message": _echo(message)}
 
@@ -522,6 +607,8 @@ class FakeSlack:
         if len(text) > UPDATE_LIMIT:
             return {"ok": False, "error": "msg_too_long"}
         message.text, message.edits = text, message.edits + 1
+        if "blocks" in args:
+            message.blocks = _blocks(args["blocks"])
         echo = _echo(message) | {"edited": {"user": BOT_ID, "ts": self.next_ts()}}
         return {
             "ok": True,
@@ -535,12 +622,24 @@ class FakeSlack:
         text = str(args.get("text") or "")
         if not text:
             return {"ok": False, "error": "no_text"}
-        self.ephemerals.append(Ephemeral(str(args["channel"]), str(args["user"]), text))
-        return {"ok": True, "message_ts": self.next_ts()}
+        ephemeral = Ephemeral(
+            str(args["channel"]),
+            str(args["user"]),
+            text,
+            self.next_ts(),
+            str(args.get("thread_ts") or ""),
+            _blocks(args.get("blocks")),
+        )
+        self.ephemerals.append(ephemeral)
+        return {"ok": True, "message_ts": ephemeral.ts}
 
     def _chat_startStream(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = str(args.get("channel") or "")
         thread = str(args.get("thread_ts") or "")
+        if self.refuse_streams:
+            return {"ok": False, "error": self.refuse_streams}
+        if not thread:
+            return {"ok": False, "error": "invalid_arguments"}
         if not channel.startswith("D") and not args.get("recipient_user_id"):
             return {"ok": False, "error": "missing_recipient_user_id"}
         text = str(args.get("markdown_text") or "")
@@ -549,6 +648,8 @@ class FakeSlack:
         return {"ok": True, "channel": channel, "ts": message.ts}
 
     def _chat_appendStream(self, args: dict[str, Any]) -> dict[str, Any]:
+        if self.refuse_streams:
+            return {"ok": False, "error": self.refuse_streams}
         message = self.messages.get((str(args.get("channel")), str(args.get("ts"))))
         if message is None or not message.streaming:
             return {"ok": False, "error": "message_not_in_streaming_state"}
@@ -561,6 +662,7 @@ class FakeSlack:
             return {"ok": False, "error": "message_not_in_streaming_state"}
         message.text += str(args.get("markdown_text") or "")
         message.streaming = False
+        message.blocks = _blocks(args.get("blocks"))
         echo = _echo(message) | {"streaming_state": "completed"}
         return {"ok": True, "channel": message.channel, "ts": message.ts, "message": echo}
 
@@ -582,6 +684,13 @@ def _echo(message: Message) -> dict[str, Any]:
     if message.thread_ts:
         echo |= {"thread_ts": message.thread_ts, "parent_user_id": ALICE}
     return echo
+
+
+def _blocks(blocks: Any) -> list[dict[str, Any]]:
+    """Blocks as sent: a JSON array, or its text in a form field."""
+    if isinstance(blocks, str):
+        blocks = json.loads(blocks) if blocks else []
+    return list(blocks or [])
 
 
 async def _arguments(request: web.Request) -> dict[str, Any]:

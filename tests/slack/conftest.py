@@ -3,7 +3,8 @@
 ``start_bot(...)`` wires a ``RedisStore`` (inbox and conversations), the ``OllamaLLM``
 adapter on the fake Ollama, the ``ChatService`` and its ``InboxWorker``, and the
 ``SlackPlatform`` connected to the fake Slack (Socket Mode, or HTTP mode when given a
-signing secret). Everything is stopped after the test.
+signing secret); Slack's streaming methods are refused unless ``streams=True``. Everything
+is stopped after the test.
 """
 
 from __future__ import annotations
@@ -73,7 +74,12 @@ async def start_bot(
         rate_per_minute: int = 1000,
         translations: Translations | None = None,
         stt_url: str | None = None,
+        streams: bool = False,
+        update_interval_s: float = 1.2,
     ) -> SlackBot:
+        # Slack's own streaming only where a test asks for it: the workspaces most bots are
+        # in refuse it, and the other tests are about the chat.update way.
+        fake_slack.refuse_streams = "" if streams else "not_allowed"
         settings = SlackSettings(
             bot_token=SecretStr(BOT_TOKEN),
             app_token=None if http else SecretStr(APP_TOKEN),
@@ -104,6 +110,7 @@ async def start_bot(
             store,
             RedisThreadRegistry(threads_client, key_prefix),
             translations=translations,
+            update_interval_s=update_interval_s,
         )
         worker = services.worker("slack", platform.sinks, slots=4, files=platform.files)
         stop = asyncio.Event()
