@@ -8,6 +8,7 @@ Library errors are translated here, at the boundary, into the core's error tree:
     HTTP 504 (HAProxy: the host did not answer)     -> LLMUnavailable (did not answer in time)
     HTTP 404 (model not pulled)                     -> ModelNotFound (says how to pull it)
     HTTP 503 (Ollama's queue is full)               -> LLMBusy
+    HTTP 500 "failed to process inputs" (an image)  -> LLMFailed (the picture looks damaged)
     HTTP 500, other statuses, error mid-stream      -> LLMFailed
     stream ended or dropped before ``done``         -> LLMFailed (the reply was cut off)
 
@@ -46,6 +47,7 @@ from adapters.aiohttp_transport import AiohttpTransport, extra_headers
 from adapters.ollama_tokens import ModelFacts, ModelFactsCache
 from core.errors import LLMBusy, LLMError, LLMFailed, LLMUnavailable, ModelNotFound
 from core.i18n import N_
+from core.media import DAMAGED_IMAGE
 from core.models import ChatMessage, ChatRequest, DoneReason, StreamEvent
 from core.prompting import neutralise
 
@@ -141,7 +143,7 @@ class OllamaLLM:
     ) -> AsyncGenerator[ollama.ChatResponse, None]:
         parts = await self._client.chat(
             model=request.model,
-            messages=[{"role": m.role, "content": m.content} for m in request.messages],
+            messages=[wire_message(m) for m in request.messages],
             options=dict(request.options),
             stream=True,
             keep_alive=self._keep_alive,
@@ -163,6 +165,10 @@ class OllamaLLM:
     async def facts(self, model: str) -> ModelFacts:
         """The model's control tokens and capabilities (empty while ``/api/show`` fails)."""
         return await self._facts.of(model)
+
+    async def capabilities(self, model: str) -> frozenset[str]:
+        """What ``/api/show`` says the model can do (``vision``…); empty while it fails."""
+        return (await self.facts(model)).capabilities
 
     async def version(self) -> str:
         """The server's version (``GET /api/version``)."""
@@ -203,8 +209,16 @@ class OllamaLLM:
 
 def without_control_tokens(request: ChatRequest, tokens: frozenset[str]) -> ChatRequest:
     """The request with ``tokens`` (and the common families' tokens) made plain text."""
-    messages = tuple(ChatMessage(m.role, neutralise(m.content, tokens)) for m in request.messages)
+    messages = tuple(m._replace(content=neutralise(m.content, tokens)) for m in request.messages)
     return replace(request, messages=messages)
+
+
+def wire_message(message: ChatMessage) -> dict[str, Any]:
+    """A message as ``/api/chat`` takes it; the client sends images base64-encoded."""
+    sent: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.images:
+        sent["images"] = [ollama.Image(value=image) for image in message.images]
+    return sent
 
 
 def keep_alive_value(keep_alive: str | int) -> str | int:
@@ -265,6 +279,8 @@ def from_status(error: ollama.ResponseError, model: str) -> LLMError:
         return LLMUnavailable(TIMED_OUT)
     if error.status_code == -1:
         return LLMFailed(N_("The model failed in the middle of the reply; please try again."))
+    if error.status_code == 500 and "failed to process inputs" in str(error.error):
+        return LLMFailed(DAMAGED_IMAGE)  # the runner could not decode an image it was sent
     return LLMFailed()
 
 

@@ -133,10 +133,12 @@ class ChannelSettings:
 
 
 class ChatMessage(NamedTuple):
-    """One message of a request to the model."""
+    """One message of a request to the model; ``images`` (encoded files: JPEG, PNG…) go with
+    the turn that asks about them and are never stored."""
 
     role: Role
     content: str
+    images: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

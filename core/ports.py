@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from core.models import (
     Admission,
@@ -65,6 +65,25 @@ class FileSource(Protocol):
     async def fetch(self, attachment: Attachment, max_bytes: int) -> bytes:
         """The file's bytes; raise ``FileRefused`` when it is larger than ``max_bytes`` or
         the platform will not hand it over."""
+        ...
+
+
+class Transcriber(Protocol):
+    """A speech-to-text server."""
+
+    async def transcribe(self, audio: bytes, name: str, mime: str) -> str:
+        """What is said in ``audio`` (a file as the platform gave it, e.g. OGG/Opus); raise
+        ``TranscriptionFailed`` when the server is not reachable or cannot read it."""
+        ...
+
+
+@runtime_checkable
+class ModelInfo(Protocol):
+    """What the model server tells about a model."""
+
+    async def capabilities(self, model: str) -> frozenset[str]:
+        """What ``model`` can do, as the server names it (``vision``, ``thinking``…); empty
+        when that is not known."""
         ...
 
 

@@ -32,6 +32,7 @@ from adapters.slack.blocks import RETRY_ACTION, STOP_ACTION
 from adapters.slack.buttons import ButtonPresses
 from adapters.slack.config import HttpMode, SlackConfig, SocketMode
 from adapters.slack.events import BotIdentity
+from adapters.slack.files import SlackFiles
 from adapters.slack.http_mode import SlackHttpServer
 from adapters.slack.sink import SlackSinks
 from adapters.slack.threads import MemoryThreadRegistry
@@ -88,6 +89,7 @@ class SlackPlatform:
             token=config.bot_token.get_secret_value(), base_url=config.api_base_url
         )
         self.sinks = SlackSinks(self.client, update_interval_s)
+        self.files = SlackFiles(config.bot_token, config.api_base_url)
         self._admins = AdminDirectory(self.client, list(config.admin_ids), admin_cache_s)
         self._buttons = ButtonPresses(
             inbox, self._admins, self.sinks, self._translations, self._language, command
@@ -129,6 +131,7 @@ class SlackPlatform:
         """Release the HTTP connection pool once the worker has drained."""
         await self._buttons.aclose()
         self.client.session = None
+        await self.files.close()
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -16,6 +16,13 @@ What it emulates (see ``wire/README.md`` beside this file, section ollama/):
   ``think`` sent to any other model is refused like Ollama does (HTTP 400, ``"<model>" does not
   support thinking``).
 
+Images (``messages[].images``, base64 as the client sends them) are checked the way Ollama
+does: not base64 is a 400 (Go's decoding error), a model whose ``/api/show`` capabilities lack
+``vision`` is a 400 (``"<model>" does not support vision``), bytes that are no JPEG, PNG or
+WebP, and a JPEG cut short (no end-of-image marker), are a 500 from the image decoder.
+``vision_model(name)`` installs a model that sees; the decoded images of each request are in
+``images``.
+
 What it does not: tokenise, load models, or honour sampling options. The reply text is
 ``echo: <last user message>`` unless a test scripted one (``FakeOllama.script``). Every request
 is recorded in ``requests``; ``wait_for_chat(n)`` waits on the n-th chat request.
@@ -28,6 +35,8 @@ a chat request is a hit when its conversation was last seen here recently, a mis
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import copy
 import hashlib
 import json
@@ -190,6 +199,19 @@ class FakeOllama:
     def script(self, *replies: Reply) -> None:
         """Queue replies for the next chat requests (then back to the default echo)."""
         self._replies.extend(replies)
+
+    def vision_model(self, model: str) -> None:
+        """Install ``model`` with the ``vision`` capability."""
+        self.models.append(model)
+        self.shows[model] = {"capabilities": ["completion", "vision"]}
+
+    @property
+    def images(self) -> list[list[bytes]]:
+        """The images of each chat request (decoded), oldest first."""
+        return [
+            [base64.b64decode(i) for m in body.get("messages", []) for i in m.get("images") or []]
+            for body in self.chat_requests
+        ]
 
     def script_pull(self, lines: list[dict[str, Any]]) -> None:
         """Queue the NDJSON lines of the next ``/api/pull`` (e.g. ending in ``{"error": ...}``)."""
@@ -356,6 +378,8 @@ class FakeOllama:
             reply = Reply.not_found()
         elif body.get("think") and not self.thinks(model):
             return json_response({"error": f'"{model}" does not support thinking'}, status=400)
+        if reply.status == 200 and (unreadable := self._image_problem(model, body)) is not None:
+            return json_response({"error": unreadable[1]}, status=unreadable[0])
         if reply.status != 200:
             text = reply.error or error_text(reply.status, model)
             return json_response({"error": text}, status=reply.status)
@@ -403,6 +427,24 @@ class FakeOllama:
             self.streams_done += 1
             self._changed.notify_all()
         return response
+
+    def _image_problem(self, model: str, body: dict[str, Any]) -> tuple[int, str] | None:
+        images = [i for m in body.get("messages", []) for i in m.get("images") or []]
+        if not images:
+            return None
+        try:
+            decoded = [base64.b64decode(str(i), validate=True) for i in images]
+        except binascii.Error:
+            return 400, "illegal base64 data at input byte 0"
+        capabilities = self.shows.get(full_name(model), {}).get("capabilities", [])
+        if "vision" not in capabilities:
+            return 400, f'"{model}" does not support vision'
+        for data in decoded:
+            if not data.startswith((b"\xff\xd8\xff", b"\x89PNG")) and data[8:12] != b"WEBP":
+                return 500, "failed to process inputs: image: unknown format"
+            if data.startswith(b"\xff\xd8") and not data.endswith(b"\xff\xd9"):
+                return 500, "failed to process inputs: unexpected EOF"
+        return None
 
     @staticmethod
     async def _hold(reply: Reply) -> None:

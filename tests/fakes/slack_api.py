@@ -12,7 +12,11 @@ a ``block_actions`` payload, delivered as an ``interactive`` envelope or a signe
 ``refuse_streams`` makes them answer with an error instead, as in a workspace that does not
 allow them. Blocks are refused (``invalid_blocks``) beyond Slack's sizes: 50 blocks, 3,000
 characters of section text, 10 context elements of 3,000 characters each (other block types
-are taken unchecked). Honest limits: one workspace, no files, no pagination.
+are taken unchecked). Files: ``add_file`` keeps bytes and returns the file object a
+``file_share`` message carries (``url_private``, ``url_private_download`` on this server,
+``mimetype``, ``size``, ``mode: hosted``); a download needs ``Authorization: Bearer`` with the
+bot token, and without it gets Slack's sign-in page as HTML with status 200, as real Slack does.
+Honest limits: one workspace, no files.info, no pagination.
 """
 
 from __future__ import annotations
@@ -166,6 +170,8 @@ class FakeSlack:
         self._sockets: list[web.WebSocketResponse] = []
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
+        self.files: dict[str, bytes] = {}  # file id -> bytes
+        self.downloads: list[tuple[str, bool]] = []  # (file id, whether the token was right)
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -178,6 +184,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_get("/link/", self._socket)
+        app.router.add_get("/files-pri/{team_file}/{rest:.+}", self._download)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -366,8 +373,10 @@ class FakeSlack:
         user: str = ALICE,
         thread_ts: str = "",
         kind: str = "message",
+        files: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """A person's ``message`` (or ``app_mention``) event; DMs when the channel is D…."""
+        """A person's ``message`` (or ``app_mention``) event; DMs when the channel is D….
+        With ``files`` it is a ``file_share`` message carrying them."""
         ts = self.next_ts()
         event: dict[str, Any] = {
             "user": user,
@@ -384,8 +393,36 @@ class FakeSlack:
         if thread_ts:
             event["thread_ts"] = thread_ts
             event["parent_user_id"] = ALICE
+        if files:
+            event["files"] = files
+            event["upload"] = False
+            if kind == "message":
+                event["subtype"] = "file_share"
         self.messages[(channel, ts)] = Message(channel, ts, text, thread_ts, user)
         return self.event_body(event)
+
+    def add_file(self, data: bytes, name: str, mimetype: str) -> dict[str, Any]:
+        """Keep an uploaded file; returns its object as a message's ``files`` lists it."""
+        file_id = f"F07{uuid.uuid4().hex[:8].upper()}"
+        self.files[file_id] = data
+        private = f"http://127.0.0.1:{self.port}/files-pri/{TEAM}-{file_id}/{name}"
+        return {
+            "id": file_id,
+            "created": int(time.time()),
+            "timestamp": int(time.time()),
+            "name": name,
+            "title": name,
+            "mimetype": mimetype,
+            "filetype": name.rsplit(".", 1)[-1],
+            "user": ALICE,
+            "size": len(data),
+            "mode": "hosted",
+            "is_external": False,
+            "is_public": False,
+            "url_private": private,
+            "url_private_download": f"{private.rsplit('/', 1)[0]}/download/{name}",
+            "permalink": f"https://ollalab.slack.com/files/{ALICE}/{file_id}/{name}",
+        }
 
     def command_payload(
         self, text: str, *, user: str = ALICE, channel: str = LAB_CHANNEL
@@ -460,6 +497,21 @@ class FakeSlack:
     def interaction_form(payload: dict[str, Any]) -> bytes:
         """How HTTP mode carries an interaction: a form with one ``payload`` field of JSON."""
         return urlencode({"payload": json.dumps(payload)}).encode()
+
+    # ---- files ---------------------------------------------------------------------------
+
+    async def _download(self, request: web.Request) -> web.Response:
+        file_id = request.match_info["team_file"].removeprefix(f"{TEAM}-")
+        authorized = request.headers.get("Authorization") == f"Bearer {BOT_TOKEN}"
+        self.downloads.append((file_id, authorized))
+        if not authorized:
+            page = (
+                "<!DOCTYPE html><html><head><title>Slack</title></head><body>Sign in</body></html>"
+            )
+            return web.Response(text=page, content_type="text/html")
+        if file_id not in self.files:
+            return web.Response(status=404, text="file_not_found")
+        return web.Response(body=self.files[file_id], content_type="application/octet-stream")
 
     # ---- the Web API -------------------------------------------------------------------
 

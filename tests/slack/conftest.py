@@ -21,6 +21,7 @@ from adapters.ollama_llm import OllamaLLM
 from adapters.redis_store import RedisStore
 from adapters.slack.platform import SlackPlatform
 from adapters.slack.threads import RedisThreadRegistry
+from adapters.stt_client import OpenAITranscriber
 from bots.app import build_services
 from bots.platform_config import slack_config
 from bots.settings import SlackSettings
@@ -62,6 +63,7 @@ async def start_bot(
 ) -> AsyncIterator[StartBot]:
     """Start the bot; ``http=True`` for HTTP mode; ``ollama_url``/``redis`` point elsewhere."""
     started: list[tuple[SlackBot, aioredis.Redis]] = []
+    transcribers: list[OpenAITranscriber] = []
 
     async def start(
         *,
@@ -71,6 +73,7 @@ async def start_bot(
         redis: str | None = None,
         rate_per_minute: int = 1000,
         translations: Translations | None = None,
+        stt_url: str | None = None,
         streams: bool = False,
         update_interval_s: float = 1.2,
     ) -> SlackBot:
@@ -91,8 +94,16 @@ async def start_bot(
         threads_client = aioredis.Redis.from_url(redis or redis_url, decode_responses=True)
         llm = OllamaLLM(ollama_url or fake_ollama.url, connect_timeout_s=1.0, retries=0)
         config = ChatConfig(default_model="llama3.1:8b")
+        transcriber = OpenAITranscriber(stt_url) if stt_url else None
+        if transcriber is not None:
+            transcribers.append(transcriber)
         services = build_services(
-            store, llm, config, "test", translations=translations or only_english
+            store,
+            llm,
+            config,
+            "test",
+            translations=translations or only_english,
+            transcriber=transcriber,
         )
         platform = SlackPlatform(
             slack_config(settings),
@@ -101,7 +112,7 @@ async def start_bot(
             translations=translations,
             update_interval_s=update_interval_s,
         )
-        worker = services.worker("slack", platform.sinks, slots=4)
+        worker = services.worker("slack", platform.sinks, slots=4, files=platform.files)
         stop = asyncio.Event()
         await platform.start()
         task = asyncio.create_task(worker.run(stop))
@@ -119,3 +130,5 @@ async def start_bot(
         await bot.llm.close()
         await bot.store.close()
         await threads_client.aclose()
+    for transcriber in transcribers:
+        await transcriber.close()
