@@ -17,6 +17,7 @@ from adapters.i18n import Catalogues
 from adapters.memory_store import MemoryStore
 from adapters.ollama_llm import OllamaLLM
 from adapters.redis_store import RedisStore
+from adapters.stt_client import OpenAITranscriber
 from bots.instance import default_instance, held_instance
 from bots.settings import Settings
 from core.affinity import Affinity
@@ -24,8 +25,9 @@ from core.chat import ChatConfig, ChatService
 from core.commands import AdminService
 from core.fewshot import FewShotCatalog, parse_templates
 from core.i18n import Translations
+from core.media import MB
 from core.outbox import Outbox
-from core.ports import LLM, Metrics, NullMetrics, SinkFactory
+from core.ports import LLM, FileSource, Metrics, ModelInfo, NullMetrics, SinkFactory, Transcriber
 from core.prompting import DEFAULT_SYSTEM_PROMPT
 from core.worker import InboxWorker, WorkerConfig
 
@@ -54,6 +56,12 @@ def open_store(settings: Settings, on_dead_letter: Callable[[str], None] | None 
         sentinels = settings.redis.sentinel_addresses()
         return RedisStore.from_sentinels(sentinels, settings.redis.service, url, **options)
     return RedisStore.from_url(url, **options)
+
+
+def open_transcriber(settings: Settings) -> OpenAITranscriber | None:
+    """The speech-to-text client, when a server is configured."""
+    stt = settings.stt
+    return OpenAITranscriber(stt.url, stt.model, stt.timeout_s) if stt.url else None
 
 
 def open_llm(settings: Settings) -> OllamaLLM:
@@ -162,8 +170,16 @@ class Services:
     owner: str
 
     def worker(
-        self, platform: str, sinks: SinkFactory, slots: int = 1, claim_idle_ms: int = 60_000
+        self,
+        platform: str,
+        sinks: SinkFactory,
+        slots: int = 1,
+        claim_idle_ms: int = 60_000,
+        files: FileSource | None = None,
     ) -> InboxWorker:
+        """The worker answering ``platform``'s inbox; ``files``: where its attachments are."""
+        if files is not None:
+            self.service.add_file_source(platform, files)
         config = WorkerConfig(platform, self.owner, slots=slots, claim_idle_ms=claim_idle_ms)
         return InboxWorker(self.store, self.service, self.outbox, sinks, config, self.metrics)
 
@@ -176,11 +192,14 @@ def build_services(
     catalog: FewShotCatalog | None = None,
     metrics: Metrics | None = None,
     translations: Translations | None = None,
+    transcriber: Transcriber | None = None,
 ) -> Services:
     """The one wiring of the core, for the CLI, the service, the tests and the benchmarks.
 
     ``translations``: the catalogues users are answered from (by default the ``.po`` files,
     with ``config.language`` for users whose language is not known or not spoken).
+    ``transcriber``: the speech-to-text server for voice notes (None: they get a notice).
+    The model client tells which models read images when it can (``ModelInfo``).
     """
     catalog = catalog or FewShotCatalog()
     metrics = metrics or NullMetrics()
@@ -194,7 +213,16 @@ def build_services(
     )
     translations = translations or Catalogues(config.language)
     service = ChatService(
-        llm, store, catalog, config, owner, admin, metrics=metrics, translations=translations
+        llm,
+        store,
+        catalog,
+        config,
+        owner,
+        admin,
+        metrics=metrics,
+        translations=translations,
+        transcriber=transcriber,
+        models=llm if isinstance(llm, ModelInfo) else None,
     )
     return Services(store, service, Outbox(store, store, metrics), metrics, owner)
 
@@ -218,12 +246,15 @@ class Runtime:
     def consumer(self) -> str:
         return self.services.owner
 
-    def start_worker(self, platform: str, sinks: SinkFactory) -> InboxWorker:
+    def start_worker(
+        self, platform: str, sinks: SinkFactory, files: FileSource | None = None
+    ) -> InboxWorker:
         worker = self.services.worker(
             platform,
             sinks,
             slots=self.settings.ollama.num_parallel,
             claim_idle_ms=int(self.settings.chat.claim_idle_s * 1000),
+            files=files,
         )
         self.workers.append((worker, asyncio.create_task(worker.run(self.stop))))
         return worker
@@ -252,6 +283,9 @@ def chat_config(settings: Settings, model: str) -> ChatConfig:
         default_preset=chat.preset,
         language=chat.language,
         affinity=Affinity(settings.ollama.affinity),
+        vision_model=settings.ollama.vision_model,
+        max_file_bytes=int(chat.max_file_mb * MB),
+        max_images=chat.max_images,
     )
 
 
@@ -267,17 +301,22 @@ async def runtime(
         model = await resolve_model(settings)
         store = open_store(settings, (metrics or NullMetrics()).dead_lettered)
         llm = open_llm(settings)
+        transcriber = open_transcriber(settings)
         names = instances or [settings.instance or default_instance()]
         try:
             async with held_instance(store, names, wait_s=11.0) as name:
                 config = chat_config(settings, model)
-                services = build_services(store, llm, config, name, catalog, metrics)
+                services = build_services(
+                    store, llm, config, name, catalog, metrics, transcriber=transcriber
+                )
                 rt = Runtime(settings, llm, services, model)
                 try:
                     yield rt
                 finally:
                     await rt.drain()
         finally:
+            if transcriber is not None:
+                await transcriber.close()
             await llm.close()
             await store.close()
 

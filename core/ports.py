@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from core.models import (
     Admission,
@@ -42,8 +42,9 @@ class ReplySink(Protocol):
     async def update(self, text: str) -> None:
         """Show the reply so far; the sink decides how often to really send."""
 
-    async def finish(self, text: str) -> None:
-        """Deliver the complete reply."""
+    async def finish(self, text: str, *, reasoning: str = "") -> None:
+        """Deliver the complete reply; ``reasoning`` (a thinking model's, when the channel
+        shows it) goes with it folded, cut short first when the platform's limits bind."""
 
     async def fail(self, notice: str) -> None:
         """Tell the user why there is no (complete) reply."""
@@ -64,6 +65,25 @@ class FileSource(Protocol):
     async def fetch(self, attachment: Attachment, max_bytes: int) -> bytes:
         """The file's bytes; raise ``FileRefused`` when it is larger than ``max_bytes`` or
         the platform will not hand it over."""
+        ...
+
+
+class Transcriber(Protocol):
+    """A speech-to-text server."""
+
+    async def transcribe(self, audio: bytes, name: str, mime: str) -> str:
+        """What is said in ``audio`` (a file as the platform gave it, e.g. OGG/Opus); raise
+        ``TranscriptionFailed`` when the server is not reachable or cannot read it."""
+        ...
+
+
+@runtime_checkable
+class ModelInfo(Protocol):
+    """What the model server tells about a model."""
+
+    async def capabilities(self, model: str) -> frozenset[str]:
+        """What ``model`` can do, as the server names it (``vision``, ``thinking``…); empty
+        when that is not known."""
         ...
 
 
@@ -259,7 +279,7 @@ class NullSink:
     async def update(self, text: str) -> None:
         pass
 
-    async def finish(self, text: str) -> None:
+    async def finish(self, text: str, *, reasoning: str = "") -> None:
         pass
 
     async def fail(self, notice: str) -> None:

@@ -19,7 +19,7 @@ STOP = "stop"
 RETRY = "retry"
 VERBS = (STOP, RETRY)
 LABELS = {STOP: N_("Stop"), RETRY: N_("Retry")}
-NOT_YOURS = N_("This button is not yours.")
+NOT_YOURS = N_("Only the person who asked, or an admin, can use these buttons.")
 DATA_LIMIT = 64  # bytes of callback_data Telegram accepts
 
 Markup = dict[str, object]

@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from adapters.ollama_llm import OllamaLLM
 from adapters.redis_store import RedisStore
+from adapters.stt_client import OpenAITranscriber
 from adapters.telegram.pacing import Limits
 from adapters.telegram.platform import TelegramPlatform
 from bots.app import build_services
@@ -45,6 +46,7 @@ class RunningBot:
     llm: OllamaLLM
     stop_event: asyncio.Event
     task: asyncio.Task[None]
+    transcriber: OpenAITranscriber | None = None
 
     async def stop(self, drain_s: float = 5.0) -> None:
         """Stop receiving, finish replies in progress, close connections."""
@@ -55,6 +57,8 @@ class RunningBot:
         await self.platform.aclose()
         await self.llm.close()
         await self.store.close()
+        if self.transcriber is not None:
+            await self.transcriber.close()
 
     async def kill(self) -> None:
         """Like ``kill -9`` as far as Telegram and Redis can tell: nothing is confirmed."""
@@ -90,9 +94,12 @@ async def start_bot(
         redis: str | None = None,
         rate_per_minute: int = 1000,
         translations: Translations | None = None,
+        config: ChatConfig | None = None,
+        stt_url: str | None = None,
     ) -> RunningBot:
         """``translations``: English for everyone unless a test asks for the catalogues (the
-        fake users' clients say "es" and "en", and most tests check the English texts)."""
+        fake users' clients say "es" and "en", and most tests check the English texts).
+        ``stt_url``: a speech-to-text server for voice notes."""
         settings = TelegramSettings(
             token=SecretStr(TOKEN), api_base_url=fake_telegram.url, admin_ids=list(admin_ids)
         )
@@ -100,9 +107,15 @@ async def start_bot(
             redis or redis_url, prefix=key_prefix, block_ms=100, rate_per_minute=rate_per_minute
         )
         llm = OllamaLLM(ollama_url or fake_ollama.url, retries=0, backoff_s=0.01)
-        config = ChatConfig(default_model="llama3.1:8b")
+        config = config or ChatConfig(default_model="llama3.1:8b")
+        transcriber = OpenAITranscriber(stt_url) if stt_url else None
         services = build_services(
-            store, llm, config, consumer, translations=translations or only_english
+            store,
+            llm,
+            config,
+            consumer,
+            translations=translations or only_english,
+            transcriber=transcriber,
         )
         platform = TelegramPlatform(
             telegram_config(settings),
@@ -112,10 +125,12 @@ async def start_bot(
             translations=translations,
         )
         await platform.start()
-        worker = services.worker("telegram", platform.sinks, slots=4, claim_idle_ms=claim_idle_ms)
+        worker = services.worker(
+            "telegram", platform.sinks, slots=4, claim_idle_ms=claim_idle_ms, files=platform.files
+        )
         stop_event = asyncio.Event()
         task = asyncio.create_task(worker.run(stop_event))
-        bot = RunningBot(platform, worker, store, llm, stop_event, task)
+        bot = RunningBot(platform, worker, store, llm, stop_event, task, transcriber)
         running.append(bot)
         return bot
 

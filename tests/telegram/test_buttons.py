@@ -20,6 +20,7 @@ from tests.telegram.conftest import StartBot
 
 LAB = supergroup()
 ALICE_CHAT = private_chat(ALICE)
+NOT_YOURS = "Only the person who asked, or an admin, can use these buttons."
 STORY = "Once upon a time there was a very long story that never ended"
 
 
@@ -107,7 +108,7 @@ async def test_someone_elses_press_is_refused_and_changes_nothing_but_an_admins_
 
     refused = fake_telegram.press(intruder, answer, retry)
     await fake_telegram.wait_until(lambda: refused in fake_telegram.callback_answers)
-    assert fake_telegram.callback_answers[refused]["text"] == "This button is not yours."
+    assert fake_telegram.callback_answers[refused]["text"] == NOT_YOURS
 
     allowed = fake_telegram.press(ALICE, answer, retry)  # an admin may retry anyone's answer
     fake_telegram.push(message(LAB, BOB, "@ollabot_bot thanks"))  # answered after both presses
@@ -157,7 +158,7 @@ async def test_a_button_moved_to_another_conversation_is_refused(
     forged = buttons(in_chat(fake_telegram, other)[0])["Retry"]
     query = fake_telegram.press(ALICE, in_chat(fake_telegram, LAB)[0], forged)
     await fake_telegram.wait_until(lambda: query in fake_telegram.callback_answers)
-    assert fake_telegram.callback_answers[query]["text"] == "This button is not yours."
+    assert fake_telegram.callback_answers[query]["text"] == NOT_YOURS
     assert len(fake_ollama.chat_requests) == 2
 
 
