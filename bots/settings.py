@@ -74,6 +74,7 @@ class TelegramSettings(BaseModel):
     webhook_url: str | None = None
     webhook_listen: str = "127.0.0.1:8443"
     webhook_secret: SecretStr | None = None
+    bot_rate_per_s: float = Field(30.0, gt=0)
 
     @field_validator("admin_ids", mode="before")
     @classmethod

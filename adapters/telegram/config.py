@@ -27,3 +27,4 @@ class TelegramConfig:
     api_base_url: str = DEFAULT_API_BASE_URL
     admin_ids: tuple[int, ...] = ()
     webhook: Webhook | None = None  # None: long polling
+    bot_rate_per_s: float = 30.0  # messages a second for the whole bot, every process together

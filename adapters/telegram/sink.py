@@ -3,7 +3,8 @@
 Built from ``IncomingMessage.reply_to`` alone, so a message claimed after a restart is
 answered just the same; its ``handle`` (the streamed message's id, the parts delivered) lets
 a successor finish the same message. Streaming edits are optional (skipped when the chat has
-no room or the text is unchanged); the final parts are required: a 429 or a network failure
+no room, here or in the bot-wide budget, or the text is unchanged); the final parts are
+required, and wait for their place in the budget: a 429 or a network failure
 is raised as ``DeliveryDeferred`` for the outbox to retry, and parts already delivered are
 not sent again.
 """
@@ -40,6 +41,7 @@ class TelegramSink:
     def __init__(self, api: BotApi, pacers: Pacers, reply_to: dict[str, str]) -> None:
         self._api = api
         self._limits = pacers.limits
+        self._budget = pacers.budget
         self._chat_id = int(reply_to["chat_id"])
         self._thread_id = int(reply_to["thread_id"]) if reply_to.get("thread_id") else None
         self._quote = int(reply_to["message_id"]) if reply_to.get("message_id") else None
@@ -88,7 +90,7 @@ class TelegramSink:
     async def _show_optional(self, part: Part) -> None:
         """Show ``part`` if it is new; a lost preview or status is harmless (the final text
         follows), a 429 only pauses this chat."""
-        if part == self._shown:
+        if part == self._shown or not await self._budget.try_take():
             return
         try:
             await self._show(part)
@@ -142,8 +144,10 @@ class TelegramSink:
             try:
                 if editing and self._message_id is not None:
                     if part != self._shown:
+                        await self._budget.take()
                         await self._edit(part)
                 else:
+                    await self._budget.take()
                     await self._send(part, keep_first=not editing)
                 return
             except ChatMigrated as error:  # the group became a supergroup
@@ -198,7 +202,7 @@ class TelegramSink:
         await asyncio.sleep(self._limits.typing_delay_s)
         deadline = time.monotonic() + TYPING_AT_MOST_S
         while self._message_id is None and time.monotonic() < deadline:
-            if time.monotonic() >= self._pacer.blocked_until:
+            if time.monotonic() >= self._pacer.blocked_until and await self._budget.try_take():
                 try:
                     await self._api.call(
                         "sendChatAction",
