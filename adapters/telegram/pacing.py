@@ -134,7 +134,8 @@ class SendWindow:
 
     def place(self, sends: list[float], now: float, required: bool) -> float | None:
         """When a send asked for at ``now`` may go, noted in ``sends`` (sorted, places taken
-        and reserved); ``None`` for an optional send that finds no room to spare.
+        and reserved); ``None`` for an optional send that finds no room to spare. Sends that
+        must wait are spaced evenly: bursts would arrive spread out, some too late.
 
         The same rule as the shared budget's script, which keeps it in Redis for every process.
         """
@@ -144,7 +145,8 @@ class SendWindow:
             if len(sends) >= self.limit - self.reserve:
                 return None
         elif len(sends) >= self.limit:
-            at = max(now, sends[len(sends) - self.limit] + self.window_s)
+            spaced = sends[-1] + self.window_s / self.limit
+            at = max(now, sends[len(sends) - self.limit] + self.window_s, spaced)
         bisect.insort(sends, at)
         return at
 

@@ -41,7 +41,9 @@ LOCAL_FOR_S = 5.0  # after a Redis failure, the budget counts alone this long be
 
 # KEYS: budget. ARGV: limit, window ms, reserve, member (unique), required ('1' or '0').
 # Returns the ms to wait before sending (0: now), or -1: an optional send finds no room to
-# spare. A required send takes the first place where the window holds fewer than ``limit``.
+# spare. A required send that finds the window full takes the first place where it holds
+# fewer than ``limit``, and no sooner than a ``limit``-th of the window after the last place
+# taken: sends that waited leave evenly spaced, not in bursts that arrive late.
 TAKE_PLACE = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -53,7 +55,8 @@ if ARGV[5] ~= '1' then
   if taken >= limit - tonumber(ARGV[3]) then return -1 end
 elseif taken >= limit then
   local nth = redis.call('ZRANGE', KEYS[1], taken - limit, taken - limit, 'WITHSCORES')
-  at = math.max(now, tonumber(nth[2]) + window)
+  local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  at = math.max(now, tonumber(nth[2]) + window, tonumber(last[2]) + window / limit)
 end
 redis.call('ZADD', KEYS[1], at, ARGV[4])
 redis.call('PEXPIRE', KEYS[1], at - now + window)
