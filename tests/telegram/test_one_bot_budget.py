@@ -16,7 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from adapters.redis_store import GROUP
-from adapters.telegram.shared import BotKeys
+from adapters.telegram.shared import BotKeys, SharedBudget
 from tests.e2e.conftest import NotifySocket, Ollabot
 from tests.e2e.conftest import ollabot as ollabot  # the fixture
 from tests.fakes.telegram_api import TOKEN, FakeTelegram, message, private_chat
@@ -179,3 +179,22 @@ async def test_with_redis_down_replies_still_go_out_paced_here_and_it_is_said_on
     said = [r.getMessage() for r in caplog.records if r.name == "ollabot.telegram.shared"]
     assert len(said) == 1, said
     assert "paces its messages alone" in said[0]
+
+
+async def test_two_processes_budgets_share_the_room_for_optional_sends(
+    redis_url: str, key_prefix: str
+) -> None:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    key = BotKeys.of(key_prefix, TOKEN).budget
+    try:
+        first, second = SharedBudget(client, key, 30), SharedBudget(client, key, 30)
+        for _ in range(10):
+            assert await first.try_take()
+            assert await second.try_take()
+        # 20 of 30 are taken: the last third stays for final texts, whoever asks
+        assert not await first.try_take()
+        assert not await second.try_take()
+        await second.take()  # a final text still goes at once
+        assert await client.zcard(key) == 21
+    finally:
+        await client.aclose()
