@@ -160,6 +160,33 @@ async def test_when_the_poller_is_killed_the_other_process_takes_polling_over(
     await stop(survivor)
 
 
+async def test_a_poller_stopped_cleanly_hands_the_lease_on_at_once(
+    start_processes: Callable[..., Any],
+    fake_telegram: FakeTelegram,
+    redis_url: str,
+    key_prefix: str,
+) -> None:
+    processes = await start_processes("bot-a", "bot-b")
+    pid = await poller_pid(redis_url, key_prefix)
+    [poller] = [p for p in processes if p.pid == pid]
+    [survivor] = [p for p in processes if p.pid != pid]
+    await stop(poller)
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        holder = await client.get(BotKeys.of(key_prefix, TOKEN).poller)
+    finally:
+        await client.aclose()
+    assert holder is None or f":{survivor.pid}:" in holder, "released, not left to lapse"
+
+    alice = user(2)
+    fake_telegram.push(message(private_chat(alice), alice, "still there?"))
+    await fake_telegram.wait_until(
+        lambda: texts(fake_telegram, alice["id"]) == ["echo: still there?"], timeout=20
+    )
+    assert not fake_telegram.errors(409)
+    await stop(survivor)
+
+
 async def test_with_redis_down_replies_still_go_out_paced_here_and_it_is_said_once(
     start_bot: StartBot,
     fake_telegram: FakeTelegram,
