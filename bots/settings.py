@@ -93,6 +93,7 @@ class TelegramSettings(BaseModel):
     webhook_listen: str = "127.0.0.1:8443"
     webhook_secret: SecretStr | None = None
     drafts: bool = True
+    bot_rate_per_s: float = Field(30.0, gt=0)
 
     @field_validator("admin_ids", mode="before")
     @classmethod

@@ -28,3 +28,4 @@ class TelegramConfig:
     admin_ids: tuple[int, ...] = ()
     webhook: Webhook | None = None  # None: long polling
     drafts: bool = True  # private chats stream as native drafts (no Stop button on them)
+    bot_rate_per_s: float = 30.0  # messages a second for the whole bot, every process together

@@ -2,7 +2,9 @@
 
 Wiring: ``TelegramPlatform(config, inbox)``; give ``platform.sinks`` to the
 ``InboxWorker`` and ``platform.files`` (attachments) to the chat service; ``await start()``.
-Shutdown: ``await stop()``, drain the worker, then ``await aclose()``.
+Shutdown: ``await stop()``, drain the worker, then ``await aclose()``. Several processes
+serving the bot pass the budget and the polling lease they share
+(``adapters.telegram.shared``); by default the process counts alone and polls.
 """
 
 from __future__ import annotations
@@ -33,9 +35,16 @@ from adapters.telegram.config import TelegramConfig, Webhook
 from adapters.telegram.drafts import DraftSupport
 from adapters.telegram.files import TelegramFiles, file_base_url
 from adapters.telegram.inbound import BotIdentity, is_admin_command, translate
-from adapters.telegram.pacing import Limits, Pacers
+from adapters.telegram.pacing import BotBudget, Limits, LocalBudget, Pacers
 from adapters.telegram.presses import ButtonPress, from_button, read_press
-from adapters.telegram.receive import ALLOWED_UPDATES, Poller, WebhookServer
+from adapters.telegram.receive import (
+    ALLOWED_UPDATES,
+    Lease,
+    LeasedPolling,
+    OwnLease,
+    Poller,
+    WebhookServer,
+)
 from adapters.telegram.request import AiohttpRequest, BotApi
 from adapters.telegram.sink import TelegramSink
 from core.chat import NOTHING_TO_STOP, STOPPING
@@ -45,6 +54,7 @@ from core.models import Admission, IncomingMessage
 from core.ports import Inbox, NullSink, ReplySink
 
 log = logging.getLogger("ollabot.telegram")
+STOP_RECEIVING_S = 5.0  # for a lease check under way to end (bounded by Redis's timeout)
 
 STORE_DOWN_NOTICE = N_(
     "My conversation store (Redis) is not reachable right now; "
@@ -84,6 +94,8 @@ class TelegramPlatform:
         poll_timeout_s: int = 30,
         request: BaseRequest | None = None,
         translations: Translations | None = None,
+        budget: BotBudget | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self._config = config
         # Without catalogues everyone is answered in English, and the menus are English only.
@@ -104,12 +116,15 @@ class TelegramPlatform:
         )
         self._api = BotApi(request, self.bot.base_url)
         self.files = TelegramFiles(self._api, request, self.bot.base_file_url)
-        self._pacers = Pacers(limits or Limits())
+        self._pacers = Pacers(limits or Limits(), budget or LocalBudget(config.bot_rate_per_s))
+        self._lease = lease or OwnLease()
         self._drafts = DraftSupport(config.drafts)
         self._admins = AdminDirectory(self.bot, list(config.admin_ids))
         self._told_store_down: set[str] = set()
         self._me: BotIdentity | None = None
         self._poller: Poller | None = None
+        self._receiving: LeasedPolling | None = None
+        self._stop_receiving = asyncio.Event()
         self._polling: asyncio.Task[None] | None = None
         self._webhook: WebhookServer | None = None
         self.webhook_port: int | None = None
@@ -139,21 +154,35 @@ class TelegramPlatform:
                 self._poll_timeout_s,
                 on_hold=self._on_hold,
             )
-            self._polling = asyncio.create_task(self._poller.run(), name="telegram-polling")
+            self._receiving = LeasedPolling(self._lease, self._poller.run)
+            self._polling = asyncio.create_task(
+                self._receiving.run(self._stop_receiving), name="telegram-receiving"
+            )
         log.info("telegram receiving as @%s", self._me.username)
 
     async def stop(self) -> None:
         """Stop receiving; replies in progress are finished by the worker."""
         if self._polling is not None:
-            self._polling.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TelegramError):
-                await self._polling
+            await self._stop_polling(self._polling)
             self._polling = None
-            if self._poller is not None:
-                await self._poller.confirm()
         if self._webhook is not None:
             await self._webhook.stop()
             self._webhook = None
+
+    async def _stop_polling(self, task: asyncio.Task[None]) -> None:
+        """End the lease loop (and polling with it); the poller confirms what it stored, then
+        hands the lease on at once."""
+        self._stop_receiving.set()
+        await asyncio.wait([task], timeout=STOP_RECEIVING_S)
+        task.cancel()
+        await asyncio.wait([task])
+        error = None if task.cancelled() else task.exception()
+        if error is not None and not isinstance(error, TelegramError):
+            raise error
+        if self._receiving is not None and self._receiving.polls and self._poller is not None:
+            await self._poller.confirm()
+        with contextlib.suppress(StoreUnavailable):
+            await self._lease.release()
 
     async def aclose(self) -> None:
         """Release the HTTP sessions (after the worker has drained)."""

@@ -5,9 +5,10 @@ answered just the same; its ``handle`` (the streamed message's id, the parts del
 a successor finish the same message. Private chats stream as native drafts where Telegram
 allows them (nothing for a successor to finish: it sends the final text). A streamed message
 carries a Stop button while it shows the reply so far; an answer's last part carries Retry.
-Streaming edits are optional (skipped when the chat has no room or the text is unchanged);
-the final parts are required: a 429 or a network failure is raised as ``DeliveryDeferred``
-for the outbox to retry, and parts already delivered are not sent again.
+Streaming edits are optional (skipped when the chat has no room, here or in the bot-wide
+budget, or the text is unchanged); the final parts are required, and wait for their place in
+the budget: a 429 or a network failure is raised as ``DeliveryDeferred`` for the outbox to
+retry, and parts already delivered are not sent again.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class TelegramSink:
     ) -> None:
         self._api = api
         self._limits = pacers.limits
+        self._budget = pacers.budget
         self._chat_id = int(reply_to["chat_id"])
         self._thread_id = int(reply_to["thread_id"]) if reply_to.get("thread_id") else None
         self._quote = int(reply_to["message_id"]) if reply_to.get("message_id") else None
@@ -111,6 +113,8 @@ class TelegramSink:
         (the final text follows), a 429 only pauses this chat."""
         if not again and (part, markup) == (self._shown, self._shown_markup):
             return
+        if not await self._budget.try_take():
+            return
         try:
             await self._show(part, markup)
         except RetryAfter as error:
@@ -166,8 +170,10 @@ class TelegramSink:
             try:
                 if editing and self._message_id is not None:
                     if (part, markup) != (self._shown, self._shown_markup):
+                        await self._budget.take()
                         await self._edit(part, markup)
                 else:
+                    await self._budget.take()
                     await self._send(part, keep_first=not editing, markup=markup)
                 return
             except ChatMigrated as error:  # the group became a supergroup
@@ -264,7 +270,7 @@ class TelegramSink:
         while self._message_id is None and time.monotonic() < deadline:
             if self._draft_id:  # a typing action now would take the draft's place
                 await self._keep_draft()
-            elif time.monotonic() >= self._pacer.blocked_until:
+            elif time.monotonic() >= self._pacer.blocked_until and await self._budget.try_take():
                 try:
                     await self._api.call(
                         "sendChatAction",

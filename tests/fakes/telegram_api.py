@@ -17,7 +17,9 @@ modified"), MarkdownV2 with an unescaped reserved character or an unclosed entit
 unknown or unclosed tag, entities outside the text ("can't parse entities"), and a per-chat
 rate: more than ``rate_count`` messages (sends and edits) within ``rate_window_s`` gets 429
 with ``parameters.retry_after``; so does a bot-wide rate, when ``global_rate_count`` is set, over
-all chats together. Stricter than the real server where that is simpler (it
+all chats together. Like Telegram, one ``getUpdates`` at a time: a new one ends the long poll
+still open with 409 Conflict (recorded in ``calls`` when its client was there to read it).
+Stricter than the real server where that is simpler (it
 rejects bad entities instead of dropping them). It does not emulate reply keyboards, inline
 mode or chats it has not seen.
 
@@ -62,6 +64,10 @@ BOB = {
     "language_code": "en",
 }
 LIMIT = 4096
+CONFLICT = (
+    "Conflict: terminated by other getUpdates request; make sure that only one bot instance "
+    "is running"
+)
 NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup are "
     "exactly the same as a current content and reply markup of the message"
@@ -135,6 +141,7 @@ class FakeTelegram:
         self._recent: dict[int, deque[float]] = defaultdict(deque)
         self._recent_all: deque[float] = deque()
         self._changed = asyncio.Condition()
+        self._polls = 0  # getUpdates requests so far: a newer one ends the one open
         self._runner: web.AppRunner | None = None
         self.webhook: dict[str, Any] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -236,9 +243,9 @@ class FakeTelegram:
             result = await handler(params)
         except ApiError as error:
             call.status = error.code
-            await self._record(call)
+            await self._record(call, request)
             return _answer(error)
-        await self._record(call)
+        await self._record(call, request)
         return web.json_response({"ok": True, "result": result})
 
     async def _download(self, request: web.Request) -> web.Response:
@@ -247,11 +254,14 @@ class FakeTelegram:
         if request.match_info["token"] != self.token or not found:
             return _answer(ApiError(404, "Not Found"))
         self.downloads.append(path)
-        await self._record(Call("download", {"file_path": path}, at=time.monotonic()))
+        await self._record(Call("download", {"file_path": path}, at=time.monotonic()), request)
         return web.Response(body=found[0], content_type="application/octet-stream")
 
-    async def _record(self, call: Call) -> None:
-        if call.method != "getUpdates":
+    async def _record(self, call: Call, request: web.Request) -> None:
+        transport = request.transport
+        gone = transport is None or transport.is_closing()
+        # Polls are too many to keep; a failed one is kept if its client was there to read it.
+        if call.method != "getUpdates" or (call.status != 200 and not gone):
             self.calls.append(call)
             async with self._changed:
                 self._changed.notify_all()
@@ -276,6 +286,10 @@ class FakeTelegram:
         }
 
     async def _m_getUpdates(self, params: dict[str, Any]) -> Any:
+        self._polls += 1
+        poll = self._polls
+        async with self._changed:
+            self._changed.notify_all()  # an open long poll ends: this one takes over
         offset = int(params.get("offset") or 0)
         if offset and self._updates and self._updates[0]["update_id"] < offset:
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
@@ -291,9 +305,11 @@ class FakeTelegram:
         if not ready() and timeout > 0:
             try:
                 async with asyncio.timeout(timeout), self._changed:
-                    await self._changed.wait_for(lambda: bool(ready()))
+                    await self._changed.wait_for(lambda: bool(ready()) or self._polls != poll)
             except TimeoutError:
                 pass
+        if self._polls != poll:
+            raise ApiError(409, CONFLICT)
         return ready()[:limit]
 
     async def _m_deleteWebhook(self, params: dict[str, Any]) -> Any:

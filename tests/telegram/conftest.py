@@ -17,6 +17,7 @@ from adapters.telegram.pacing import Limits
 from adapters.telegram.platform import TelegramPlatform
 from bots.app import build_services
 from bots.platform_config import telegram_config
+from bots.serve import telegram_sharing
 from bots.settings import TelegramSettings
 from core.chat import ChatConfig
 from core.i18n import Translations, only_english
@@ -34,6 +35,8 @@ TEST_LIMITS = Limits(
     typing_delay_s=0.0,
     typing_every_s=0.2,
 )
+# A killed poller's lease lapses within a second here (three in production).
+TEST_LEASE_TTL_S = 1.0
 
 
 @dataclass
@@ -96,33 +99,42 @@ async def start_bot(
         translations: Translations | None = None,
         config: ChatConfig | None = None,
         stt_url: str | None = None,
+        bot_rate_per_s: float = 1000.0,
     ) -> RunningBot:
         """``translations``: English for everyone unless a test asks for the catalogues (the
         fake users' clients say "es" and "en", and most tests check the English texts).
-        ``stt_url``: a speech-to-text server for voice notes."""
+        ``stt_url``: a speech-to-text server for voice notes. Bots started together share the
+        bot-wide budget and the polling lease, as processes do; the budget is Telegram's only
+        where a test asks (``bot_rate_per_s=30``)."""
         settings = TelegramSettings(
-            token=SecretStr(TOKEN), api_base_url=fake_telegram.url, admin_ids=list(admin_ids)
+            token=SecretStr(TOKEN),
+            api_base_url=fake_telegram.url,
+            admin_ids=list(admin_ids),
+            bot_rate_per_s=bot_rate_per_s,
         )
         store = RedisStore.from_url(
             redis or redis_url, prefix=key_prefix, block_ms=100, rate_per_minute=rate_per_minute
         )
         llm = OllamaLLM(ollama_url or fake_ollama.url, retries=0, backoff_s=0.01)
-        config = config or ChatConfig(default_model="llama3.1:8b")
         transcriber = OpenAITranscriber(stt_url) if stt_url else None
         services = build_services(
             store,
             llm,
-            config,
+            config or ChatConfig(default_model="llama3.1:8b"),
             consumer,
             translations=translations or only_english,
             transcriber=transcriber,
         )
+        config = telegram_config(settings)
+        budget, lease = telegram_sharing(config, store, TEST_LEASE_TTL_S)
         platform = TelegramPlatform(
-            telegram_config(settings),
+            config,
             store,
             limits=limits,
             poll_timeout_s=1,
             translations=translations,
+            budget=budget,
+            lease=lease,
         )
         await platform.start()
         worker = services.worker(

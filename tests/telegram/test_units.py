@@ -1,7 +1,9 @@
-"""Pure parts of the Telegram adapter: reading real updates, splitting, group pacing."""
+"""Pure parts of the Telegram adapter: reading real updates, splitting, group pacing, the
+bot-wide send window."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ from telegram import Bot, Update
 
 from adapters.telegram.buttons import DATA_LIMIT, Press
 from adapters.telegram.inbound import BotIdentity, strip_mention, translate
-from adapters.telegram.pacing import ChatPacer, Limits
+from adapters.telegram.pacing import WINDOW_GUARD_S, ChatPacer, Limits, SendWindow
 from adapters.telegram.render import render, split_ranges
 from tests.fakes.telegram_api import TOKEN, utf16_len
 
@@ -161,3 +163,31 @@ def test_button_data_fits_telegrams_64_bytes_and_reads_back() -> None:
     assert Press.read(longest.data) == longest
     for foreign in (None, "", "like 1 tg:5", "stop alice tg:5", "stop 1"):
         assert Press.read(foreign) is None
+def most_in_any_window(places: list[float], window_s: float) -> int:
+    return max(sum(p <= q < p + window_s for q in places) for p in places)
+
+
+def test_required_sends_never_put_more_than_the_limit_in_a_second() -> None:
+    window, sends = SendWindow.for_rate(30), []
+    places = [window.place(sends, now=n / 100, required=True) for n in range(200)]  # 100/s
+    assert all(p is not None for p in places)
+    taken = [p for p in places if p is not None]
+    assert taken[:30] == [n / 100 for n in range(30)], "an idle bot sends at once"
+    assert most_in_any_window(taken, 1.0 + WINDOW_GUARD_S) == 30
+    gaps = [b - a for a, b in itertools.pairwise(taken[30:])]
+    assert min(gaps) >= (1.0 + WINDOW_GUARD_S) / 30 - 1e-9, "sends that waited go evenly"
+
+
+def test_optional_sends_leave_a_third_of_the_window_to_final_texts() -> None:
+    window, sends = SendWindow.for_rate(30), []
+    allowed = [window.place(sends, now=0.0, required=False) is not None for _ in range(30)]
+    assert allowed.count(True) == 20
+    assert window.place(sends, now=0.0, required=True) == 0.0, "final texts still go at once"
+    later = 1.0 + WINDOW_GUARD_S + 0.01
+    assert window.place(sends, now=later, required=False) == later, "room again a second on"
+
+
+def test_a_rate_under_one_a_second_spaces_single_sends() -> None:
+    window, sends = SendWindow.for_rate(0.5), []
+    assert window.place(sends, now=0.0, required=True) == 0.0
+    assert window.place(sends, now=0.0, required=True) == 2.0 + WINDOW_GUARD_S
