@@ -27,6 +27,7 @@ class OllamaSettings(BaseModel):
     first_token_timeout_s: float = Field(20.0, gt=0)
     auto_pull: bool = False
     affinity: Literal["conversation", "channel", "off"] = "conversation"
+    embed_model: str = "nomic-embed-text"
 
 
 class RedisSettings(BaseModel):
@@ -65,6 +66,19 @@ class ChatSettings(BaseModel):
     delivery_deadline_s: float = Field(3600.0, gt=0)
     claim_idle_s: float = Field(60.0, gt=0)
     stop_timeout_s: float = Field(60.0, gt=0)
+
+
+class KnowledgeSettings(BaseModel):
+    """Documents a channel's answers draw on (``kb add``)."""
+
+    enabled: bool = True
+    max_file_mb: float = Field(10.0, gt=0)
+    passage_chars: int = Field(1000, ge=200, le=8000)
+    overlap_chars: int = Field(150, ge=0, le=2000)
+    passages: int = Field(4, ge=1, le=20)  # at most this many in one prompt
+    share: float = Field(0.4, gt=0, le=0.9)  # of the prompt left after the new message
+    index: Literal["auto", "on", "off"] = "auto"  # Redis vector index: when the server has one
+    algorithm: Literal["HNSW", "FLAT"] = "HNSW"
 
 
 class TelegramSettings(BaseModel):
@@ -137,6 +151,7 @@ class Settings(BaseSettings):
     ollama: OllamaSettings = OllamaSettings()
     redis: RedisSettings = RedisSettings()
     chat: ChatSettings = ChatSettings()
+    knowledge: KnowledgeSettings = KnowledgeSettings()
     telegram: TelegramSettings = TelegramSettings()
     slack: SlackSettings = SlackSettings()
     log: LogSettings = LogSettings()

@@ -12,10 +12,12 @@ from typing import NamedTuple
 
 from core import commands, presets, quota
 from core.affinity import Affinity, affinity_of
-from core.errors import MessageRejected, OllabotError, StoreUnavailable
+from core.errors import LLMError, MessageRejected, OllabotError, StoreUnavailable
 from core.fewshot import FewShotCatalog
 from core.generation import Generated, generate
 from core.i18n import N_, Translations, _, only_english, speaking
+from core.knowledge import Hit, sources_line
+from core.knowledge_base import KnowledgeBase
 from core.models import (
     ChatRequest,
     ConversationContext,
@@ -28,7 +30,7 @@ from core.models import (
     TurnState,
 )
 from core.ports import LLM, ConversationStore, Metrics, NullMetrics, ReplySink
-from core.prompting import DEFAULT_SYSTEM_PROMPT, Budget, TokenEstimator, assemble
+from core.prompting import DEFAULT_SYSTEM_PROMPT, Budget, Knowledge, TokenEstimator, assemble
 
 STOPPING = N_("Stopping the reply.")
 NOTHING_TO_STOP = N_("Nothing is being written here right now.")
@@ -86,7 +88,9 @@ class ChatService:
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         translations: Translations = only_english,
+        knowledge: KnowledgeBase | None = None,
     ) -> None:
+        self._knowledge = knowledge
         self._clock = clock
         self._charging: set[asyncio.Task[None]] = set()
         self.translations = translations
@@ -242,6 +246,7 @@ class ChatService:
         next_seq = context.history[-1].seq + 1 if context.history else context.window_start
         author = message.author_name if message.in_group else ""
         user_turn = Turn("user", message.text.strip(), next_seq, author)
+        knowledge, unsearched = await self._knowledge_for(message, settings.knowledge)
         prompt = assemble(
             settings.system_prompt or self._config.default_system_prompt,
             self._catalog.find(settings.fewshot),
@@ -254,6 +259,7 @@ class ChatService:
                 self._config.context_margin,
             ),
             self._estimator,
+            knowledge,
         )
         request = ChatRequest(
             settings.model or self._config.default_model,
@@ -267,7 +273,25 @@ class ChatService:
         text = generated.text.strip() or _(STOPPED_MARK)
         reply = Turn("assistant", text, next_seq + 1)
         outcome = Outcome((user_turn, reply), prompt.window_start, text, context.replaces_from)
-        return outcome, _shown(generated, text, params.max_tokens), generated.gpu_s
+        shown = _shown(generated, text, params.max_tokens)
+        notes = [sources_line(prompt.passages, text), unsearched]
+        return outcome, "\n\n".join([shown, *filter(None, notes)]), generated.gpu_s
+
+    async def _knowledge_for(self, message: IncomingMessage, on: bool) -> tuple[Knowledge, str]:
+        """The channel's passages for the message, and a note when they could not be searched
+        (the answer goes on without them)."""
+        if self._knowledge is None or not on:
+            return Knowledge(), ""
+        hits: list[Hit] = []
+        note = ""
+        try:
+            hits = await self._knowledge.search(message.channel, message.text)
+        except LLMError as error:
+            note = _("(I could not search this chat's documents: {reason})").format(
+                reason=error.localized()
+            )
+        config = self._knowledge.config
+        return Knowledge(tuple(hits), config.share, config.most), note
 
     def _observe(self, request: ChatRequest, generated: Generated) -> None:
         event = generated.final
