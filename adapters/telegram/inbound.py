@@ -18,7 +18,7 @@ from core.models import IncomingMessage
 PLATFORM = "telegram"
 PUBLIC_COMMANDS = ("start", "help", "reset", "stop", "retry", "undo")
 # Commands whose answer depends on the author being an admin (usage: the top users too).
-ADMIN_COMMANDS = ("preset", "system", "fewshot", "model", "audit", "quota", "usage")
+ADMIN_COMMANDS = ("preset", "system", "fewshot", "model", "audit", "quota", "usage", "kb")
 KNOWN_COMMANDS = (*PUBLIC_COMMANDS, *ADMIN_COMMANDS, "ask")
 
 
@@ -67,9 +67,10 @@ def strip_mention(text: str, username: str) -> str:
 
 
 def _command(message: Message, me: BotIdentity) -> tuple[str, str] | None:
-    """``(verb, rest)`` for ``/verb@bot rest`` addressed to us, None otherwise."""
-    text = message.text or ""
-    entities = message.entities or ()
+    """``(verb, rest)`` for ``/verb@bot rest`` addressed to us (in a text, or in the caption
+    of a file: ``/kb add``), None otherwise."""
+    text = message.text or message.caption or ""
+    entities = message.entities or message.caption_entities or ()
     if not text.startswith("/") or not any(
         e.type == MessageEntity.BOT_COMMAND and e.offset == 0 for e in entities
     ):
@@ -114,6 +115,7 @@ def _build(update: Update, message: Message, text: str, is_command: bool) -> Inc
         reply_to["thread_id"] = str(topic)
     if group:
         reply_to["message_id"] = str(message.message_id)
+    replied_text, replied_link = _replied(message) if is_command else ("", "")
     return IncomingMessage(
         platform=PLATFORM,
         message_id=str(update.update_id),
@@ -127,4 +129,15 @@ def _build(update: Update, message: Message, text: str, is_command: bool) -> Inc
         command_prefix="/",
         reply_to=reply_to,
         language=author.language_code or "",
+        replied_text=replied_text,
+        replied_link=replied_link,
     )
+
+
+def _replied(message: Message) -> tuple[str, str]:
+    """The text of the message a command replies to (``/kb add``) and its link (only
+    supergroups and channels have links). A forum topic's implicit reply is no reply."""
+    replied = message.reply_to_message
+    if replied is None or replied.forum_topic_created is not None:
+        return "", ""
+    return replied.text or replied.caption or "", replied.link or ""
