@@ -33,7 +33,7 @@ _CITED = re.compile(r"\[(\d{1,3})\]")
 
 @dataclass(frozen=True, slots=True)
 class Passage:
-    """One piece of a document: ``number`` counts from 1 within it (the "§" of a citation)."""
+    """One piece of a document: ``number`` counts from 1 within it (the "#" of a citation)."""
 
     document: str
     source: str
@@ -145,8 +145,8 @@ def _tail(text: str, chars: int) -> str:
 
 
 def citation(passage: Passage) -> str:
-    """How a passage is named to the model and to the reader: ``manual.pdf §3``."""
-    return f"{passage.source} §{passage.number}"
+    """How a passage is named to the model and to the reader: ``manual.pdf #3``."""
+    return f"{passage.source} #{passage.number}"
 
 
 def context_message(passages: Sequence[Passage]) -> ChatMessage:

@@ -38,11 +38,11 @@ async def test_a_question_is_answered_with_the_passage_that_answers_it(
     prompt = harness.last_prompt()
     block = prompt[-2]
     assert block["role"] == "system"
-    assert "[1] manual.md §" in block["content"]
+    assert "[1] manual.md #" in block["content"]
     first = block["content"].split("[1]", 1)[1].split("[2]", 1)[0]
     assert "descaling every Friday" in first  # the best passage comes first
     assert prompt[-1]["content"] == "Ana: How often does the coffee machine need descaling?"
-    assert "Sources: [1] manual.md §" in shown
+    assert "Sources: [1] manual.md #" in shown
     assert len(doc_id) == 8
 
 
@@ -83,10 +83,10 @@ async def test_a_replied_message_becomes_a_source_named_by_its_link(
     shown = await harness.say("Where is the wifi password?")
 
     assert (
-        f"[1] {link} §1:\nThe wifi password is on the fridge door."
+        f"[1] {link} #1:\nThe wifi password is on the fridge door."
         in harness.last_prompt()[-2]["content"]
     )
-    assert f"Sources: [1] {link} §1" in shown
+    assert f"Sources: [1] {link} #1" in shown
 
 
 async def test_a_pdf_is_read_page_by_page(harness: KnowledgeHarness) -> None:

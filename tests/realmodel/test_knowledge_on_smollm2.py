@@ -90,7 +90,7 @@ async def test_the_passage_found_is_in_the_prompt_and_the_answer_cites_it(
         assert "blue zone" not in prompt  # only the best passage fits (most=1)
         assert prompt.index("descaled every Friday") < prompt.index("When must the coffee")
         assert llama_ollama.embedded[-1] == "When must the coffee machine be descaled?"
-        assert sink.finished is not None and "Sources: [1] handbook.md §1" in sink.finished
+        assert sink.finished is not None and "Sources: [1] handbook.md #1" in sink.finished
     finally:
         await llm.close()
         await knowledge_store.close()

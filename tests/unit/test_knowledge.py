@@ -91,9 +91,9 @@ def test_a_passage_too_large_for_what_is_left_is_skipped_for_a_smaller_one() -> 
 
 def test_sources_list_what_the_answer_cites() -> None:
     given = [passage(3), passage(7, source="https://t.me/c/12/34")]
-    assert sources_line(given, "It is blue [2].") == "Sources: [2] https://t.me/c/12/34 §7"
+    assert sources_line(given, "It is blue [2].") == "Sources: [2] https://t.me/c/12/34 #7"
     assert sources_line(given, "No citation.") == (
-        "Sources: [1] manual.pdf §3; [2] https://t.me/c/12/34 §7"
+        "Sources: [1] manual.pdf #3; [2] https://t.me/c/12/34 #7"
     )
     assert sources_line([], "anything [1]") == ""
 
@@ -125,8 +125,8 @@ def test_passages_sit_just_before_the_new_turn_numbered_as_cited() -> None:
 
     block = prompt.messages[-2]
     assert block.role == "system" and block.content.startswith(CONTEXT_INTRO)
-    assert "[1] manual.pdf §2:\npassage 2" in block.content
-    assert "[2] manual.pdf §1:\npassage 1" in block.content
+    assert "[1] manual.pdf #2:\npassage 2" in block.content
+    assert "[2] manual.pdf #1:\npassage 1" in block.content
     assert [p.number for p in prompt.passages] == [2, 1]
     assert prompt.messages[0].content == "SYSTEM"
     assert len(prompt.messages) == 1 + 4 + 1 + 1
