@@ -16,7 +16,10 @@ Without it every passage vector of the channel is read once into a matrix, kept 
 channel's version counter moves, and searched by exact cosine (``adapters.vectors``).
 
 A document and all its passages are written, and forgotten, in one MULTI/EXEC: a reader sees
-all of it or none of it.
+all of it or none of it. With an HNSW index Redis inserts every passage into the graph inside
+that transaction, which takes seconds for a large document on a busy server; so writes go
+through a client of their own with a longer socket timeout (``write_timeout_s``), while
+searches keep the short one and fail fast when Redis is gone.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import redis.asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import RedisError, ResponseError
 from redis.typing import EncodableT
 
@@ -97,10 +101,14 @@ class RedisKnowledge:
         client: aioredis.Redis,
         prefix: str = "ollabot:",
         *,
+        writer: aioredis.Redis | None = None,
+        sentinels: Sequence[Sentinel] = (),
         use_index: bool | None = None,
         algorithm: str = "HNSW",
     ) -> None:
         self._redis = client
+        self._writer = writer or client
+        self._sentinels = tuple(sentinels)
         self.keys = KnowledgeKeys(prefix)
         self._use_index = use_index
         self._algorithm = algorithm
@@ -108,10 +116,18 @@ class RedisKnowledge:
         self._loaded: dict[str, _Loaded] = {}
 
     @classmethod
-    def from_url(cls, url: str, *, socket_timeout_s: float = 2.0, **kwargs: Any) -> RedisKnowledge:
-        client, blocking = clients_from_url(url, socket_timeout_s, 0, decode=False)
-        del blocking  # a connection pool that connects lazily: nothing to close
-        return cls(client, **kwargs)
+    def from_url(
+        cls,
+        url: str,
+        *,
+        socket_timeout_s: float = 2.0,
+        write_timeout_s: float = 60.0,
+        **kwargs: Any,
+    ) -> RedisKnowledge:
+        """Clients connecting lazily to ``url`` (the ones not used hold no connection)."""
+        client, _ = clients_from_url(url, socket_timeout_s, 0, decode=False)
+        writer, _ = clients_from_url(url, write_timeout_s, 0, decode=False)
+        return cls(client, writer=writer, **kwargs)
 
     @classmethod
     def from_sentinels(
@@ -121,15 +137,23 @@ class RedisKnowledge:
         url: str,
         *,
         socket_timeout_s: float = 2.0,
+        write_timeout_s: float = 60.0,
         **kwargs: Any,
     ) -> RedisKnowledge:
-        client, _, _ = clients_from_sentinels(
+        client, _, sentinel = clients_from_sentinels(
             sentinels, service, url, socket_timeout_s, 0, decode=False
         )
-        return cls(client, **kwargs)
+        writer, _, writer_sentinel = clients_from_sentinels(
+            sentinels, service, url, write_timeout_s, 0, decode=False
+        )
+        return cls(client, writer=writer, sentinels=(sentinel, writer_sentinel), **kwargs)
 
     async def close(self) -> None:
         await self._redis.aclose()
+        if self._writer is not self._redis:
+            await self._writer.aclose()
+        for sentinel in self._sentinels:
+            await sentinel.aclose()
 
     async def uses_index(self) -> bool:
         """Whether searches go to the server's vector index (asked once)."""
@@ -155,7 +179,7 @@ class RedisKnowledge:
         if await self.uses_index():
             for dim in dims:
                 await self._ensure_index(dim)
-        async with _translated(), self._redis.pipeline(transaction=True) as pipe:
+        async with _translated(), self._writer.pipeline(transaction=True) as pipe:
             pipe.hset(self.keys.documents(channel), document.id, _encode_document(document))
             for passage, blob, vector in zip(passages, blobs, vectors, strict=True):
                 key = self.keys.passage(channel, document.id, passage.number)
@@ -175,7 +199,7 @@ class RedisKnowledge:
             document = _decode_document(raw) if raw else None
             if document is None:
                 return None
-            async with self._redis.pipeline(transaction=True) as pipe:
+            async with self._writer.pipeline(transaction=True) as pipe:
                 for number in range(1, document.passages + 1):
                     pipe.delete(self.keys.passage(channel, document_id, number))
                 pipe.hdel(self.keys.documents(channel), document_id)
@@ -206,7 +230,7 @@ class RedisKnowledge:
         ]
         async with _translated():
             try:
-                await self._redis.execute_command(*command)  # type: ignore[no-untyped-call]
+                await self._writer.execute_command(*command)  # type: ignore[no-untyped-call]
             except ResponseError as error:
                 if "already exists" not in str(error).lower():
                     raise
