@@ -60,7 +60,19 @@ async def check_ollama(settings: Settings) -> list[Check]:
     detail = (
         f"{tag} is installed" if present else f"{tag} is missing. Fix: ollabot model pull {tag}"
     )
-    return [*checks, Check("model", present, detail)]
+    return [*checks, Check("model", present, detail), *check_embed_model(settings, installed)]
+
+
+def check_embed_model(settings: Settings, installed: list[str]) -> list[Check]:
+    """The embedding model of the documents (``kb add``): a warning, since chat works without."""
+    if not settings.knowledge.enabled:
+        return []
+    tag = settings.ollama.embed_model
+    if tag in installed or f"{tag}:latest" in installed:
+        return [Check("embedding model", True, f"{tag} is installed")]
+    fix = f"ollama pull {tag}, or OLLABOT_KNOWLEDGE__ENABLED=false"
+    detail = f"{tag} is missing, so documents (kb add) cannot be read. Fix: {fix}"
+    return [Check("embedding model", False, detail, warning_only=True)]
 
 
 def out_of_memory(info: dict[str, str]) -> bool:
