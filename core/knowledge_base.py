@@ -7,6 +7,7 @@ embedding model that is missing) leaves nothing behind.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -120,10 +121,13 @@ def _too_large(name: str, size: int, limit: int) -> FileRefused:
     return FileRefused(
         N_("{name} is {size}; the limit is {limit}. Please send a smaller file."),
         name=name,
-        size=megabytes(size),
-        limit=megabytes(limit),
+        size=file_size(size),
+        limit=file_size(limit),
     )
 
 
-def megabytes(size: int) -> str:
-    return f"{size / 1_000_000:.1f} MB"
+def file_size(size: int) -> str:
+    """``2.5 MB``, or ``20 KB`` below a megabyte."""
+    if size >= 1_000_000:
+        return f"{size / 1_000_000:.1f} MB"
+    return f"{math.ceil(size / 1000)} KB"

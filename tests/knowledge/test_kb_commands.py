@@ -157,7 +157,7 @@ async def test_an_oversized_file_is_refused_before_it_is_fetched(
 ) -> None:
     big = harness.attach("big.txt", b"x", size=3_000_000)
     answer = await harness.command("kb add", attachments=(big,))
-    assert answer == "big.txt is 3.0 MB; the limit is 0.0 MB. Please send a smaller file."
+    assert answer == "big.txt is 3.0 MB; the limit is 20 KB. Please send a smaller file."
     assert harness.files.fetched == []
     await assert_nothing_stored_and_chat_goes_on(harness)
 
