@@ -10,7 +10,7 @@ Key layout under ``prefix`` (built in ``KnowledgeKeys`` only), no TTL, like chan
     kb:index:{dim}                     the FT index of the passages of that dimension
 
 Two ways to search the same data. With the query engine (Redis 8, or Redis Stack's search
-module; ``FT._LIST`` answers) an index per vector dimension (``FT.CREATE ... VECTOR HNSW``,
+module; ``FT._LIST`` answers) an index per vector dimension (``FT.CREATE ... VECTOR FLAT``,
 cosine) is made on the passage hashes and a question is a KNN query filtered by channel.
 Without it every passage vector of the channel is read once into a matrix, kept until the
 channel's version counter moves, and searched by exact cosine (``adapters.vectors``).
@@ -92,10 +92,10 @@ class RedisKnowledge:
     """Implements ``KnowledgeStore`` on a client whose replies are bytes.
 
     ``use_index``: True or False forces a way to search; None (the default) uses the index
-    when the server answers ``FT._LIST``. ``ef_runtime``: how many candidates an HNSW search
-    keeps (Redis's default, 10, found under half of the exact top 8 among 100,000 random
-    vectors in ``bench.knowledge_search``). ``algorithm``: ``HNSW`` (approximate, fast on large
-    sets) or ``FLAT`` (exact).
+    when the server answers ``FT._LIST``. ``algorithm``: ``FLAT`` (exact, cheap to write) or
+    ``HNSW`` (approximate, faster searches on very large sets, slow to write).
+    ``ef_runtime``: how many candidates an HNSW search keeps (Redis's default, 10, found under
+    half of the exact top 8 among 100,000 random vectors in ``bench.knowledge_search``).
     """
 
     def __init__(
@@ -106,7 +106,7 @@ class RedisKnowledge:
         writer: aioredis.Redis | None = None,
         sentinels: Sequence[Sentinel] = (),
         use_index: bool | None = None,
-        algorithm: str = "HNSW",
+        algorithm: str = "FLAT",
         ef_runtime: int = 100,
     ) -> None:
         self._redis = client

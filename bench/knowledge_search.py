@@ -154,7 +154,7 @@ if __name__ == "__main__":
     )
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--algorithm", choices=["HNSW", "FLAT"], default="HNSW")
+    parser.add_argument("--algorithm", choices=["FLAT", "HNSW"], default="HNSW")
     parser.add_argument("--ef", type=int, default=100, help="HNSW EF_RUNTIME")
     parser.add_argument("--seed", type=int, default=7)
     main(parser.parse_args())

@@ -78,7 +78,7 @@ class KnowledgeSettings(BaseModel):
     passages: int = Field(4, ge=1, le=20)  # at most this many in one prompt
     share: float = Field(0.4, gt=0, le=0.9)  # of the prompt left after the new message
     index: Literal["auto", "on", "off"] = "auto"  # Redis vector index: when the server has one
-    algorithm: Literal["HNSW", "FLAT"] = "HNSW"
+    algorithm: Literal["FLAT", "HNSW"] = "FLAT"
 
 
 class TelegramSettings(BaseModel):
