@@ -4,7 +4,13 @@ answered in one line with nothing stored."""
 
 from __future__ import annotations
 
-from tests.knowledge.conftest import KnowledgeHarness
+from adapters.memory_knowledge import MemoryKnowledge
+from adapters.memory_store import MemoryStore
+from adapters.ollama_llm import OllamaLLM
+from bots.app import build_services
+from core.chat import ChatConfig
+from tests.fakes.ollama import FakeOllama
+from tests.knowledge.conftest import KnowledgeHarness, MemoryFiles
 from tests.knowledge.pdf import pdf_with_pages
 
 MANUAL = """# Installing
@@ -251,3 +257,18 @@ async def test_a_question_when_the_embedding_model_went_missing_is_still_answere
         "installed on the server, so I cannot read documents; an operator can install it with "
         "`ollama pull nomic-embed-text`.)"
     )
+
+
+async def test_without_documents_enabled_kb_says_so_and_chat_is_unchanged(
+    fake_ollama: FakeOllama,
+) -> None:
+    store = MemoryStore(block_ms=10)
+    llm = OllamaLLM(fake_ollama.url, retries=0)
+    services = build_services(store, llm, ChatConfig(default_model="llama3.1:8b"), "w")
+    harness = KnowledgeHarness(services, store, MemoryKnowledge(), MemoryFiles(), fake_ollama)
+    try:
+        assert await harness.command("kb list") == "Documents are not enabled on this deployment."
+        assert (await harness.say("hello")).startswith("echo: ")
+        assert fake_ollama.embed_requests == []
+    finally:
+        await llm.close()
