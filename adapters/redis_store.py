@@ -5,7 +5,8 @@ Key layout under ``prefix``, values JSON:
     inbox:{platform}              stream of incoming messages (fields ``message``, ``seq``)
     seen:{platform}:{message_id}  dedupe marker, SET NX EX
     answered:{platform}:{id}      the reply stored for that message until delivered and
-                                  beyond, as long as ``seen``: {text, failed, deliver_by}
+                                  beyond, as long as ``seen``: {text, failed, deliver_by,
+                                  reasoning}
     handle:{platform}:{id}        where that message's reply is shown (preview message id,
                                   parts delivered), for whoever finishes it
     conv:{conversation}           list of turns [role, content, seq, author], trimmed and
@@ -65,11 +66,11 @@ from core.commands import is_urgent
 from core.errors import StoreFull, StoreUnavailable
 from core.models import (
     Admission,
+    Attachment,
     AuditEntry,
     ChannelSettings,
     ConversationContext,
     InboxEntry,
-    Attachment,
     IncomingMessage,
     Outcome,
     StoredReply,
@@ -753,7 +754,10 @@ def decode_reply(raw: str) -> StoredReply:
     """A stored reply; an unreadable one is delivered as text, as written."""
     try:
         data = json.loads(raw)
-        return StoredReply(str(data["text"]), bool(data["failed"]), float(data["deliver_by"]))
+        reasoning = str(data.get("reasoning", ""))  # absent in replies stored before it
+        return StoredReply(
+            str(data["text"]), bool(data["failed"]), float(data["deliver_by"]), reasoning
+        )
     except (ValueError, TypeError, KeyError):
         return StoredReply(raw)
 

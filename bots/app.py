@@ -21,6 +21,7 @@ from adapters.ollama_embed import OllamaEmbedder
 from adapters.ollama_llm import OllamaLLM
 from adapters.redis_knowledge import RedisKnowledge
 from adapters.redis_store import RedisStore
+from adapters.stt_client import OpenAITranscriber
 from bots.instance import default_instance, held_instance
 from bots.settings import Settings
 from core.affinity import Affinity
@@ -30,8 +31,9 @@ from core.fewshot import FewShotCatalog, parse_templates
 from core.i18n import Translations
 from core.knowledge import Splitting
 from core.knowledge_base import KnowledgeBase, KnowledgeConfig
+from core.media import MB
 from core.outbox import Outbox
-from core.ports import LLM, Metrics, NullMetrics, SinkFactory
+from core.ports import LLM, FileSource, Metrics, ModelInfo, NullMetrics, SinkFactory, Transcriber
 from core.prompting import DEFAULT_SYSTEM_PROMPT
 from core.worker import InboxWorker, WorkerConfig
 
@@ -80,7 +82,7 @@ def open_knowledge_store(settings: Settings) -> MemoryKnowledge | RedisKnowledge
 def knowledge_config(settings: Settings) -> KnowledgeConfig:
     k = settings.knowledge
     return KnowledgeConfig(
-        max_file_bytes=int(k.max_file_mb * 1_000_000),
+        max_file_bytes=int(k.max_file_mb * MB),
         splitting=Splitting(k.passage_chars, min(k.overlap_chars, k.passage_chars // 2)),
         share=k.share,
         most=k.passages,
@@ -90,10 +92,10 @@ def knowledge_config(settings: Settings) -> KnowledgeConfig:
 @contextlib.asynccontextmanager
 async def knowledge_base(settings: Settings) -> AsyncIterator[KnowledgeBase | None]:
     """The knowledge base the settings ask for (None when disabled), closed on exit."""
-    if not settings.knowledge.enabled:
+    o = settings.ollama
+    if not settings.knowledge.enabled or not o.embed_model:
         yield None
         return
-    o = settings.ollama
     store = open_knowledge_store(settings)
     embedder = OllamaEmbedder(
         o.host, o.embed_model, connect_timeout_s=o.connect_timeout_s, keep_alive=o.keep_alive
@@ -104,6 +106,12 @@ async def knowledge_base(settings: Settings) -> AsyncIterator[KnowledgeBase | No
         await embedder.close()
         if isinstance(store, RedisKnowledge):
             await store.close()
+
+
+def open_transcriber(settings: Settings) -> OpenAITranscriber | None:
+    """The speech-to-text client, when a server is configured."""
+    stt = settings.stt
+    return OpenAITranscriber(stt.url, stt.model, stt.timeout_s) if stt.url else None
 
 
 def open_llm(settings: Settings) -> OllamaLLM:
@@ -214,8 +222,16 @@ class Services:
     knowledge: KnowledgeBase | None = None  # platforms add their FileSource to it
 
     def worker(
-        self, platform: str, sinks: SinkFactory, slots: int = 1, claim_idle_ms: int = 60_000
+        self,
+        platform: str,
+        sinks: SinkFactory,
+        slots: int = 1,
+        claim_idle_ms: int = 60_000,
+        files: FileSource | None = None,
     ) -> InboxWorker:
+        """The worker answering ``platform``'s inbox; ``files``: where its attachments are."""
+        if files is not None:
+            self.service.add_file_source(platform, files)
         config = WorkerConfig(platform, self.owner, slots=slots, claim_idle_ms=claim_idle_ms)
         return InboxWorker(self.store, self.service, self.outbox, sinks, config, self.metrics)
 
@@ -229,11 +245,14 @@ def build_services(
     metrics: Metrics | None = None,
     translations: Translations | None = None,
     knowledge: KnowledgeBase | None = None,
+    transcriber: Transcriber | None = None,
 ) -> Services:
     """The one wiring of the core, for the CLI, the service, the tests and the benchmarks.
 
     ``translations``: the catalogues users are answered from (by default the ``.po`` files,
     with ``config.language`` for users whose language is not known or not spoken).
+    ``transcriber``: the speech-to-text server for voice notes (None: they get a notice).
+    The model client tells which models read images when it can (``ModelInfo``).
     """
     catalog = catalog or FewShotCatalog()
     metrics = metrics or NullMetrics()
@@ -257,6 +276,8 @@ def build_services(
         metrics=metrics,
         translations=translations,
         knowledge=knowledge,
+        transcriber=transcriber,
+        models=llm if isinstance(llm, ModelInfo) else None,
     )
     return Services(store, service, Outbox(store, store, metrics), metrics, owner, knowledge)
 
@@ -280,12 +301,15 @@ class Runtime:
     def consumer(self) -> str:
         return self.services.owner
 
-    def start_worker(self, platform: str, sinks: SinkFactory) -> InboxWorker:
+    def start_worker(
+        self, platform: str, sinks: SinkFactory, files: FileSource | None = None
+    ) -> InboxWorker:
         worker = self.services.worker(
             platform,
             sinks,
             slots=self.settings.ollama.num_parallel,
             claim_idle_ms=int(self.settings.chat.claim_idle_s * 1000),
+            files=files,
         )
         self.workers.append((worker, asyncio.create_task(worker.run(self.stop))))
         return worker
@@ -314,6 +338,9 @@ def chat_config(settings: Settings, model: str) -> ChatConfig:
         default_preset=chat.preset,
         language=chat.language,
         affinity=Affinity(settings.ollama.affinity),
+        vision_model=settings.ollama.vision_model,
+        max_file_bytes=int(chat.max_file_mb * MB),
+        max_images=chat.max_images,
     )
 
 
@@ -329,6 +356,7 @@ async def runtime(
         model = await resolve_model(settings)
         store = open_store(settings, (metrics or NullMetrics()).dead_lettered)
         llm = open_llm(settings)
+        transcriber = open_transcriber(settings)
         names = instances or [settings.instance or default_instance()]
         try:
             async with (
@@ -337,7 +365,14 @@ async def runtime(
             ):
                 config = chat_config(settings, model)
                 services = build_services(
-                    store, llm, config, name, catalog, metrics, knowledge=knowledge
+                    store,
+                    llm,
+                    config,
+                    name,
+                    catalog,
+                    metrics,
+                    knowledge=knowledge,
+                    transcriber=transcriber,
                 )
                 rt = Runtime(settings, llm, services, model)
                 try:
@@ -345,6 +380,8 @@ async def runtime(
                 finally:
                     await rt.drain()
         finally:
+            if transcriber is not None:
+                await transcriber.close()
             await llm.close()
             await store.close()
 

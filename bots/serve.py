@@ -21,7 +21,7 @@ from bots.model_cli import warm_up
 from bots.platform_config import slack_config, telegram_config
 from bots.settings import Settings
 from core.errors import OllabotError
-from core.ports import SinkFactory
+from core.ports import FileSource, SinkFactory
 
 log = structlog.get_logger("ollabot.serve")
 PLATFORM_NAMES = ("telegram", "slack")
@@ -34,6 +34,10 @@ class Platform(Protocol):
     @property
     def sinks(self) -> SinkFactory:
         """Builds the reply sink for a message taken from the inbox."""
+
+    @property
+    def files(self) -> FileSource:
+        """Fetches the platform's attachments (photos, voice notes)."""
 
     async def start(self) -> None:
         """Start receiving; returns once the platform is connected."""
@@ -106,7 +110,7 @@ async def serve(settings: Settings, requested: list[str]) -> int:
         try:
             for name, config in configs.items():
                 platform = build_platform(config, rt)
-                rt.start_worker(name, platform.sinks)
+                rt.start_worker(name, platform.sinks, platform.files)
                 await platform.start()
                 platforms.append(platform)
         except Exception:

@@ -26,8 +26,15 @@ class OllamaSettings(BaseModel):
     read_timeout_s: float = Field(300.0, gt=0)
     first_token_timeout_s: float = Field(20.0, gt=0)
     auto_pull: bool = False
-    affinity: Literal["conversation", "channel", "off"] = "conversation"
+    # Answers photos when the channel's model cannot read images ("off": nothing else does).
+    vision_model: str = "llama3.2-vision:11b"
     embed_model: str = "nomic-embed-text"
+    affinity: Literal["conversation", "channel", "off"] = "conversation"
+
+    @field_validator("vision_model")
+    @classmethod
+    def _no_vision_model(cls, value: str) -> str:
+        return "" if value.strip().lower() in ("off", "none", "") else value.strip()
 
 
 class RedisSettings(BaseModel):
@@ -66,6 +73,16 @@ class ChatSettings(BaseModel):
     delivery_deadline_s: float = Field(3600.0, gt=0)
     claim_idle_s: float = Field(60.0, gt=0)
     stop_timeout_s: float = Field(60.0, gt=0)
+    max_file_mb: float = Field(20.0, gt=0, le=1024)  # photos and voice notes
+    max_images: int = Field(4, ge=1, le=16)  # pictures in one message
+
+
+class SttSettings(BaseModel):
+    """A local speech-to-text server with OpenAI's ``/v1/audio/transcriptions`` API."""
+
+    url: str | None = None  # e.g. http://127.0.0.1:8178; unset: voice notes get a notice
+    model: str = "whisper-1"
+    timeout_s: float = Field(120.0, gt=0)
 
 
 class KnowledgeSettings(BaseModel):
@@ -154,6 +171,7 @@ class Settings(BaseSettings):
     knowledge: KnowledgeSettings = KnowledgeSettings()
     telegram: TelegramSettings = TelegramSettings()
     slack: SlackSettings = SlackSettings()
+    stt: SttSettings = SttSettings()
     log: LogSettings = LogSettings()
     ops: OpsSettings = OpsSettings()
 

@@ -1,4 +1,5 @@
-"""The chat commands (preset, system, fewshot, model, kb, reset, help), parsed and executed."""
+"""The chat commands (preset, system, fewshot, model, think, kb, reset, help), parsed and
+executed."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from core.knowledge_base import KnowledgeBase
 from core.models import AuditEntry, ChannelSettings, IncomingMessage
 from core.ports import ConversationStore
 from core.prompting import DEFAULT_SYSTEM_PROMPT
+from core.text import shortened
 
 MAX_SYSTEM_PROMPT_CHARS = 4000
 AUDIT_SHOWN = 15
@@ -36,6 +38,7 @@ GRAMMAR: dict[str, dict[str, tuple[bool, int]]] = {
     "system": {"show": (False, 0), "set": (True, -1), "reset": (True, 0)},
     "fewshot": {"show": (False, 0), "list": (False, 0), "use": (True, 1), "clear": (True, 0)},
     "model": {"show": (False, 0), "use": (True, 1)},
+    "think": {"current": (False, 0), "show": (True, 0), "hide": (True, 0)},
     "audit": {"show": (True, 0)},
     "quota": {"show": (False, 0), "user": (True, 2), "channel": (True, 1), "off": (True, 0)},
     "kb": {
@@ -59,6 +62,7 @@ USAGE = {
     "system": "system show | system set TEXT | system reset",
     "fewshot": "fewshot show | fewshot list | fewshot use NAME | fewshot clear",
     "model": "model show | model use TAG",
+    "think": "think | think show | think hide",
     "audit": "audit",
     "quota": "quota | quota user ID 30m/day | quota channel 2h/day | quota off",
     "kb": "kb list | kb add | kb forget ID | kb on | kb off",
@@ -69,6 +73,8 @@ URGENT = frozenset({"stop"})
 CONVERSATION_VERBS = frozenset({"stop", "retry", "undo"})
 # The settings field a command's verb changes, where the audit log names it differently.
 _FIELD_OF_VERB = {"system": "system_prompt"}
+# What a verb alone does, where that is not ``show`` (``think show`` changes the setting).
+_BARE_ACTION = {"think": "current"}
 
 
 def _utc_now() -> datetime:
@@ -90,7 +96,7 @@ def parse(text: str) -> Command:
     actions = GRAMMAR.get(verb)
     if actions is None:
         raise InvalidCommand(N_("Unknown command '{verb}'. Try help."), verb=verb)
-    default = "show" if "show" in actions else ""
+    default = _BARE_ACTION.get(verb, "show" if "show" in actions else "")
     action = words[1].lower() if len(words) > 1 and "" not in actions else default
     if action not in actions:
         raise InvalidCommand(N_("Usage: {usage}"), usage=USAGE.get(verb, verb))
@@ -345,6 +351,19 @@ class AdminService:
             raise InvalidCommand(N_("A model tag looks like llama3.1:8b-instruct-q8_0."))
         return _("Model is now {model}.").format(model=tag), replace(s, model=tag), "model"
 
+    def _think_current(self, s: ChannelSettings) -> tuple[str, None, str]:
+        if s.think == "show":
+            return _("The reasoning of thinking models is shown here, with each answer."), None, ""
+        return _("The reasoning of thinking models is hidden here."), None, ""
+
+    def _think_show(self, s: ChannelSettings) -> tuple[str, ChannelSettings, str]:
+        answer = _("Thinking models' reasoning will be shown here, with each answer.")
+        return answer, replace(s, think="show"), "think"
+
+    def _think_hide(self, s: ChannelSettings) -> tuple[str, ChannelSettings, str]:
+        answer = _("Thinking models' reasoning will be hidden here; only answers are shown.")
+        return answer, replace(s, think="hide"), "think"
+
 
 def audit_text(entries: Sequence[AuditEntry]) -> str:
     """The channel's recent changes and refused attempts, one line each, newest last."""
@@ -370,7 +389,7 @@ def _reason(outcome: str) -> str:
 
 def _clip(value: str) -> str:
     flat = " ".join(value.split())
-    return flat if len(flat) <= _AUDIT_VALUE_CHARS else flat[: _AUDIT_VALUE_CHARS - 1] + "…"
+    return shortened(flat, _AUDIT_VALUE_CHARS)
 
 
 def _refused(message: IncomingMessage, command: Command, refusal: Exception) -> AuditEntry:

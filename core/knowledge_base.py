@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from core.errors import FileRefused
 from core.i18n import N_
 from core.knowledge import Document, Hit, Passage, Splitting, document_id, split
+from core.media import MB
 from core.models import Attachment, IncomingMessage
 from core.ports import DocumentReader, Embedder, FileSource, KnowledgeStore
 
@@ -25,7 +26,7 @@ NO_FILES_HERE = N_("I cannot fetch files on this platform yet.")
 class KnowledgeConfig:
     """Limits of what a document may be, and how many passages a question looks at."""
 
-    max_file_bytes: int = 10 * 1024 * 1024
+    max_file_bytes: int = 10 * MB
     max_passages: int = 2000  # of one document
     splitting: Splitting = field(default_factory=Splitting)
     search_count: int = 8  # passages fetched per question; the prompt keeps those that fit
@@ -127,7 +128,7 @@ def _too_large(name: str, size: int, limit: int) -> FileRefused:
 
 
 def file_size(size: int) -> str:
-    """``2.5 MB``, or ``20 KB`` below a megabyte."""
-    if size >= 1_000_000:
-        return f"{size / 1_000_000:.1f} MB"
-    return f"{math.ceil(size / 1000)} KB"
+    """``2.5 MB``, or ``20 KB`` below a megabyte (binary units, as the media limits)."""
+    if size >= MB:
+        return f"{size / MB:.1f} MB"
+    return f"{math.ceil(size / 1024)} KB"

@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Literal, NamedTuple
 
 Role = Literal["system", "user", "assistant"]
+ThinkMode = Literal["show", "hide"]
 
 
 class Turn(NamedTuple):
@@ -107,6 +108,7 @@ class StoredReply:
     text: str
     failed: bool = False
     deliver_by: float = 0.0
+    reasoning: str = ""  # a thinking model's reasoning, shown folded; never in the history
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,13 +134,16 @@ class ChannelSettings:
     user_quota_s: dict[str, float] = field(default_factory=dict)  # author id -> a day's
     channel_quota_s: float | None = None  # GPU seconds a day for the whole channel
     knowledge: bool = True  # answers draw on the channel's documents (``kb on|off``)
+    think: ThinkMode = "hide"  # whether a thinking model's reasoning is shown with the answer
 
 
 class ChatMessage(NamedTuple):
-    """One message of a request to the model."""
+    """One message of a request to the model; ``images`` (encoded files: JPEG, PNG…) go with
+    the turn that asks about them and are never stored."""
 
     role: Role
     content: str
+    images: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,9 +166,13 @@ class DoneReason(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class StreamEvent:
-    """A piece of a streamed reply; the last one has ``done`` and the counts."""
+    """A piece of a streamed reply; the last one has ``done`` and the counts.
+
+    ``thinking``: a piece of a thinking model's reasoning, which comes before the answer.
+    """
 
     delta: str = ""
+    thinking: str = ""
     done: bool = False
     done_reason: DoneReason = DoneReason.UNKNOWN
     prompt_eval_count: int = 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from core.knowledge import Document, Hit, Passage
 from core.models import (
@@ -43,8 +43,9 @@ class ReplySink(Protocol):
     async def update(self, text: str) -> None:
         """Show the reply so far; the sink decides how often to really send."""
 
-    async def finish(self, text: str) -> None:
-        """Deliver the complete reply."""
+    async def finish(self, text: str, *, reasoning: str = "") -> None:
+        """Deliver the complete reply; ``reasoning`` (a thinking model's, when the channel
+        shows it) goes with it folded, cut short first when the platform's limits bind."""
 
     async def fail(self, notice: str) -> None:
         """Tell the user why there is no (complete) reply."""
@@ -109,6 +110,25 @@ class KnowledgeStore(Protocol):
 
     async def search(self, channel: str, vector: Sequence[float], count: int) -> list[Hit]:
         """The ``count`` passages of the channel closest to ``vector`` (cosine), closest first."""
+        ...
+
+
+class Transcriber(Protocol):
+    """A speech-to-text server."""
+
+    async def transcribe(self, audio: bytes, name: str, mime: str) -> str:
+        """What is said in ``audio`` (a file as the platform gave it, e.g. OGG/Opus); raise
+        ``TranscriptionFailed`` when the server is not reachable or cannot read it."""
+        ...
+
+
+@runtime_checkable
+class ModelInfo(Protocol):
+    """What the model server tells about a model."""
+
+    async def capabilities(self, model: str) -> frozenset[str]:
+        """What ``model`` can do, as the server names it (``vision``, ``thinking``…); empty
+        when that is not known."""
         ...
 
 
@@ -304,7 +324,7 @@ class NullSink:
     async def update(self, text: str) -> None:
         pass
 
-    async def finish(self, text: str) -> None:
+    async def finish(self, text: str, *, reasoning: str = "") -> None:
         pass
 
     async def fail(self, notice: str) -> None:

@@ -76,6 +76,11 @@ def _broken(match: re.Match[str]) -> str:
     return token[0] + _ZERO_WIDTH_SPACE + token[1:]
 
 
+# What Ollama itself reckons an image costs when it fits a prompt into the context (one
+# embedding per token); vision models differ (Gemma 3: 256, LLaVA: 576): this is the safe side.
+IMAGE_TOKENS = 768
+
+
 class TokenEstimator:
     """Conservative token counts from characters, calibrated by Ollama's prompt_eval_count."""
 
@@ -89,7 +94,10 @@ class TokenEstimator:
         return math.ceil(len(text) / self.chars_per_token) + self.PER_MESSAGE
 
     def messages(self, messages: Sequence[ChatMessage]) -> int:
-        return sum(self.text(m.content) for m in messages) + self.REPLY_PRIMER
+        images = sum(len(m.images) for m in messages)
+        return (
+            sum(self.text(m.content) for m in messages) + IMAGE_TOKENS * images + self.REPLY_PRIMER
+        )
 
     def observe(self, messages: Sequence[ChatMessage], prompt_eval_count: int) -> None:
         """Learn from a real count: only ever towards more tokens per character, with 10% spare."""
@@ -141,16 +149,19 @@ def assemble(
     new_turn: Turn,
     budget: Budget,
     estimator: TokenEstimator,
+    images: tuple[bytes, ...] = (),
     knowledge: Knowledge = Knowledge(),
 ) -> Prompt:
-    """Build the request; drop oldest whole pairs, with headroom so the prefix stays put."""
+    """Build the request; drop oldest whole pairs, with headroom so the prefix stays put.
+
+    ``images`` go with the new turn only (history keeps its text)."""
     head = [ChatMessage("system", neutralise(system_prompt))]
     for user, assistant in fewshot.examples if fewshot else ():
         head += [
             ChatMessage("user", neutralise(user)),
             ChatMessage("assistant", neutralise(assistant)),
         ]
-    tail = render_turn(new_turn)
+    tail = render_turn(new_turn)._replace(images=images)
     fixed = estimator.messages([*head, tail])
     if fixed > budget.prompt_tokens:
         raise PromptTooLong()

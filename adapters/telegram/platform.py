@@ -1,8 +1,8 @@
 """The Telegram platform: receives updates into the inbox and builds reply sinks.
 
 Wiring: ``TelegramPlatform(config, inbox)``; give ``platform.sinks`` to the
-``InboxWorker``; ``await start()``. Shutdown: ``await stop()``, drain the worker, then
-``await aclose()``.
+``InboxWorker`` and ``platform.files`` (attachments) to the chat service; ``await start()``.
+Shutdown: ``await stop()``, drain the worker, then ``await aclose()``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from telegram.request import BaseRequest
 from adapters.i18n import LANGUAGES, SOURCE_LANGUAGE
 from adapters.telegram.admins import AdminDirectory
 from adapters.telegram.config import TelegramConfig, Webhook
+from adapters.telegram.files import TelegramFiles, file_base_url
 from adapters.telegram.inbound import BotIdentity, is_admin_command, translate
 from adapters.telegram.pacing import Limits, Pacers
 from adapters.telegram.receive import ALLOWED_UPDATES, Poller, WebhookServer
@@ -61,6 +62,7 @@ ADMIN_MENU = (
     BotCommand("system", N_("Show or change the system prompt")),
     BotCommand("fewshot", N_("Show or choose few-shot examples")),
     BotCommand("model", N_("Show or change the model")),
+    BotCommand("think", N_("Show or hide thinking models' reasoning")),
     BotCommand("audit", N_("Recent changes to this chat's settings")),
     BotCommand("quota", N_("Show or set model-time quotas")),
 )
@@ -93,10 +95,12 @@ class TelegramPlatform:
         self.bot = Bot(
             config.token.get_secret_value(),
             base_url=config.api_base_url,
+            base_file_url=file_base_url(config.api_base_url),
             request=request,
             get_updates_request=self._updates_request,
         )
         self._api = BotApi(request, self.bot.base_url)
+        self.files = TelegramFiles(self._api, request, self.bot.base_file_url)
         self._pacers = Pacers(limits or Limits())
         self._admins = AdminDirectory(self.bot, list(config.admin_ids))
         self._told_store_down: set[str] = set()

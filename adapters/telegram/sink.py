@@ -23,7 +23,7 @@ from telegram.error import (
 )
 
 from adapters.telegram.pacing import ChatPacer, Pacers, retry_seconds
-from adapters.telegram.render import Part, render
+from adapters.telegram.render import Part, render, with_reasoning
 from adapters.telegram.request import BotApi
 from core.errors import DeliveryDeferred, DeliveryRefused
 
@@ -97,10 +97,11 @@ class TelegramSink:
         except TelegramError as error:
             log.info("streaming edit skipped: %s", error)
 
-    async def finish(self, text: str) -> None:
-        """Deliver the complete reply, formatted and split, every part in order."""
+    async def finish(self, text: str, *, reasoning: str = "") -> None:
+        """Deliver the complete reply, formatted and split, every part in order; the
+        reasoning, if any, folded atop the first part."""
         self._end_streaming()
-        await self._deliver(render(text))
+        await self._deliver(with_reasoning(render(text), reasoning))
 
     async def fail(self, notice: str) -> None:
         """Keep the partial reply visible and add the notice (or send the notice alone)."""

@@ -14,13 +14,19 @@ unknown or unclosed tag, entities outside the text ("can't parse entities"), and
 rate: more than ``rate_count`` messages (sends and edits) within ``rate_window_s`` gets 429
 with ``parameters.retry_after``; so does a bot-wide rate, when ``global_rate_count`` is set, over
 all chats together. Stricter than the real server where that is simpler (it
-rejects bad entities instead of dropping them). It does not emulate files, keyboards, inline
+rejects bad entities instead of dropping them). It does not emulate keyboards, inline
 mode or chats it has not seen.
+
+Files, as the Bot API hands them to bots: ``add_file`` stores bytes under a new ``file_id``;
+``getFile`` answers ``file_id``, ``file_unique_id``, ``file_size`` and a ``file_path``, or 400
+"file is too big" above ``download_limit`` (20 MB) and "invalid file_id" for an unknown one;
+``GET /file/bot<token>/<file_path>`` downloads the bytes (404 for anything else).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import html.parser
 import json
 import math
@@ -107,6 +113,7 @@ class FakeTelegram:
     migrated: dict[int, int] = field(default_factory=dict)  # basic group id -> supergroup id
     calls: list[Call] = field(default_factory=list)
     url: str = ""
+    download_limit: int = 20 * 1024 * 1024
 
     def __post_init__(self) -> None:
         self._updates: list[dict[str, Any]] = []
@@ -120,12 +127,15 @@ class FakeTelegram:
         self._runner: web.AppRunner | None = None
         self.webhook: dict[str, Any] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.files: dict[str, tuple[str, bytes]] = {}  # file_id -> (file_path, bytes)
+        self.downloads: list[str] = []  # file paths downloaded, in order
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> FakeTelegram:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
         self._runner = web.AppRunner(
             app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None
         )
@@ -182,6 +192,13 @@ class FakeTelegram:
     def pending_updates(self) -> int:
         return len(self._updates)
 
+    def add_file(self, data: bytes, folder: str = "photos", extension: str = "jpg") -> str:
+        """Keep ``data`` as a file users sent; returns its ``file_id``."""
+        digest = hashlib.sha256(data + str(len(self.files)).encode()).hexdigest()
+        file_id = f"AgACAgQAAxkBAAI{digest[:24]}"
+        self.files[file_id] = (f"{folder}/file_{len(self.files)}.{extension}", data)
+        return file_id
+
     # -- the HTTP side ------------------------------------------------------------------------
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
@@ -201,6 +218,15 @@ class FakeTelegram:
             return _answer(error)
         await self._record(call)
         return web.json_response({"ok": True, "result": result})
+
+    async def _download(self, request: web.Request) -> web.Response:
+        path = request.match_info["path"]
+        found = [data for p, data in self.files.values() if p == path]
+        if request.match_info["token"] != self.token or not found:
+            return _answer(ApiError(404, "Not Found"))
+        self.downloads.append(path)
+        await self._record(Call("download", {"file_path": path}, at=time.monotonic()))
+        return web.Response(body=found[0], content_type="application/octet-stream")
 
     async def _record(self, call: Call) -> None:
         if call.method != "getUpdates":
@@ -269,6 +295,21 @@ class FakeTelegram:
             if (c.params.get("scope") or {"type": "default"}) == scope
         ]
         return found[0].params["commands"] if found else []
+
+    async def _m_getFile(self, params: dict[str, Any]) -> Any:
+        file_id = str(params.get("file_id") or "")
+        if file_id not in self.files:
+            raise ApiError(400, "Bad Request: invalid file_id")
+        path, data = self.files[file_id]
+        if len(data) > self.download_limit:
+            raise ApiError(400, "Bad Request: file is too big")
+        unique = hashlib.sha256(file_id.encode()).hexdigest()[:12]
+        return {
+            "file_id": file_id,
+            "file_unique_id": f"AQAD{unique}",
+            "file_size": len(data),
+            "file_path": path,
+        }
 
     async def _m_sendChatAction(self, params: dict[str, Any]) -> Any:
         self._chat(params)
@@ -584,6 +625,59 @@ def message(
             body["entities"] = entities
     body.update(extra)
     return {"message": body}
+
+
+def media_message(
+    chat: dict[str, Any], user: dict[str, Any], caption: str = "", **media: Any
+) -> dict[str, Any]:
+    """A ``message`` update with media (``photo=``, ``voice=``, ``document=``...) and an
+    optional caption, whose mention / command entities are ``caption_entities``."""
+    update = message(chat, user, "")
+    body = update["message"]
+    del body["text"]
+    body.update(media)
+    if caption:
+        body["caption"] = caption
+        if entities := _implicit_entities(caption):
+            body["caption_entities"] = entities
+    return update
+
+
+def photo_sizes(file_id: str, size: int) -> list[dict[str, Any]]:
+    """A photo's ``PhotoSize`` list as Telegram sends it: thumbnails first, the original last
+    (the thumbnails' ids point at the same test file)."""
+    sizes = [(90, 67, size // 40), (320, 240, size // 8), (800, 600, size // 2)]
+    sizes.append((1280, 960, size))
+    return [
+        {
+            "file_id": file_id if (width == 1280) else f"{file_id}-{width}",
+            "file_unique_id": f"AQAD{width}",
+            "file_size": file_size,
+            "width": width,
+            "height": height,
+        }
+        for width, height, file_size in sizes
+    ]
+
+
+def voice_note(file_id: str, size: int, duration: int = 3) -> dict[str, Any]:
+    return {
+        "file_id": file_id,
+        "file_unique_id": "AgADvoice",
+        "duration": duration,
+        "mime_type": "audio/ogg",
+        "file_size": size,
+    }
+
+
+def document(file_id: str, size: int, name: str, mime: str) -> dict[str, Any]:
+    return {
+        "file_id": file_id,
+        "file_unique_id": "AgADdoc",
+        "file_name": name,
+        "mime_type": mime,
+        "file_size": size,
+    }
 
 
 def _implicit_entities(text: str) -> list[dict[str, Any]]:

@@ -161,7 +161,7 @@ async def assert_nothing_stored_and_chat_goes_on(harness: KnowledgeHarness) -> N
 async def test_an_oversized_file_is_refused_before_it_is_fetched(
     harness: KnowledgeHarness,
 ) -> None:
-    big = harness.attach("big.txt", b"x", size=3_000_000)
+    big = harness.attach("big.txt", b"x", size=3 * 1024 * 1024)
     answer = await harness.command("kb add", attachments=(big,))
     assert answer == "big.txt is 3.0 MB; the limit is 20 KB. Please send a smaller file."
     assert harness.files.fetched == []

@@ -120,7 +120,7 @@ def test_passages_sit_just_before_the_new_turn_numbered_as_cited() -> None:
         Turn("user", "What colour?", 4),
         Budget(8192, 500),
         TokenEstimator(),
-        Knowledge(tuple(hits(0.4, 0.8))),
+        knowledge=Knowledge(tuple(hits(0.4, 0.8))),
     )
 
     block = prompt.messages[-2]
@@ -145,7 +145,7 @@ def test_passages_take_at_most_their_share_and_history_gives_way_first() -> None
         Turn("user", "new", 80),
         budget,
         estimator,
-        Knowledge(many, 0.4, 8),
+        knowledge=Knowledge(many, 0.4, 8),
     )
 
     total = estimator.messages(prompt.messages)
@@ -165,14 +165,21 @@ def test_passages_never_crowd_out_the_new_message() -> None:
     many = tuple(Hit(passage(n, "z " * 300), 0.9) for n in range(1, 5))
 
     prompt = assemble(
-        "S", None, [], 0, Turn("user", huge, 0), budget, TokenEstimator(), Knowledge(many)
+        "S", None, [], 0, Turn("user", huge, 0), budget, TokenEstimator(), knowledge=Knowledge(many)
     )
 
     assert prompt.messages[-1].content == huge
     assert prompt.passages == ()  # no room left: no passages, but the message goes through
     with pytest.raises(PromptTooLong):
         assemble(
-            "S", None, [], 0, Turn("user", huge * 3, 0), budget, TokenEstimator(), Knowledge(many)
+            "S",
+            None,
+            [],
+            0,
+            Turn("user", huge * 3, 0),
+            budget,
+            TokenEstimator(),
+            knowledge=Knowledge(many),
         )
 
 
@@ -186,6 +193,6 @@ def test_control_tokens_in_passages_are_neutralised() -> None:
         Turn("user", "q", 0),
         Budget(8192, 500),
         TokenEstimator(),
-        Knowledge((evil,)),
+        knowledge=Knowledge((evil,)),
     )
     assert "<|im_end|>" not in prompt.messages[-2].content
