@@ -28,6 +28,7 @@ import contextlib
 import json
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -48,6 +49,7 @@ log = logging.getLogger("ollabot.knowledge")
 
 PASSAGE_FIELDS = ("doc", "n", "source", "text", "embedding")
 READ_PAGE = 500
+CACHED_CHANNELS = 64  # channels whose vectors one process keeps for the numpy search
 _TAG_SPECIAL = re.compile(r"([^A-Za-z0-9_])")
 
 
@@ -117,7 +119,7 @@ class RedisKnowledge:
         self._algorithm = algorithm
         self._ef_runtime = ef_runtime
         self._indexed_dims: set[int] = set()
-        self._loaded: dict[str, _Loaded] = {}
+        self._loaded: OrderedDict[str, _Loaded] = OrderedDict()  # least recently used first
 
     @classmethod
     def from_url(
@@ -263,6 +265,7 @@ class RedisKnowledge:
             version = int(await self._redis.get(self.keys.version(channel)) or 0)
             cached = self._loaded.get(channel)
             if cached is not None and cached.version == version:
+                self._loaded.move_to_end(channel)
                 return cached
             grouped: dict[int, tuple[list[Passage], list[Matrix]]] = {}
             async for fields in self._passage_fields(channel):
@@ -274,6 +277,9 @@ class RedisKnowledge:
                 rows.append(row)
         by_dim = {dim: (p, unit_rows(np.stack(rows))) for dim, (p, rows) in grouped.items()}
         loaded = self._loaded[channel] = _Loaded(version, by_dim)
+        self._loaded.move_to_end(channel)
+        while len(self._loaded) > CACHED_CHANNELS:
+            self._loaded.popitem(last=False)
         return loaded
 
     async def _passage_fields(self, channel: str) -> AsyncIterator[list[Any]]:
