@@ -105,6 +105,7 @@ class TelegramSettings(BaseModel):
     webhook_url: str | None = None
     webhook_listen: str = "127.0.0.1:8443"
     webhook_secret: SecretStr | None = None
+    drafts: bool = True
 
     @field_validator("admin_ids", mode="before")
     @classmethod

@@ -27,3 +27,4 @@ class TelegramConfig:
     api_base_url: str = DEFAULT_API_BASE_URL
     admin_ids: tuple[int, ...] = ()
     webhook: Webhook | None = None  # None: long polling
+    drafts: bool = True  # private chats stream as native drafts (no Stop button on them)

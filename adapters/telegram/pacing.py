@@ -30,6 +30,7 @@ class Limits:
     first_show_delay_s: float = 0.6  # short replies arrive whole, in one call
     typing_delay_s: float = 0.3
     typing_every_s: float = 4.5
+    draft_keep_s: float = 20.0  # a draft unchanged this long is sent again (it fades at 30 s)
 
 
 STREAM_SILENCE_S = 60.0

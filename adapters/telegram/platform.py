@@ -28,17 +28,21 @@ from telegram.request import BaseRequest
 
 from adapters.i18n import LANGUAGES, SOURCE_LANGUAGE
 from adapters.telegram.admins import AdminDirectory
+from adapters.telegram.buttons import NOT_YOURS, STOP, controls_for
 from adapters.telegram.config import TelegramConfig, Webhook
+from adapters.telegram.drafts import DraftSupport
 from adapters.telegram.files import TelegramFiles, file_base_url
 from adapters.telegram.inbound import BotIdentity, is_admin_command, translate
 from adapters.telegram.pacing import Limits, Pacers
+from adapters.telegram.presses import ButtonPress, from_button, read_press
 from adapters.telegram.receive import ALLOWED_UPDATES, Poller, WebhookServer
 from adapters.telegram.request import AiohttpRequest, BotApi
 from adapters.telegram.sink import TelegramSink
+from core.chat import NOTHING_TO_STOP, STOPPING
 from core.errors import DeliveryError, RateLimited, StoreFull, StoreUnavailable
 from core.i18n import N_, Translations, only_english
 from core.models import Admission, IncomingMessage
-from core.ports import Inbox
+from core.ports import Inbox, NullSink, ReplySink
 
 log = logging.getLogger("ollabot.telegram")
 
@@ -102,6 +106,7 @@ class TelegramPlatform:
         self._api = BotApi(request, self.bot.base_url)
         self.files = TelegramFiles(self._api, request, self.bot.base_file_url)
         self._pacers = Pacers(limits or Limits())
+        self._drafts = DraftSupport(config.drafts)
         self._admins = AdminDirectory(self.bot, list(config.admin_ids))
         self._told_store_down: set[str] = set()
         self._me: BotIdentity | None = None
@@ -110,9 +115,13 @@ class TelegramPlatform:
         self._webhook: WebhookServer | None = None
         self.webhook_port: int | None = None
 
-    def sinks(self, message: IncomingMessage) -> TelegramSink:
-        """The ``SinkFactory``: a sink built from the message's ``reply_to`` alone."""
-        return TelegramSink(self._api, self._pacers, message.reply_to)
+    def sinks(self, message: IncomingMessage) -> ReplySink:
+        """The ``SinkFactory``: a sink built from the message alone (its ``reply_to``, and
+        whether its answer gets buttons)."""
+        if from_button(message) and message.text == STOP:
+            return NullSink()  # the press was answered on the button: "Stopping the reply."
+        controls = controls_for(message)
+        return TelegramSink(self._api, self._pacers, message.reply_to, controls, self._drafts)
 
     async def start(self) -> None:
         """Connect (getMe), register the command menus and start receiving."""
@@ -154,11 +163,17 @@ class TelegramPlatform:
     async def receive(self, update: Update) -> None:
         """Persist one update as an ``IncomingMessage`` (or ignore it); returns once stored."""
         assert self._me is not None, "start() first"
+        if update.callback_query is not None:
+            await self._receive_press(update)
+            return
         incoming = translate(update, self._me)
         if incoming is None:
             return
         if incoming.is_command:
             incoming = await self._with_admin_flag(incoming)
+        await self._enqueue(incoming)
+
+    async def _enqueue(self, incoming: IncomingMessage) -> None:
         try:
             admission = await self._inbox.enqueue(incoming)
         except StoreUnavailable as error:
@@ -166,6 +181,37 @@ class TelegramPlatform:
             raise  # the update is not confirmed: Telegram delivers it again
         if admission is Admission.LIMITED:
             await self._tell(incoming, RateLimited.notice)
+
+    async def _receive_press(self, update: Update) -> None:
+        """Answer a button press at once (the app shows a spinner until then), then queue the
+        command it stands for, unless it is refused or there is nothing left to stop."""
+        pressed = read_press(update)
+        if not isinstance(pressed, ButtonPress):
+            if pressed is not None:  # not one of our buttons: only end the spinner
+                await self._answer_press(pressed.id, "", "")
+            return
+        refusal = await self._press_refusal(pressed)
+        acknowledgement = STOPPING if pressed.press.verb == STOP else ""
+        await self._answer_press(pressed.query_id, refusal or acknowledgement, pressed.language)
+        if refusal is None:
+            await self._enqueue(pressed.incoming)
+
+    async def _press_refusal(self, pressed: ButtonPress) -> str | None:
+        """Why the press changes nothing (an English text of the catalogue), or None."""
+        if not pressed.own_conversation:
+            return NOT_YOURS
+        if str(pressed.presser_id) != pressed.press.author_id and not await self._admins.is_admin(
+            pressed.presser_id, pressed.chat_id, pressed.in_group
+        ):
+            return NOT_YOURS
+        return NOTHING_TO_STOP if pressed.stale else None
+
+    async def _answer_press(self, query_id: str, text: str, language: str) -> None:
+        shown = self._translations(language).gettext(text) if text else None
+        try:
+            await self._api.call("answerCallbackQuery", callback_query_id=query_id, text=shown)
+        except TelegramError as error:  # too late (a redelivered update): nothing to end
+            log.info("could not answer a button press: %s", error)
 
     async def set_aside(self, raw: object, reason: str) -> None:
         """Keep an update that cannot be read or stored as a dead letter; log it once."""

@@ -33,7 +33,7 @@ log = logging.getLogger("ollabot.telegram.receive")
 
 Handler = Callable[[Update], Awaitable[None]]
 SetAside = Callable[[object, str], Awaitable[None]]
-ALLOWED_UPDATES = ["message"]
+ALLOWED_UPDATES = ["message", "callback_query"]
 STORE_RETRY_S = 0.5
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 

@@ -5,7 +5,11 @@ with parameters as JSON, form or query string; answers ``{"ok": true, "result": 
 ``{"ok": false, "error_code": N, "description": ...}`` with HTTP status N. Methods: getMe,
 getUpdates (long polling; an ``offset`` confirms every earlier update, unconfirmed ones are
 delivered again), deleteWebhook, setWebhook, sendMessage, editMessageText, sendChatAction,
-setMyCommands, getMyCommands, getChatAdministrators, getChatMember.
+setMyCommands, getMyCommands, getChatAdministrators, getChatMember, sendMessageDraft (private
+chats; a draft disappears when the bot sends a message there; ``drafts_enabled=False`` answers
+404 like a Bot API server without the method) and answerCallbackQuery (once per query, for
+queries pushed with ``press``). Inline keyboards (``reply_markup``) are checked and kept on the
+message; an edit without one removes it, as Telegram does.
 
 Limits, as Telegram words them: text longer than 4,096 UTF-16 units after entity parsing
 ("message is too long"), empty text, an edit with unchanged text and entities ("message is not
@@ -14,7 +18,7 @@ unknown or unclosed tag, entities outside the text ("can't parse entities"), and
 rate: more than ``rate_count`` messages (sends and edits) within ``rate_window_s`` gets 429
 with ``parameters.retry_after``; so does a bot-wide rate, when ``global_rate_count`` is set, over
 all chats together. Stricter than the real server where that is simpler (it
-rejects bad entities instead of dropping them). It does not emulate keyboards, inline
+rejects bad entities instead of dropping them). It does not emulate reply keyboards, inline
 mode or chats it has not seen.
 
 Files, as the Bot API hands them to bots: ``add_file`` stores bytes under a new ``file_id``;
@@ -111,6 +115,7 @@ class FakeTelegram:
     admins: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     reject_entities: bool = False  # act like a server that cannot parse our formatting
     migrated: dict[int, int] = field(default_factory=dict)  # basic group id -> supergroup id
+    drafts_enabled: bool = True
     calls: list[Call] = field(default_factory=list)
     url: str = ""
     download_limit: int = 20 * 1024 * 1024
@@ -120,6 +125,12 @@ class FakeTelegram:
         self._next_update_id = 815300100
         self._next_message_id: dict[int, int] = defaultdict(lambda: 100)
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}
+        self.drafts: dict[tuple[int, int], dict[str, Any]] = {}  # (chat, draft_id) -> shown
+        self.drafted: list[dict[str, Any]] = []  # every draft shown, in order
+        self.callback_answers: dict[str, dict[str, Any]] = {}
+        self._queries: set[str] = set()
+        self._next_query = 4_382_100_000_000_000_000
+        self._user_messages: dict[tuple[int, int], dict[str, Any]] = {}
         self.chats: dict[int, dict[str, Any]] = {}
         self._recent: dict[int, deque[float]] = defaultdict(deque)
         self._recent_all: deque[float] = deque()
@@ -160,6 +171,7 @@ class FakeTelegram:
         message = update.get("message") or {}
         if "chat" in message:
             self.chats[message["chat"]["id"]] = message["chat"]
+            self._user_messages[(message["chat"]["id"], message["message_id"])] = message
         self._updates.append(update)
         self._notify()
         return int(update["update_id"])
@@ -171,6 +183,16 @@ class FakeTelegram:
             for (c, _), m in sorted(self.messages.items())
             if c == chat_id and (thread_id is None or m.get("message_thread_id") == thread_id)
         ]
+
+    def press(self, user: dict[str, Any], message: dict[str, Any], data: str) -> str:
+        """``user`` presses the inline button with ``data`` under the bot's ``message`` (as
+        it is now); returns the callback query's id."""
+        current = self.messages[(message["chat"]["id"], message["message_id"])]
+        self._next_query += 1
+        query_id = str(self._next_query)
+        self._queries.add(query_id)
+        self.push({"callback_query": callback_query(query_id, user, current, data)})
+        return query_id
 
     def calls_to(self, method: str, status: int | None = None) -> list[Call]:
         return [
@@ -332,7 +354,10 @@ class FakeTelegram:
     async def _m_sendMessage(self, params: dict[str, Any]) -> Any:
         chat = self._chat(params)
         text, entities = _formatted(params, self.reject_entities)
+        markup = _inline_keyboard(params)
         self._rate(chat["id"])
+        for key in [k for k in self.drafts if k[0] == chat["id"]]:
+            del self.drafts[key]  # a real message replaces the chat's drafts
         message_id = self._next_message_id[chat["id"]] = self._next_message_id[chat["id"]] + 1
         message: dict[str, Any] = {
             "message_id": message_id,
@@ -346,6 +371,14 @@ class FakeTelegram:
         if params.get("message_thread_id") and chat.get("is_forum"):
             message["message_thread_id"] = int(params["message_thread_id"])
             message["is_topic_message"] = True
+        quoted = (params.get("reply_parameters") or {}).get("message_id")
+        replied = self._user_messages.get((chat["id"], int(quoted or 0)))
+        if replied is not None:
+            message["reply_to_message"] = {
+                k: v for k, v in replied.items() if k != "reply_to_message"
+            }
+        if markup:
+            message["reply_markup"] = markup
         self.messages[(chat["id"], message_id)] = message
         return message
 
@@ -355,13 +388,52 @@ class FakeTelegram:
         if message is None:
             raise ApiError(400, "Bad Request: message to edit not found")
         text, entities = _formatted(params, self.reject_entities)
-        if text == message["text"] and entities == message.get("entities", []):
+        markup = _inline_keyboard(params)
+        if (text, entities, markup) == (
+            message["text"],
+            message.get("entities", []),
+            message.get("reply_markup"),
+        ):
             raise ApiError(400, NOT_MODIFIED)
         self._rate(chat["id"])
         message.update(text=text, entities=entities, edit_date=int(time.time()))
         if not entities:
             message.pop("entities")
+        message.pop("reply_markup", None)
+        if markup:
+            message["reply_markup"] = markup
         return message
+
+    async def _m_sendMessageDraft(self, params: dict[str, Any]) -> Any:
+        if not self.drafts_enabled:
+            raise ApiError(404, "Not Found: method not found")
+        chat = self._chat(params)
+        if chat["type"] != "private":
+            raise ApiError(400, "Bad Request: drafts can be sent only to private chats")
+        draft_id = int(params.get("draft_id") or 0)
+        if draft_id == 0:
+            raise ApiError(400, "Bad Request: draft_id must be non-zero")
+        if params.get("text"):
+            text, entities = _formatted(params, self.reject_entities)
+        else:
+            text, entities = "", []  # Telegram shows "Thinking..."
+        self._rate(chat["id"])
+        shown = {"chat_id": chat["id"], "draft_id": draft_id, "text": text, "entities": entities}
+        self.drafts[(chat["id"], draft_id)] = shown
+        self.drafted.append(shown)
+        return True
+
+    async def _m_answerCallbackQuery(self, params: dict[str, Any]) -> Any:
+        query_id = str(params.get("callback_query_id") or "")
+        if query_id not in self._queries or query_id in self.callback_answers:
+            raise ApiError(
+                400,
+                "Bad Request: query is too old and response timeout expired or query ID is invalid",
+            )
+        if len(str(params.get("text") or "")) > 200:
+            raise ApiError(400, "Bad Request: MESSAGE_TOO_LONG")
+        self.callback_answers[query_id] = params
+        return True
 
     # -- checks ---------------------------------------------------------------------------------
 
@@ -396,6 +468,25 @@ class FakeTelegram:
                 )
         for recent, _, _ in limits:
             recent.append(now)
+
+
+def _inline_keyboard(params: dict[str, Any]) -> dict[str, Any] | None:
+    """The message's inline keyboard, checked as Telegram checks callback buttons."""
+    markup = params.get("reply_markup")
+    if isinstance(markup, str):
+        markup = json.loads(markup)
+    if markup is None:
+        return None
+    rows = markup.get("inline_keyboard") if isinstance(markup, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
+        raise ApiError(400, "Bad Request: can't parse inline keyboard button: not an array")
+    for button in (b for row in rows for b in row):
+        data = button.get("callback_data") if isinstance(button, dict) else None
+        if not isinstance(data, str) or not 1 <= len(data.encode()) <= 64:
+            raise ApiError(400, "Bad Request: BUTTON_DATA_INVALID")
+        if not str(button.get("text") or "").strip():
+            raise ApiError(400, "Bad Request: text buttons are unallowed in the inline keyboard")
+    return {"inline_keyboard": [[dict(b) for b in row] for row in rows]} if rows else None
 
 
 # -- formatting checks ---------------------------------------------------------------------------
@@ -595,6 +686,19 @@ def supergroup(
 
 
 _message_ids = iter(range(1000, 10**9))
+
+
+def callback_query(
+    query_id: str, user: dict[str, Any], message: dict[str, Any], data: str
+) -> dict[str, Any]:
+    """A ``callback_query`` update body: ``user`` pressed a button of the bot's ``message``."""
+    return {
+        "id": query_id,
+        "from": user,
+        "message": json.loads(json.dumps(message)),  # as it is at the press, not later
+        "chat_instance": str(-7_214_466_318_260_457_411 - message["chat"]["id"]),
+        "data": data,
+    }
 
 
 def message(

@@ -41,7 +41,8 @@ def entity_text(text: str, entity: dict[str, Any]) -> str:
 
 
 def shown_thinking(fake: FakeTelegram) -> bool:
-    calls = fake.calls_to("sendMessage", 200) + fake.calls_to("editMessageText", 200)
+    writes = ("sendMessage", "editMessageText", "sendMessageDraft")  # a draft in private chats
+    calls = [call for method in writes for call in fake.calls_to(method, 200)]
     return any(call.params.get("text") == THINKING_NOTICE for call in calls)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from telegram import Bot, Update
 
+from adapters.telegram.buttons import DATA_LIMIT, Press
 from adapters.telegram.inbound import BotIdentity, strip_mention, translate
 from adapters.telegram.pacing import ChatPacer, Limits
 from adapters.telegram.render import render, split_ranges
@@ -199,3 +200,11 @@ def test_a_command_in_a_files_caption_is_read() -> None:
 
     assert incoming is not None and incoming.is_command and incoming.text == "kb add"
     assert incoming.replied_text == ""
+
+
+def test_button_data_fits_telegrams_64_bytes_and_reads_back() -> None:
+    longest = Press("retry", str(2**53), f"tg:-100{2**52}:{2**31}")
+    assert len(longest.data.encode()) <= DATA_LIMIT
+    assert Press.read(longest.data) == longest
+    for foreign in (None, "", "like 1 tg:5", "stop alice tg:5", "stop 1"):
+        assert Press.read(foreign) is None
