@@ -13,9 +13,13 @@ from typing import Any
 import structlog
 from pydantic import SecretStr
 
+from adapters.document_text import DocumentText
 from adapters.i18n import Catalogues
+from adapters.memory_knowledge import MemoryKnowledge
 from adapters.memory_store import MemoryStore
+from adapters.ollama_embed import OllamaEmbedder
 from adapters.ollama_llm import OllamaLLM
+from adapters.redis_knowledge import RedisKnowledge
 from adapters.redis_store import RedisStore
 from adapters.stt_client import OpenAITranscriber
 from bots.instance import default_instance, held_instance
@@ -25,6 +29,8 @@ from core.chat import ChatConfig, ChatService
 from core.commands import AdminService
 from core.fewshot import FewShotCatalog, parse_templates
 from core.i18n import Translations
+from core.knowledge import Splitting
+from core.knowledge_base import KnowledgeBase, KnowledgeConfig
 from core.media import MB
 from core.outbox import Outbox
 from core.ports import LLM, FileSource, Metrics, ModelInfo, NullMetrics, SinkFactory, Transcriber
@@ -56,6 +62,50 @@ def open_store(settings: Settings, on_dead_letter: Callable[[str], None] | None 
         sentinels = settings.redis.sentinel_addresses()
         return RedisStore.from_sentinels(sentinels, settings.redis.service, url, **options)
     return RedisStore.from_url(url, **options)
+
+
+def open_knowledge_store(settings: Settings) -> MemoryKnowledge | RedisKnowledge:
+    """Where documents are kept: beside the conversations (in memory with ``memory://``)."""
+    r, k = settings.redis, settings.knowledge
+    url = r.url.get_secret_value()
+    if url.startswith("memory://"):
+        return MemoryKnowledge()
+    index = {"auto": None, "on": True, "off": False}[k.index]
+    options: dict[str, Any] = {"prefix": r.prefix, "use_index": index, "algorithm": k.algorithm}
+    if r.sentinels:
+        return RedisKnowledge.from_sentinels(
+            r.sentinel_addresses(), r.service, url, socket_timeout_s=r.socket_timeout_s, **options
+        )
+    return RedisKnowledge.from_url(url, socket_timeout_s=r.socket_timeout_s, **options)
+
+
+def knowledge_config(settings: Settings) -> KnowledgeConfig:
+    k = settings.knowledge
+    return KnowledgeConfig(
+        max_file_bytes=int(k.max_file_mb * MB),
+        splitting=Splitting(k.passage_chars, min(k.overlap_chars, k.passage_chars // 2)),
+        share=k.share,
+        most=k.passages,
+    )
+
+
+@contextlib.asynccontextmanager
+async def knowledge_base(settings: Settings) -> AsyncIterator[KnowledgeBase | None]:
+    """The knowledge base the settings ask for (None when disabled), closed on exit."""
+    o = settings.ollama
+    if not settings.knowledge.enabled or not o.embed_model:
+        yield None
+        return
+    store = open_knowledge_store(settings)
+    embedder = OllamaEmbedder(
+        o.host, o.embed_model, connect_timeout_s=o.connect_timeout_s, keep_alive=o.keep_alive
+    )
+    try:
+        yield KnowledgeBase(store, embedder, DocumentText(), config=knowledge_config(settings))
+    finally:
+        await embedder.close()
+        if isinstance(store, RedisKnowledge):
+            await store.close()
 
 
 def open_transcriber(settings: Settings) -> OpenAITranscriber | None:
@@ -97,7 +147,8 @@ async def embedded_parts(settings: Settings) -> AsyncIterator[Settings]:
             redis = redis.model_copy(update={"url": SecretStr(url)})
         if ollama.host == EMBEDDED:
             host, model = await stack.enter_async_context(embedded_model(settings))
-            ollama = ollama.model_copy(update={"host": host, "model": model})
+            # The embedded server embeds with its one model too.
+            ollama = ollama.model_copy(update={"host": host, "model": model, "embed_model": model})
         yield settings.model_copy(update={"redis": redis, "ollama": ollama})
 
 
@@ -168,6 +219,7 @@ class Services:
     outbox: Outbox
     metrics: Metrics
     owner: str
+    knowledge: KnowledgeBase | None = None  # platforms add their FileSource to it
 
     def worker(
         self,
@@ -192,6 +244,7 @@ def build_services(
     catalog: FewShotCatalog | None = None,
     metrics: Metrics | None = None,
     translations: Translations | None = None,
+    knowledge: KnowledgeBase | None = None,
     transcriber: Transcriber | None = None,
 ) -> Services:
     """The one wiring of the core, for the CLI, the service, the tests and the benchmarks.
@@ -210,6 +263,7 @@ def build_services(
         config.num_ctx,
         config.default_system_prompt,
         config.default_preset,
+        knowledge=knowledge,
     )
     translations = translations or Catalogues(config.language)
     service = ChatService(
@@ -221,10 +275,11 @@ def build_services(
         admin,
         metrics=metrics,
         translations=translations,
+        knowledge=knowledge,
         transcriber=transcriber,
         models=llm if isinstance(llm, ModelInfo) else None,
     )
-    return Services(store, service, Outbox(store, store, metrics), metrics, owner)
+    return Services(store, service, Outbox(store, store, metrics), metrics, owner, knowledge)
 
 
 @dataclass
@@ -304,10 +359,20 @@ async def runtime(
         transcriber = open_transcriber(settings)
         names = instances or [settings.instance or default_instance()]
         try:
-            async with held_instance(store, names, wait_s=11.0) as name:
+            async with (
+                held_instance(store, names, wait_s=11.0) as name,
+                knowledge_base(settings) as knowledge,
+            ):
                 config = chat_config(settings, model)
                 services = build_services(
-                    store, llm, config, name, catalog, metrics, transcriber=transcriber
+                    store,
+                    llm,
+                    config,
+                    name,
+                    catalog,
+                    metrics,
+                    knowledge=knowledge,
+                    transcriber=transcriber,
                 )
                 rt = Runtime(settings, llm, services, model)
                 try:

@@ -61,7 +61,13 @@ async def check_ollama(settings: Settings) -> list[Check]:
     detail = (
         f"{tag} is installed" if present else f"{tag} is missing. Fix: ollabot model pull {tag}"
     )
-    return [*checks, Check("model", present, detail), vision_check(settings, installed)]
+    model = Check("model", present, detail)
+    return [
+        *checks,
+        model,
+        vision_check(settings, installed),
+        *check_embed_model(settings, installed),
+    ]
 
 
 def vision_check(settings: Settings, installed: list[str]) -> Check:
@@ -97,6 +103,18 @@ async def check_speech_to_text(settings: Settings) -> Check:
         return Check("speech-to-text", True, f"answers at {url}")
     detail = f"nothing answers at {url}. Fix: start the server or fix OLLABOT_STT__URL"
     return Check("speech-to-text", False, detail, warning_only=True)
+
+
+def check_embed_model(settings: Settings, installed: list[str]) -> list[Check]:
+    """The embedding model of the documents (``kb add``): a warning, since chat works without."""
+    tag = settings.ollama.embed_model
+    if not settings.knowledge.enabled or not tag:
+        return []
+    if tag in installed or f"{tag}:latest" in installed:
+        return [Check("embedding model", True, f"{tag} is installed")]
+    fix = f"ollama pull {tag}, or OLLABOT_KNOWLEDGE__ENABLED=false"
+    detail = f"{tag} is missing, so documents (kb add) cannot be read. Fix: {fix}"
+    return [Check("embedding model", False, detail, warning_only=True)]
 
 
 def out_of_memory(info: dict[str, str]) -> bool:

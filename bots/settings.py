@@ -85,6 +85,19 @@ class SttSettings(BaseModel):
     timeout_s: float = Field(120.0, gt=0)
 
 
+class KnowledgeSettings(BaseModel):
+    """Documents a channel's answers draw on (``kb add``)."""
+
+    enabled: bool = True
+    max_file_mb: float = Field(10.0, gt=0)
+    passage_chars: int = Field(1000, ge=200, le=8000)
+    overlap_chars: int = Field(150, ge=0, le=2000)
+    passages: int = Field(4, ge=1, le=20)  # at most this many in one prompt
+    share: float = Field(0.4, gt=0, le=0.9)  # of the prompt left after the new message
+    index: Literal["auto", "on", "off"] = "auto"  # Redis vector index: when the server has one
+    algorithm: Literal["FLAT", "HNSW"] = "FLAT"
+
+
 class TelegramSettings(BaseModel):
     token: SecretStr | None = None
     api_base_url: str = "https://api.telegram.org/bot"
@@ -157,6 +170,7 @@ class Settings(BaseSettings):
     ollama: OllamaSettings = OllamaSettings()
     redis: RedisSettings = RedisSettings()
     chat: ChatSettings = ChatSettings()
+    knowledge: KnowledgeSettings = KnowledgeSettings()
     telegram: TelegramSettings = TelegramSettings()
     slack: SlackSettings = SlackSettings()
     stt: SttSettings = SttSettings()

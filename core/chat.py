@@ -14,6 +14,7 @@ from core import commands, presets, quota
 from core.affinity import Affinity, affinity_of
 from core.errors import (
     FileRefused,
+    LLMError,
     MessageRejected,
     ModelNotFound,
     OllabotError,
@@ -22,6 +23,8 @@ from core.errors import (
 from core.fewshot import FewShotCatalog
 from core.generation import Generated, generate
 from core.i18n import N_, Translations, _, only_english, speaking
+from core.knowledge import Hit, sources_line
+from core.knowledge_base import KnowledgeBase
 from core.media import (
     DEFAULT_VISION_MODEL,
     MB,
@@ -52,7 +55,7 @@ from core.ports import (
     ReplySink,
     Transcriber,
 )
-from core.prompting import DEFAULT_SYSTEM_PROMPT, Budget, TokenEstimator, assemble
+from core.prompting import DEFAULT_SYSTEM_PROMPT, Budget, Knowledge, TokenEstimator, assemble
 from core.text import shortened
 
 STOPPING = N_("Stopping the reply.")
@@ -116,9 +119,11 @@ class ChatService:
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         translations: Translations = only_english,
+        knowledge: KnowledgeBase | None = None,
         transcriber: Transcriber | None = None,
         models: ModelInfo | None = None,
     ) -> None:
+        self._knowledge = knowledge
         self._clock = clock
         self._charging: set[asyncio.Task[None]] = set()
         self.translations = translations
@@ -134,8 +139,11 @@ class ChatService:
         self._media = MediaReader(media, transcriber, models)
 
     def add_file_source(self, platform: str, files: FileSource) -> None:
-        """Where the attachments of ``platform``'s messages are fetched from."""
+        """Where the attachments of ``platform``'s messages (and documents for ``kb add``)
+        are fetched from."""
         self._media.files[platform] = files
+        if self._knowledge is not None:
+            self._knowledge.add_file_source(platform, files)
 
     async def handle(self, entry: InboxEntry, sink: ReplySink, skip_order: bool = False) -> Handled:
         """Answer ``entry`` if it is its turn, and store the answer (or the notice) for delivery.
@@ -281,6 +289,7 @@ class ChatService:
         next_seq = context.history[-1].seq + 1 if context.history else context.window_start
         author = message.author_name if message.in_group else ""
         user_turn = Turn("user", message.text.strip(), next_seq, author)
+        knowledge, unsearched = await self._knowledge_for(message, settings.knowledge)
         prompt = assemble(
             settings.system_prompt or self._config.default_system_prompt,
             self._catalog.find(settings.fewshot),
@@ -294,6 +303,7 @@ class ChatService:
             ),
             self._estimator,
             read.images,
+            knowledge,
         )
         channel_model = settings.model or self._config.default_model
         request = ChatRequest(
@@ -314,11 +324,29 @@ class ChatService:
         reply = Turn("assistant", text, next_seq + 1)
         outcome = Outcome((user_turn, reply), prompt.window_start, text, context.replaces_from)
         reasoning = generated.thinking.strip() if settings.think == "show" else ""
+        notes = [sources_line(prompt.passages, text), unsearched]
+        answer = "\n\n".join([_shown(generated, text, params.max_tokens), *filter(None, notes)])
         shown = self._to_deliver(
-            _quoted(read.heard, _shown(generated, text, params.max_tokens)),
+            _quoted(read.heard, answer),
             reasoning=shortened(reasoning, REASONING_KEPT_CHARS),
         )
         return outcome, shown, generated.gpu_s
+
+    async def _knowledge_for(self, message: IncomingMessage, on: bool) -> tuple[Knowledge, str]:
+        """The channel's passages for the message, and a note when they could not be searched
+        (the answer goes on without them)."""
+        if self._knowledge is None or not on:
+            return Knowledge(), ""
+        hits: list[Hit] = []
+        note = ""
+        try:
+            hits = await self._knowledge.search(message.channel, message.text)
+        except LLMError as error:
+            note = _("(I could not search this chat's documents: {reason})").format(
+                reason=error.localized()
+            )
+        config = self._knowledge.config
+        return Knowledge(tuple(hits), config.share, config.most), note
 
     async def _generate(
         self, request: ChatRequest, heard: str, sink: ReplySink, stopped: asyncio.Event

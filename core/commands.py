@@ -1,4 +1,4 @@
-"""The chat commands (preset, system, fewshot, model, think, reset, help), parsed and
+"""The chat commands (preset, system, fewshot, model, think, kb, reset, help), parsed and
 executed."""
 
 from __future__ import annotations
@@ -8,10 +8,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from core import presets, quota
+from core import knowledge_commands, presets, quota
 from core.errors import InvalidCommand, NotAuthorized
 from core.fewshot import FewShotCatalog
 from core.i18n import N_, _
+from core.knowledge_base import KnowledgeBase
 from core.models import AuditEntry, ChannelSettings, IncomingMessage
 from core.ports import ConversationStore
 from core.prompting import DEFAULT_SYSTEM_PROMPT
@@ -40,6 +41,14 @@ GRAMMAR: dict[str, dict[str, tuple[bool, int]]] = {
     "think": {"current": (False, 0), "show": (True, 0), "hide": (True, 0)},
     "audit": {"show": (True, 0)},
     "quota": {"show": (False, 0), "user": (True, 2), "channel": (True, 1), "off": (True, 0)},
+    "kb": {
+        "show": (False, 0),
+        "list": (False, 0),
+        "add": (True, 0),
+        "forget": (True, 1),
+        "on": (True, 0),
+        "off": (True, 0),
+    },
     "usage": {"": (False, 0)},
     "stop": {"": (False, 0)},
     "retry": {"": (False, 0)},
@@ -56,6 +65,7 @@ USAGE = {
     "think": "think | think show | think hide",
     "audit": "audit",
     "quota": "quota | quota user ID 30m/day | quota channel 2h/day | quota off",
+    "kb": "kb list | kb add | kb forget ID | kb on | kb off",
 }
 # Commands about the reply being generated: answered at once, not after it.
 URGENT = frozenset({"stop"})
@@ -121,6 +131,8 @@ def help_text(prefix: str) -> str:
         f"{prefix}undo — " + _("forget the last question and answer"),
         f"{prefix}reset — " + _("forget this conversation"),
         f"{prefix}usage — " + _("your model time today"),
+        f"{prefix}kb add — "
+        + _("as the caption of a document or a reply to a message: answers will draw on it"),
         f"{prefix}help — " + _("this message"),
         _("Admins:"),
     ]
@@ -142,8 +154,10 @@ class AdminService:
         default_system_prompt: str = DEFAULT_SYSTEM_PROMPT,
         default_preset: str = presets.DEFAULT_PRESET,
         clock: Callable[[], datetime] = _utc_now,
+        knowledge: KnowledgeBase | None = None,
     ) -> None:
         self._store = store
+        self._knowledge = knowledge
         self._default_preset = default_preset
         self._clock = clock
         self._catalog = catalog
@@ -160,7 +174,8 @@ class AdminService:
             raise
 
     async def _run(self, message: IncomingMessage, command: Command) -> str:
-        if command.admin_only and not message.is_admin:
+        own_chat = knowledge_commands.may_change_in_private(message, command.verb)
+        if command.admin_only and not message.is_admin and not own_chat:
             raise NotAuthorized(AUDIT_ADMINS_ONLY if command.verb == "audit" else None)
         if command.verb in ("help", "start"):
             return help_text(message.command_prefix)
@@ -173,6 +188,10 @@ class AdminService:
         if command.verb == "usage":
             usage = await self._store.usage(message, quota.today(self._clock()))
             return quota.usage_text(usage, settings, message.author_id, message.is_admin)
+        if command.verb == "kb" and command.action not in ("on", "off"):
+            return await knowledge_commands.run(
+                self._knowledge, self._store, message, command.action, command.args, settings
+            )
         handler = getattr(self, f"_{command.verb}_{command.action}")
         result: tuple[str, ChannelSettings | None, str] = handler(settings, *command.args)
         reply, changed, field = result
@@ -315,6 +334,14 @@ class AdminService:
 
     def _fewshot_clear(self, s: ChannelSettings) -> tuple[str, ChannelSettings, str]:
         return _("Few-shot template cleared."), replace(s, fewshot=None), "fewshot"
+
+    def _kb_on(self, s: ChannelSettings) -> tuple[str, ChannelSettings, str]:
+        answer = _("Answers in this chat now draw on its documents.")
+        return answer, replace(s, knowledge=True), "knowledge"
+
+    def _kb_off(self, s: ChannelSettings) -> tuple[str, ChannelSettings, str]:
+        answer = _("Answers in this chat no longer draw on its documents (they are kept).")
+        return answer, replace(s, knowledge=False), "knowledge"
 
     def _model_show(self, s: ChannelSettings) -> tuple[str, None, str]:
         return _("Model: {model}").format(model=s.model or self._default_model), None, ""

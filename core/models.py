@@ -64,6 +64,10 @@ class IncomingMessage:
     reply_to: dict[str, str] = field(default_factory=dict)
     language: str = ""  # the author's language code as the platform gives it ("es", "en-US")
     attachments: tuple[Attachment, ...] = ()
+    # The message this one replies to, where a command uses it (``kb add``): its text and a
+    # link to it (empty where the platform has none, as in private chats).
+    replied_text: str = ""
+    replied_link: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +133,7 @@ class ChannelSettings:
     model: str | None = None
     user_quota_s: dict[str, float] = field(default_factory=dict)  # author id -> a day's
     channel_quota_s: float | None = None  # GPU seconds a day for the whole channel
+    knowledge: bool = True  # answers draw on the channel's documents (``kb on|off``)
     think: ThinkMode = "hide"  # whether a thinking model's reasoning is shown with the answer
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import Protocol, runtime_checkable
 
+from core.knowledge import Document, Hit, Passage
 from core.models import (
     Admission,
     Attachment,
@@ -65,6 +66,50 @@ class FileSource(Protocol):
     async def fetch(self, attachment: Attachment, max_bytes: int) -> bytes:
         """The file's bytes; raise ``FileRefused`` when it is larger than ``max_bytes`` or
         the platform will not hand it over."""
+        ...
+
+
+class Embedder(Protocol):
+    """Turns text into vectors for the knowledge search (Ollama's ``/api/embed``).
+
+    Documents and questions are embedded apart: some models want each marked as such.
+    Raises an ``LLMError`` (``ModelNotFound`` when the embedding model is not installed).
+    """
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+    async def embed_query(self, text: str) -> list[float]: ...
+
+
+class DocumentReader(Protocol):
+    """The text of a file (plain text, Markdown, PDF); raises ``FileRefused`` for a kind it
+    does not read or a damaged file."""
+
+    async def text(self, data: bytes, name: str, mime: str) -> str: ...
+
+
+class KnowledgeStore(Protocol):
+    """The channels' documents, their passages and the passages' vectors."""
+
+    async def add(
+        self,
+        channel: str,
+        document: Document,
+        passages: Sequence[Passage],
+        vectors: Sequence[Sequence[float]],
+    ) -> None:
+        """Store the document with all its passages at once, or nothing."""
+
+    async def documents(self, channel: str) -> list[Document]:
+        """The channel's documents, oldest first."""
+        ...
+
+    async def forget(self, channel: str, document_id: str) -> Document | None:
+        """Delete the document and all its passages at once; None when there is none."""
+        ...
+
+    async def search(self, channel: str, vector: Sequence[float], count: int) -> list[Hit]:
+        """The ``count`` passages of the channel closest to ``vector`` (cosine), closest first."""
         ...
 
 

@@ -1,4 +1,12 @@
-"""Prompt assembly: system prompt, few-shot pairs, trimmed history, the new turn."""
+"""Prompt assembly: system prompt, few-shot pairs, trimmed history, retrieved passages, the
+new turn.
+
+What must fit comes first: the system prompt, the examples and the new turn are never dropped
+(``PromptTooLong`` when they alone overflow); then the retrieved passages take up to
+``Knowledge.share`` of what is left, best first; the history gets the rest. The passages sit
+just before the new turn, so the prefix the model server caches (system, examples, history)
+does not change with each question's passages.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +18,7 @@ from dataclasses import dataclass
 
 from core.errors import PromptTooLong
 from core.fewshot import FewShotTemplate
+from core.knowledge import Hit, Passage, choose, context_message, share
 from core.models import ChatMessage, Turn
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -112,9 +121,19 @@ class Budget:
 
 
 @dataclass(frozen=True, slots=True)
+class Knowledge:
+    """Passages found for the new turn, and how much of the prompt they may take."""
+
+    hits: tuple[Hit, ...] = ()
+    share: float = 0.4  # of the tokens left after system prompt, examples and new turn
+    most: int = 4
+
+
+@dataclass(frozen=True, slots=True)
 class Prompt:
     messages: tuple[ChatMessage, ...]
     window_start: int
+    passages: tuple[Passage, ...] = ()
 
 
 def render_turn(turn: Turn) -> ChatMessage:
@@ -131,6 +150,7 @@ def assemble(
     budget: Budget,
     estimator: TokenEstimator,
     images: tuple[bytes, ...] = (),
+    knowledge: Knowledge = Knowledge(),
 ) -> Prompt:
     """Build the request; drop oldest whole pairs, with headroom so the prefix stays put.
 
@@ -145,15 +165,34 @@ def assemble(
     fixed = estimator.messages([*head, tail])
     if fixed > budget.prompt_tokens:
         raise PromptTooLong()
+    available = budget.prompt_tokens - fixed
+    passages, block = _passages(knowledge, available, estimator)
+    available -= sum(estimator.text(m.content) for m in block)
     window = _pairs_from(history, window_start)
     rendered = [render_turn(t) for t in window]
     costs = [estimator.text(m.content) for m in rendered]
-    available = budget.prompt_tokens - fixed
     first = 0
     if sum(costs) > available:
         first = _first_kept(window, costs, math.floor(available * budget.headroom))
     start = window[first].seq if first < len(window) else new_turn.seq
-    return Prompt((*head, *rendered[first:], tail), start)
+    return Prompt((*head, *rendered[first:], *block, tail), start, passages)
+
+
+def _passages(
+    knowledge: Knowledge, available: int, estimator: TokenEstimator
+) -> tuple[tuple[Passage, ...], list[ChatMessage]]:
+    """The passages that fit their share, and the message that carries them (if any)."""
+    if not knowledge.hits:
+        return (), []
+
+    def cost(passages: Sequence[Passage]) -> int:
+        return estimator.text(neutralise(context_message(passages).content))
+
+    chosen = choose(knowledge.hits, share(available, knowledge.share), cost, knowledge.most)
+    if not chosen:
+        return (), []
+    block = context_message(chosen)
+    return chosen, [ChatMessage(block.role, neutralise(block.content))]
 
 
 def _pairs_from(history: Sequence[Turn], window_start: int) -> list[Turn]:

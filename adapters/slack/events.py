@@ -98,6 +98,16 @@ def message_from_event(body: dict[str, Any], bot: BotIdentity) -> IncomingMessag
     )
 
 
+_KB_ADD = re.compile(r"(?:/\S+\s+)?kb\s+add", re.IGNORECASE)
+
+
+def shares_a_document(message: IncomingMessage) -> bool:
+    """A file shared with the text ``kb add`` (or ``/ollabot kb add``): a slash command
+    cannot carry a file, so this message stands for the command."""
+    documents = any(a.kind == "document" for a in message.attachments)
+    return documents and _KB_ADD.fullmatch(message.text.strip()) is not None
+
+
 def attachment(file: dict[str, Any]) -> Attachment:
     """One of a message's ``files`` as an attachment."""
     mime = str(file.get("mimetype") or "")

@@ -212,6 +212,8 @@ class SlackPlatform:
     async def _enqueue(self, body: dict[str, Any]) -> None:
         message = events.message_from_event(body, self._bot)
         message = replace(message, language=await self._language(message.author_id))
+        if events.shares_a_document(message):
+            message = await self._as_kb_add(message)
         admission = await self._inbox.enqueue(message)
         if admission is Admission.DUPLICATE:
             log.info("event %s already received; not answering twice", message.message_id)
@@ -219,6 +221,17 @@ class SlackPlatform:
             # after the ack: nothing may call Slack before it, so the notice goes in the background
             self._notices.add(task := asyncio.create_task(self._tell_limited(message)))
             task.add_done_callback(self._notices.discard)
+
+    async def _as_kb_add(self, message: IncomingMessage) -> IncomingMessage:
+        """The shared file's message as ``kb add``; in a channel it needs an admin (Slack is
+        asked only then), in a DM it is the author's own."""
+        admin = message.in_group and await self._admins.is_admin(
+            message.author_id, self._bot.team_id
+        )
+        prefix = f"{self._command} "
+        return replace(
+            message, text="kb add", is_command=True, is_admin=admin, command_prefix=prefix
+        )
 
     async def _tell_limited(self, message: IncomingMessage) -> None:
         with contextlib.suppress(DeliveryError):

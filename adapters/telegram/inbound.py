@@ -23,7 +23,7 @@ from core.models import Attachment, AttachmentKind, IncomingMessage
 PLATFORM = "telegram"
 PUBLIC_COMMANDS = ("start", "help", "reset", "stop", "retry", "undo")
 # Commands whose answer depends on the author being an admin (usage: the top users too).
-ADMIN_COMMANDS = ("preset", "system", "fewshot", "model", "think", "audit", "quota", "usage")
+ADMIN_COMMANDS = ("preset", "system", "fewshot", "model", "think", "audit", "quota", "usage", "kb")
 KNOWN_COMMANDS = (*PUBLIC_COMMANDS, *ADMIN_COMMANDS, "ask")
 DOWNLOAD_LIMIT = 20 * 1024 * 1024  # the largest file the Bot API hands a bot (getFile)
 
@@ -165,6 +165,7 @@ def _build(update: Update, message: Message, text: str, is_command: bool) -> Inc
         reply_to["thread_id"] = str(topic)
     if group:
         reply_to["message_id"] = str(message.message_id)
+    replied_text, replied_link = _replied(message) if is_command else ("", "")
     return IncomingMessage(
         platform=PLATFORM,
         message_id=str(update.update_id),
@@ -179,4 +180,15 @@ def _build(update: Update, message: Message, text: str, is_command: bool) -> Inc
         reply_to=reply_to,
         language=author.language_code or "",
         attachments=attachments(message),
+        replied_text=replied_text,
+        replied_link=replied_link,
     )
+
+
+def _replied(message: Message) -> tuple[str, str]:
+    """The text of the message a command replies to (``/kb add``) and its link (only
+    supergroups and channels have links). A forum topic's implicit reply is no reply."""
+    replied = message.reply_to_message
+    if replied is None or replied.forum_topic_created is not None:
+        return "", ""
+    return replied.text or replied.caption or "", replied.link or ""

@@ -68,6 +68,7 @@ PUBLIC_MENU = (
     BotCommand("reset", N_("Forget this conversation")),
     BotCommand("usage", N_("Model time used today")),
     BotCommand("ask", N_("Ask me something (in groups)")),
+    BotCommand("kb", N_("Documents my answers draw on: kb add, kb list")),
 )
 ADMIN_MENU = (
     *PUBLIC_MENU,

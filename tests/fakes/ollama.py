@@ -7,6 +7,10 @@ What it emulates (see ``wire/README.md`` beside this file, section ollama/):
 - errors as ``{"error": ...}`` with the HTTP status, or as a line mid-stream with status 200;
 - ``GET /api/tags``, ``POST /api/show``, ``GET /api/ps``, ``POST /api/pull``, ``GET /api/version``,
   ``HEAD /`` and ``GET /`` ("Ollama is running");
+- ``POST /api/embed`` for the models in ``embed_models``: deterministic vectors, a hashed bag of
+  words (accents folded, short and common words left out), so texts sharing words are close
+  and a search means something; another model is a 404 like Ollama's, and after
+  ``embed_failing_after`` requests the runner "crashes" (500);
 - ``/api/show`` answers the wire file, with a test's per-model fields (``shows``: template,
   parameters, tokenizer arrays) laid over it; like Ollama, arrays of more than five items
   (the vocabulary) are sent empty unless the request says ``verbose``; a ``shows`` entry with
@@ -43,6 +47,7 @@ import json
 import os
 import re
 import socket
+import unicodedata
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -62,6 +67,15 @@ from adapters.ollama_wire import (
 
 AFFINITY_HEADER = "X-Ollabot-Affinity"
 DEFAULT_MODELS = ("llama3.1:8b-instruct-q8_0", "llama3.1:8b")
+EMBED_DIM = 256
+# Words too common to tell passages apart, in English and Spanish.
+_COMMON_WORDS = (
+    "the and for are was were with that this what which who how does from into your you its "
+    "have has can will not but all any our they them their there when where why one "
+    "los las del que con por para una uno unos unas como donde cuando quien cual sus esta este "
+    "estos estas hay ser son fue muy mas sin sobre entre tiene puede"
+)
+STOPWORDS = frozenset(_COMMON_WORDS.split())
 
 
 def wire_dir() -> Path:
@@ -186,6 +200,8 @@ class FakeOllama:
     url: str = ""
     affinities: list[str | None] = field(default_factory=list)
     prompt_cache: PromptCache = field(default_factory=PromptCache)
+    embed_models: list[str] = field(default_factory=lambda: ["nomic-embed-text:latest"])
+    embed_failing_after: int | None = None  # embed requests answered before a runner crash
 
     def __post_init__(self) -> None:
         self._replies: deque[Reply] = deque()
@@ -239,6 +255,11 @@ class FakeOllama:
         return "thinking" in capabilities
 
     @property
+    def embed_requests(self) -> list[dict[str, Any]]:
+        """Bodies of the ``/api/embed`` requests, oldest first."""
+        return [body for path, body in self.requests if path == "/api/embed"]
+
+    @property
     def chat_requests(self) -> list[dict[str, Any]]:
         """Bodies of the ``/api/chat`` requests, oldest first."""
         return [body for path, body in self.requests if path == "/api/chat"]
@@ -267,6 +288,7 @@ class FakeOllama:
         app.router.add_get("/api/ps", self._ps)
         app.router.add_get("/api/version", self._version)
         app.router.add_post("/api/pull", self._pull)
+        app.router.add_post("/api/embed", self._embed)
         self._runner = web.AppRunner(
             app, handler_cancellation=True, shutdown_timeout=0.1, access_log=None
         )
@@ -330,6 +352,30 @@ class FakeOllama:
             info = shown["model_info"]
             info.update({k: [] for k, v in info.items() if isinstance(v, list) and len(v) > 5})
         return json_response(shown)
+
+    # -- embed -------------------------------------------------------------------------------
+
+    async def _embed(self, request: web.Request) -> web.Response:
+        body = await self._record(request)
+        model = full_name(str(body.get("model") or ""))
+        if model not in self.embed_models:
+            error = f'model "{body.get("model")}" not found, try pulling it first'
+            return json_response({"error": error}, status=404)
+        if self.embed_failing_after is not None and len(self.embed_requests) > (
+            self.embed_failing_after
+        ):
+            return json_response({"error": "llama runner process has terminated"}, status=500)
+        given = body.get("input", "")
+        texts = [given] if isinstance(given, str) else list(given)
+        return json_response(
+            {
+                "model": model,
+                "embeddings": [bag_of_words(str(t)) for t in texts],
+                "total_duration": 14_143_917,
+                "load_duration": 1_019_500,
+                "prompt_eval_count": sum(len(str(t)) // 4 + 1 for t in texts),
+            }
+        )
 
     # -- pull --------------------------------------------------------------------------------
 
@@ -575,6 +621,19 @@ def whole_reply(
     )
     count = len(split_text(text, reply.chunks))
     return final_chunk(model, body, count, reply.done_reason) | {"message": message}
+
+
+def bag_of_words(text: str, dim: int = EMBED_DIM) -> list[float]:
+    """A unit vector counting the text's words in ``dim`` hashed buckets."""
+    folded = unicodedata.normalize("NFKD", text.lower())
+    plain = "".join(c for c in folded if not unicodedata.combining(c))
+    vector = [0.0] * dim
+    for word in re.findall(r"[a-z0-9]+", plain):
+        if len(word) > 2 and word not in STOPWORDS:
+            digest = hashlib.blake2b(word.encode(), digest_size=4).digest()
+            vector[int.from_bytes(digest, "big") % dim] += 1.0
+    norm = sum(v * v for v in vector) ** 0.5
+    return [v / norm for v in vector] if norm else vector
 
 
 def unused_port() -> int:

@@ -17,7 +17,10 @@ import pytest
 import redis.asyncio as aioredis
 from pydantic import SecretStr
 
+from adapters.document_text import DocumentText
+from adapters.ollama_embed import OllamaEmbedder
 from adapters.ollama_llm import OllamaLLM
+from adapters.redis_knowledge import RedisKnowledge
 from adapters.redis_store import RedisStore
 from adapters.slack.platform import SlackPlatform
 from adapters.slack.threads import RedisThreadRegistry
@@ -27,6 +30,7 @@ from bots.platform_config import slack_config
 from bots.settings import SlackSettings
 from core.chat import ChatConfig
 from core.i18n import Translations, only_english
+from core.knowledge_base import KnowledgeBase
 from core.worker import InboxWorker
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, FakeSlack, fake_slack  # noqa: F401
@@ -61,9 +65,11 @@ async def start_bot(
     redis_url: str,
     key_prefix: str,
 ) -> AsyncIterator[StartBot]:
-    """Start the bot; ``http=True`` for HTTP mode; ``ollama_url``/``redis`` point elsewhere."""
+    """Start the bot; ``http=True`` for HTTP mode; ``ollama_url``/``redis`` point elsewhere;
+    ``documents=True`` adds a knowledge base in the same Redis, embedding with the fake Ollama."""
     started: list[tuple[SlackBot, aioredis.Redis]] = []
     transcribers: list[OpenAITranscriber] = []
+    knowledge_parts: list[tuple[RedisKnowledge, OllamaEmbedder]] = []
 
     async def start(
         *,
@@ -76,6 +82,7 @@ async def start_bot(
         stt_url: str | None = None,
         streams: bool = False,
         update_interval_s: float = 1.2,
+        documents: bool = False,
     ) -> SlackBot:
         # Slack's own streaming only where a test asks for it: the workspaces most bots are
         # in refuse it, and the other tests are about the chat.update way.
@@ -97,6 +104,14 @@ async def start_bot(
         transcriber = OpenAITranscriber(stt_url) if stt_url else None
         if transcriber is not None:
             transcribers.append(transcriber)
+        knowledge = None
+        if documents:
+            parts = (
+                RedisKnowledge.from_url(redis or redis_url, prefix=key_prefix),
+                OllamaEmbedder(ollama_url or fake_ollama.url, "nomic-embed-text"),
+            )
+            knowledge_parts.append(parts)
+            knowledge = KnowledgeBase(*parts, DocumentText())
         services = build_services(
             store,
             llm,
@@ -104,6 +119,7 @@ async def start_bot(
             "test",
             translations=translations or only_english,
             transcriber=transcriber,
+            knowledge=knowledge,
         )
         platform = SlackPlatform(
             slack_config(settings),
@@ -132,3 +148,6 @@ async def start_bot(
         await threads_client.aclose()
     for transcriber in transcribers:
         await transcriber.close()
+    for knowledge_store, embedder in knowledge_parts:
+        await knowledge_store.close()
+        await embedder.close()

@@ -10,7 +10,10 @@ from dataclasses import dataclass
 import pytest
 from pydantic import SecretStr
 
+from adapters.document_text import DocumentText
+from adapters.ollama_embed import OllamaEmbedder
 from adapters.ollama_llm import OllamaLLM
+from adapters.redis_knowledge import RedisKnowledge
 from adapters.redis_store import RedisStore
 from adapters.stt_client import OpenAITranscriber
 from adapters.telegram.pacing import Limits
@@ -21,6 +24,7 @@ from bots.serve import telegram_sharing
 from bots.settings import TelegramSettings
 from core.chat import ChatConfig
 from core.i18n import Translations, only_english
+from core.knowledge_base import KnowledgeBase
 from core.worker import InboxWorker
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.telegram_api import ALICE, TOKEN, FakeTelegram
@@ -50,6 +54,7 @@ class RunningBot:
     stop_event: asyncio.Event
     task: asyncio.Task[None]
     transcriber: OpenAITranscriber | None = None
+    knowledge: tuple[RedisKnowledge, OllamaEmbedder] | None = None
 
     async def stop(self, drain_s: float = 5.0) -> None:
         """Stop receiving, finish replies in progress, close connections."""
@@ -62,6 +67,9 @@ class RunningBot:
         await self.store.close()
         if self.transcriber is not None:
             await self.transcriber.close()
+        if self.knowledge is not None:
+            await self.knowledge[0].close()
+            await self.knowledge[1].close()
 
     async def kill(self) -> None:
         """Like ``kill -9`` as far as Telegram and Redis can tell: nothing is confirmed."""
@@ -100,10 +108,12 @@ async def start_bot(
         config: ChatConfig | None = None,
         stt_url: str | None = None,
         bot_rate_per_s: float = 1000.0,
+        documents: bool = False,
     ) -> RunningBot:
         """``translations``: English for everyone unless a test asks for the catalogues (the
         fake users' clients say "es" and "en", and most tests check the English texts).
-        ``stt_url``: a speech-to-text server for voice notes. Bots started together share the
+        ``stt_url``: a speech-to-text server for voice notes. ``documents``: a knowledge base
+        in the same Redis, embedding with the fake Ollama. Bots started together share the
         bot-wide budget and the polling lease, as processes do; the budget is Telegram's only
         where a test asks (``bot_rate_per_s=30``)."""
         settings = TelegramSettings(
@@ -117,6 +127,11 @@ async def start_bot(
         )
         llm = OllamaLLM(ollama_url or fake_ollama.url, retries=0, backoff_s=0.01)
         transcriber = OpenAITranscriber(stt_url) if stt_url else None
+        knowledge = None
+        if documents:
+            knowledge_store = RedisKnowledge.from_url(redis or redis_url, prefix=key_prefix)
+            embedder = OllamaEmbedder(ollama_url or fake_ollama.url, "nomic-embed-text")
+            knowledge = (knowledge_store, embedder)
         services = build_services(
             store,
             llm,
@@ -124,11 +139,12 @@ async def start_bot(
             consumer,
             translations=translations or only_english,
             transcriber=transcriber,
+            knowledge=KnowledgeBase(*knowledge, DocumentText()) if knowledge else None,
         )
-        config = telegram_config(settings)
-        budget, lease = telegram_sharing(config, store, TEST_LEASE_TTL_S)
+        telegram = telegram_config(settings)
+        budget, lease = telegram_sharing(telegram, store, TEST_LEASE_TTL_S)
         platform = TelegramPlatform(
-            config,
+            telegram,
             store,
             limits=limits,
             poll_timeout_s=1,
@@ -142,7 +158,7 @@ async def start_bot(
         )
         stop_event = asyncio.Event()
         task = asyncio.create_task(worker.run(stop_event))
-        bot = RunningBot(platform, worker, store, llm, stop_event, task, transcriber)
+        bot = RunningBot(platform, worker, store, llm, stop_event, task, transcriber, knowledge)
         running.append(bot)
         return bot
 

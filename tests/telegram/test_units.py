@@ -157,12 +157,61 @@ def test_a_429_blocks_only_its_chat() -> None:
     assert other.edit_allowed(blocked.blocked_until - 1)
 
 
+def kb_add_update(**message: Any) -> Update:
+    """``/kb add`` in the reference supergroup, with ``message`` fields laid over it."""
+    data: dict[str, Any] = json.loads(
+        (
+            Path(__file__).resolve().parents[1]
+            / "fakes"
+            / "wire"
+            / "telegram"
+            / "update_command.json"
+        ).read_text(encoding="utf-8")
+    )
+    data["message"].update(
+        text="/kb add", entities=[{"offset": 0, "length": 3, "type": "bot_command"}]
+    )
+    data["message"].update(message)
+    return Update.de_json(data, Bot(TOKEN))
+
+
+def test_kb_add_replying_to_a_message_carries_its_text_and_link() -> None:
+    replied = {
+        "message_id": 1490,
+        "from": {"id": 55, "is_bot": False, "first_name": "Marta"},
+        "chat": {"id": -1001987654321, "title": "LLM Lab", "type": "supergroup"},
+        "date": 1767262000,
+        "text": "The VPN needs the new certificate from Monday.",
+    }
+    incoming = translate(kb_add_update(reply_to_message=replied), ME)
+
+    assert incoming is not None and incoming.is_command and incoming.text == "kb add"
+    assert incoming.replied_text == "The VPN needs the new certificate from Monday."
+    assert incoming.replied_link == "https://t.me/c/1987654321/1490"
+
+
+def test_a_command_in_a_files_caption_is_read() -> None:
+    update = kb_add_update(
+        text=None,
+        entities=None,
+        caption="/kb add",
+        caption_entities=[{"offset": 0, "length": 3, "type": "bot_command"}],
+        document={"file_id": "F1", "file_unique_id": "U1", "file_name": "manual.pdf"},
+    )
+    incoming = translate(update, ME)
+
+    assert incoming is not None and incoming.is_command and incoming.text == "kb add"
+    assert incoming.replied_text == ""
+
+
 def test_button_data_fits_telegrams_64_bytes_and_reads_back() -> None:
     longest = Press("retry", str(2**53), f"tg:-100{2**52}:{2**31}")
     assert len(longest.data.encode()) <= DATA_LIMIT
     assert Press.read(longest.data) == longest
     for foreign in (None, "", "like 1 tg:5", "stop alice tg:5", "stop 1"):
         assert Press.read(foreign) is None
+
+
 def most_in_any_window(places: list[float], window_s: float) -> int:
     return max(sum(p <= q < p + window_s for q in places) for p in places)
 
