@@ -16,6 +16,11 @@ from pydantic_settings import (
 )
 
 
+def is_off(value: str) -> bool:
+    """Whether a setting that names something says there is none: ``off``, ``none`` or ""."""
+    return value.strip().lower() in ("off", "none", "")
+
+
 class OllamaSettings(BaseModel):
     host: str = "http://127.0.0.1:11434"
     model: str = "auto"
@@ -28,13 +33,16 @@ class OllamaSettings(BaseModel):
     auto_pull: bool = False
     # Answers photos when the channel's model cannot read images ("off": nothing else does).
     vision_model: str = "llama3.2-vision:11b"
+    # Embeds documents and questions for the knowledge base ("off": no documents).
     embed_model: str = "nomic-embed-text"
     affinity: Literal["conversation", "channel", "off"] = "conversation"
 
-    @field_validator("vision_model")
+    @field_validator("vision_model", "embed_model")
     @classmethod
-    def _no_vision_model(cls, value: str) -> str:
-        return "" if value.strip().lower() in ("off", "none", "") else value.strip()
+    def _model_or_off(cls, value: str) -> str:
+        """``off`` or ``none`` (any case) is "" (not configured); an empty variable cannot say
+        it, since the settings take an empty variable for an unset one."""
+        return "" if is_off(value) else value.strip()
 
 
 class RedisSettings(BaseModel):
@@ -142,7 +150,7 @@ class OpsSettings(BaseModel):
     @field_validator("listen")
     @classmethod
     def _off(cls, value: str | None) -> str | None:
-        return None if value is None or value.strip().lower() in ("off", "none", "") else value
+        return None if value is None or is_off(value) else value
 
 
 def _comma_list(value: Any) -> Any:

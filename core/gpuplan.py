@@ -320,5 +320,5 @@ def _too_big(model: PlannedModel) -> str:
         f"{gib(model.fit.available)} usable {where}: it would run mostly on the CPU"
     )
     if model.role in ENV_OFF:
-        text += f"; set {ENV_OFF[model.role]}= (empty) to turn it off, or pick a smaller model"
+        text += f"; set {ENV_OFF[model.role]}=off to turn it off, or pick a smaller model"
     return text

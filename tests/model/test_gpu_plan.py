@@ -159,7 +159,7 @@ def test_a_model_too_big_alone_is_named_with_how_to_turn_it_off() -> None:
     assert line.startswith(
         "vision llama3.2-vision:11b needs 12.7 GiB alone, more than the 7.2 GiB usable"
     )
-    assert "OLLABOT_OLLAMA__VISION_MODEL=" in line
+    assert "set OLLABOT_OLLAMA__VISION_MODEL=off to turn it off" in line
 
 
 def test_q8_that_pushes_a_companion_out_suggests_q4() -> None:

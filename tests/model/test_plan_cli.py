@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bots.doctor import Check
+from bots.doctor import Check, check_embed_model, vision_check
 from bots.model_cli import doctor_fit, run_model_command
 from tests.fakes.ollama import FakeOllama, unused_port
 from tests.model.cli import gpu_host, parse, settings_for
@@ -107,7 +107,8 @@ async def test_a_chat_model_with_vision_leaves_the_vision_model_out(
 async def test_features_turned_off_are_not_planned(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    settings = settings_for(f"http://127.0.0.1:{unused_port()}", vision_model="", embed_model="")
+    url = f"http://127.0.0.1:{unused_port()}"
+    settings = settings_for(url, vision_model="off", embed_model="none")
 
     await run_model_command(
         parse("recommend", "--vram-gib", "8", "--ram-gib", "64", "--json"), settings, never_probe
@@ -130,7 +131,7 @@ async def test_doctor_warns_of_a_vision_model_too_big_for_the_gpu(
     assert warning.startswith(
         f"[warn] GPU plan: vision {VISION} needs 12.7 GiB alone, more than the 7.2 GiB usable"
     )
-    assert "OLLABOT_OLLAMA__VISION_MODEL=" in warning
+    assert "set OLLABOT_OLLAMA__VISION_MODEL=off to turn it off" in warning
     assert rest.startswith(
         f"[warn] GPU plan: chat {Q4} fits alone (6.8 GiB of 7.2 GiB usable); "
         f"embed {EMBED} (0.8 GiB) must swap with it"
@@ -158,3 +159,11 @@ async def test_doctor_is_content_when_everything_stays_resident(fake_ollama: Fak
     (plan,) = [Check(*c) for c in checks if c[0] == "GPU plan"]
     assert plan.ok
     assert "nothing is reloaded between requests" in plan.detail
+
+
+def test_doctor_takes_off_for_no_companion_model() -> None:
+    settings = settings_for("http://127.0.0.1:9", vision_model="off", embed_model="off")
+
+    assert check_embed_model(settings, installed=[]) == []
+    vision = vision_check(settings, installed=[])
+    assert vision.ok and vision.detail.startswith("off: photos are answered only where")

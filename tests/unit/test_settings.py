@@ -76,3 +76,21 @@ def test_sentinels_come_as_a_json_list_of_host_and_port(monkeypatch: pytest.Monk
     monkeypatch.setenv("OLLABOT_REDIS__SENTINELS", '["10.0.0.1"]')
     with pytest.raises(ValidationError, match=r"host:port, not '10\.0\.0\.1'"):
         Settings(_env_file=None)
+
+
+@pytest.mark.parametrize("off", ["off", "none", "OFF", " Off "])
+def test_the_vision_and_embedding_models_turn_off_alike(
+    monkeypatch: pytest.MonkeyPatch, off: str
+) -> None:
+    monkeypatch.setenv("OLLABOT_OLLAMA__VISION_MODEL", off)
+    monkeypatch.setenv("OLLABOT_OLLAMA__EMBED_MODEL", off)
+    settings = Settings(_env_file=None)
+    assert (settings.ollama.vision_model, settings.ollama.embed_model) == ("", "")
+
+
+def test_an_empty_model_variable_keeps_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OLLABOT_OLLAMA__VISION_MODEL", "")
+    monkeypatch.setenv("OLLABOT_OLLAMA__EMBED_MODEL", "")
+    settings = Settings(_env_file=None)
+    assert settings.ollama.vision_model == "llama3.2-vision:11b"
+    assert settings.ollama.embed_model == "nomic-embed-text"
