@@ -76,8 +76,9 @@ def thread_of(event: dict[str, Any]) -> str:
     return str(event.get("thread_ts") or event["ts"])
 
 
-def message_from_event(body: dict[str, Any], bot: BotIdentity) -> IncomingMessage:
-    """Build the inbox message for a DM, a mention or a thread reply in ``body``."""
+def message_from_event(body: dict[str, Any], bot: BotIdentity, prefix: str) -> IncomingMessage:
+    """Build the inbox message for a DM, a mention or a thread reply in ``body``; ``prefix``
+    is the slash command (``/ollabot``) that notices name commands by."""
     event = body["event"]
     team, channel = team_of(body, bot), str(event["channel"])
     direct = is_direct(event)
@@ -93,6 +94,7 @@ def message_from_event(body: dict[str, Any], bot: BotIdentity) -> IncomingMessag
         author_name=_display_name(event),
         text=plain_text(str(event.get("text", "")), bot),
         in_group=not direct,
+        command_prefix=f"{prefix} ",
         reply_to=SlackAddress(channel, thread, user).to_reply_to(),
         attachments=tuple(attachment(f) for f in event.get("files") or () if isinstance(f, dict)),
     )

@@ -210,7 +210,7 @@ class SlackPlatform:
             await self._enqueue(body)
 
     async def _enqueue(self, body: dict[str, Any]) -> None:
-        message = events.message_from_event(body, self._bot)
+        message = events.message_from_event(body, self._bot, self._command)
         message = replace(message, language=await self._language(message.author_id))
         if events.shares_a_document(message):
             message = await self._as_kb_add(message)
@@ -228,10 +228,7 @@ class SlackPlatform:
         admin = message.in_group and await self._admins.is_admin(
             message.author_id, self._bot.team_id
         )
-        prefix = f"{self._command} "
-        return replace(
-            message, text="kb add", is_command=True, is_admin=admin, command_prefix=prefix
-        )
+        return replace(message, text="kb add", is_command=True, is_admin=admin)
 
     async def _tell_limited(self, message: IncomingMessage) -> None:
         with contextlib.suppress(DeliveryError):

@@ -62,3 +62,18 @@ async def test_in_a_channel_only_an_admin_adds_a_file(
     await fake_slack.wait_until(
         lambda: final_text(fake_slack, LAB_CHANNEL, alices).startswith("Added release.txt as ")
     )
+
+
+async def test_a_file_shared_without_kb_add_is_pointed_to_the_slash_command(
+    start_bot: StartBot, fake_slack: FakeSlack
+) -> None:
+    await start_bot(documents=True)
+    shared = fake_slack.add_file(NOTES, "release.txt", "text/plain")
+    await fake_slack.deliver("events_api", fake_slack.user_message("", files=[shared]))
+
+    await fake_slack.wait_until(lambda: bool(final_text(fake_slack, DM_CHANNEL)))
+    assert final_text(fake_slack, DM_CHANNEL) == (
+        ":warning: I read photos and voice notes. To add a document to the knowledge base, "
+        "send it with the caption /ollabot kb add."
+    )
+    assert fake_slack.downloads == []
