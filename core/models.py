@@ -65,7 +65,8 @@ class IncomingMessage:
     language: str = ""  # the author's language code as the platform gives it ("es", "en-US")
     attachments: tuple[Attachment, ...] = ()
     # The message this one replies to, where a command uses it (``kb add``): its text and a
-    # link to it (empty where the platform has none, as in private chats).
+    # link to it (empty where the platform has none, as in private chats). A ``kb`` command
+    # replying to a document carries the document in ``attachments``.
     replied_text: str = ""
     replied_link: str = ""
 

@@ -7,7 +7,8 @@ messages from bots are ignored.
 
 Photos, image files, voice notes, audio files and other documents travel as ``Attachment``s by
 ``file_id``; their caption is the text (a caption can mention the bot or be a command, as text
-can). Of a photo's sizes the largest the Bot API lets a bot download is taken.
+can). Of a photo's sizes the largest the Bot API lets a bot download is taken. A ``kb``
+command replying to a document carries that document as its own attachment.
 """
 
 from __future__ import annotations
@@ -166,6 +167,9 @@ def _build(update: Update, message: Message, text: str, is_command: bool) -> Inc
     if group:
         reply_to["message_id"] = str(message.message_id)
     replied_text, replied_link = _replied(message) if is_command else ("", "")
+    files = attachments(message)
+    if not files and is_command and text.split(" ", 1)[0] == "kb":
+        files = _replied_documents(message)
     return IncomingMessage(
         platform=PLATFORM,
         message_id=str(update.update_id),
@@ -179,7 +183,7 @@ def _build(update: Update, message: Message, text: str, is_command: bool) -> Inc
         command_prefix="/",
         reply_to=reply_to,
         language=author.language_code or "",
-        attachments=attachments(message),
+        attachments=files,
         replied_text=replied_text,
         replied_link=replied_link,
     )
@@ -187,8 +191,25 @@ def _build(update: Update, message: Message, text: str, is_command: bool) -> Inc
 
 def _replied(message: Message) -> tuple[str, str]:
     """The text of the message a command replies to (``/kb add``) and its link (only
-    supergroups and channels have links). A forum topic's implicit reply is no reply."""
-    replied = message.reply_to_message
-    if replied is None or replied.forum_topic_created is not None:
+    supergroups and channels have links)."""
+    replied = _replied_message(message)
+    if replied is None:
         return "", ""
     return replied.text or replied.caption or "", replied.link or ""
+
+
+def _replied_documents(message: Message) -> tuple[Attachment, ...]:
+    """The documents of the message a ``kb`` command replies to: ``/kb add`` in reply to a
+    file adds the file (fetched like one sent with the command), not its caption."""
+    replied = _replied_message(message)
+    if replied is None:
+        return ()
+    return tuple(a for a in attachments(replied) if a.kind == "document")
+
+
+def _replied_message(message: Message) -> Message | None:
+    """The message replied to; a forum topic's implicit reply is no reply."""
+    replied = message.reply_to_message
+    if replied is None or replied.forum_topic_created is not None:
+        return None
+    return replied

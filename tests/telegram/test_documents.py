@@ -70,3 +70,25 @@ async def test_kb_add_replying_to_a_group_message_cites_its_link(
     await fake_telegram.wait_until(
         lambda: any(f"Sources: [1] {link} #1" in t for t in texts(fake_telegram, group["id"]))
     )
+
+
+async def test_kb_add_replying_to_a_document_adds_the_document(
+    start_bot: StartBot, fake_telegram: FakeTelegram, fake_ollama: FakeOllama
+) -> None:
+    group = supergroup()
+    await start_bot(documents=True)
+    file_id = fake_telegram.add_file(HANDBOOK, "documents", "md")
+    sent = document(file_id, len(HANDBOOK), "handbook.md", "text/markdown")
+    shared = media_message(group, ALICE, "the office handbook", document=sent)
+    fake_telegram.push(message(group, ALICE, "/kb add", reply_to_message=shared["message"]))
+
+    added = "Added handbook.md as "
+    await fake_telegram.wait_until(
+        lambda: any(t.startswith(added) for t in texts(fake_telegram, group["id"]))
+    )
+    assert [c.params["file_id"] for c in fake_telegram.calls_to("getFile")] == [file_id]
+    fake_telegram.push(message(group, ALICE, "@ollabot_bot when is the coffee machine descaled?"))
+    await fake_telegram.wait_until(
+        lambda: any("Sources: [1] handbook.md #" in t for t in texts(fake_telegram, group["id"]))
+    )
+    assert "descaled every Friday" in fake_ollama.chat_requests[-1]["messages"][-2]["content"]
