@@ -25,6 +25,10 @@ A model whose ``/api/show`` lists the ``thinking`` capability is asked to think 
 its reasoning arrives apart from the answer, as ``StreamEvent.thinking``. Other models are not
 sent the flag at all: Ollama refuses it for them (HTTP 400, "... does not support thinking").
 
+Requests carry the configured keep-alive, or the one given for their model
+(``model_keep_alive``): a vision model gets a short one, so that the chat model it evicts from
+GPU memory is loaded again soon.
+
 Every chat request carries ``X-Ollabot-Affinity`` (the conversation's digest) when the request
 has one: HAProxy hashes it to keep a conversation on one host; a single Ollama ignores it.
 """
@@ -45,6 +49,7 @@ import structlog
 
 from adapters.aiohttp_transport import AiohttpTransport, extra_headers
 from adapters.ollama_tokens import ModelFacts, ModelFactsCache
+from adapters.ollama_wire import full_name
 from core.errors import LLMBusy, LLMError, LLMFailed, LLMUnavailable, ModelNotFound
 from core.i18n import N_
 from core.media import DAMAGED_IMAGE
@@ -76,6 +81,7 @@ class OllamaLLM:
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 300.0,
         keep_alive: str | int = "30m",
+        model_keep_alive: Mapping[str, str | int] | None = None,
         retries: int = 2,
         backoff_s: float = 0.5,
         max_connections: int = 8,
@@ -87,6 +93,10 @@ class OllamaLLM:
         transport = AiohttpTransport(max_connections)
         self._client = ollama.AsyncClient(host=host, timeout=timeout, transport=transport)
         self._keep_alive = keep_alive_value(keep_alive)
+        self._model_keep_alive = {
+            full_name(model): keep_alive_value(value)
+            for model, value in (model_keep_alive or {}).items()
+        }
         self._retries = retries
         self._backoff_s = backoff_s
         self._show_timeout_s = show_timeout_s
@@ -146,7 +156,7 @@ class OllamaLLM:
             messages=[wire_message(m) for m in request.messages],
             options=dict(request.options),
             stream=True,
-            keep_alive=self._keep_alive,
+            keep_alive=self._model_keep_alive.get(full_name(request.model), self._keep_alive),
             think=True if think else None,  # None: not sent at all
         )
         return cast(AsyncGenerator[ollama.ChatResponse, None], parts)

@@ -19,6 +19,7 @@ from adapters.memory_knowledge import MemoryKnowledge
 from adapters.memory_store import MemoryStore
 from adapters.ollama_embed import OllamaEmbedder
 from adapters.ollama_llm import OllamaLLM
+from adapters.ollama_wire import full_name
 from adapters.redis_knowledge import RedisKnowledge
 from adapters.redis_store import RedisStore
 from adapters.stt_client import OpenAITranscriber
@@ -89,8 +90,21 @@ def knowledge_config(settings: Settings) -> KnowledgeConfig:
     )
 
 
+def companion_keep_alive(settings: Settings, chat_model: str, companion: str) -> str:
+    """The keep-alive of requests to the vision or embedding model ``companion``: the short
+    companion one, unless it is the chat model itself (which keeps the chat keep-alive).
+
+    A fixed setting rather than the GPU plan of ``ollabot model recommend``: the hardened
+    service cannot see the GPU, so a plan made at start would always say "no GPU"."""
+    o = settings.ollama
+    same = full_name(companion) == full_name(chat_model)
+    return o.keep_alive if same else o.companion_keep_alive
+
+
 @contextlib.asynccontextmanager
-async def knowledge_base(settings: Settings) -> AsyncIterator[KnowledgeBase | None]:
+async def knowledge_base(
+    settings: Settings, chat_model: str = ""
+) -> AsyncIterator[KnowledgeBase | None]:
     """The knowledge base the settings ask for (None when disabled), closed on exit."""
     o = settings.ollama
     if not settings.knowledge.enabled or not o.embed_model:
@@ -98,7 +112,10 @@ async def knowledge_base(settings: Settings) -> AsyncIterator[KnowledgeBase | No
         return
     store = open_knowledge_store(settings)
     embedder = OllamaEmbedder(
-        o.host, o.embed_model, connect_timeout_s=o.connect_timeout_s, keep_alive=o.keep_alive
+        o.host,
+        o.embed_model,
+        connect_timeout_s=o.connect_timeout_s,
+        keep_alive=companion_keep_alive(settings, chat_model or o.model, o.embed_model),
     )
     try:
         yield KnowledgeBase(store, embedder, DocumentText(), config=knowledge_config(settings))
@@ -114,13 +131,17 @@ def open_transcriber(settings: Settings) -> OpenAITranscriber | None:
     return OpenAITranscriber(stt.url, stt.model, stt.timeout_s) if stt.url else None
 
 
-def open_llm(settings: Settings) -> OllamaLLM:
+def open_llm(settings: Settings, chat_model: str = "") -> OllamaLLM:
+    """The chat client; requests for pictures to the vision model carry its own keep-alive."""
     o = settings.ollama
+    vision = o.vision_model
+    own = {vision: companion_keep_alive(settings, chat_model or o.model, vision)} if vision else {}
     return OllamaLLM(
         o.host,
         connect_timeout_s=o.connect_timeout_s,
         read_timeout_s=o.read_timeout_s,
         keep_alive=o.keep_alive,
+        model_keep_alive=own,
     )
 
 
@@ -355,13 +376,13 @@ async def runtime(
         catalog = load_catalog(settings)
         model = await resolve_model(settings)
         store = open_store(settings, (metrics or NullMetrics()).dead_lettered)
-        llm = open_llm(settings)
+        llm = open_llm(settings, model)
         transcriber = open_transcriber(settings)
         names = instances or [settings.instance or default_instance()]
         try:
             async with (
                 held_instance(store, names, wait_s=11.0) as name,
-                knowledge_base(settings) as knowledge,
+                knowledge_base(settings, model) as knowledge,
             ):
                 config = chat_config(settings, model)
                 services = build_services(

@@ -27,6 +27,9 @@ class OllamaSettings(BaseModel):
     num_ctx: int = Field(8192, ge=512, le=131072)
     num_parallel: int = Field(1, ge=1, le=64)
     keep_alive: str = "30m"
+    # Sent with requests to the vision and embedding models: short, so that a chat model they
+    # push out of GPU memory comes back soon (the service cannot see the GPU to plan it).
+    companion_keep_alive: str = "1m"
     connect_timeout_s: float = Field(5.0, gt=0)
     read_timeout_s: float = Field(300.0, gt=0)
     first_token_timeout_s: float = Field(20.0, gt=0)
