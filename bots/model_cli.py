@@ -30,6 +30,7 @@ from bots.model_view import (
 from bots.settings import Settings
 from core.errors import OllabotError
 from core.gpuplan import (
+    SWAP_KEEP_ALIVE,
     GpuPlan,
     Role,
     arch_from_model_info,
@@ -126,7 +127,22 @@ async def gpu_plan(settings: Settings, choice: Recommendation, chat_tag: str) ->
     finally:
         await models.close()
     plan = plan_gpu(choice.host, files, choice.deployment, settings.ollama.keep_alive)
-    return replace(plan, notes=(*plan.notes, *notes))
+    advice = companion_keep_alive_note(plan, settings.ollama.companion_keep_alive)
+    return replace(plan, notes=(*plan.notes, *advice, *notes))
+
+
+def companion_keep_alive_note(plan: GpuPlan, configured: str) -> tuple[str, ...]:
+    """What OLLABOT_OLLAMA__COMPANION_KEEP_ALIVE should be for this plan, when it is not: the
+    short swap keep-alive when a companion swaps, else the chat one (they all stay loaded)."""
+    companions = [m for m in plan.models if m.role != "chat" and m not in plan.too_big]
+    if plan.verdict == "cpu" or not companions:
+        return ()
+    swaps = any(m in plan.swapping for m in companions)
+    wanted = SWAP_KEEP_ALIVE if swaps else plan.keep_alive
+    if configured == wanted:
+        return ()
+    why = "the chat model comes back soon" if swaps else "the companions stay loaded too"
+    return (f"set OLLABOT_OLLAMA__COMPANION_KEEP_ALIVE={wanted} (now {configured}) so that {why}",)
 
 
 def _wanted(settings: Settings, chat_tag: str) -> list[tuple[Role, str]]:

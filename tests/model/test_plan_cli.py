@@ -167,3 +167,25 @@ def test_doctor_takes_off_for_no_companion_model() -> None:
     assert check_embed_model(settings, installed=[]) == []
     vision = vision_check(settings, installed=[])
     assert vision.ok and vision.detail.startswith("off: photos are answered only where")
+
+
+async def test_recommend_says_when_the_companion_keep_alive_does_not_suit_the_plan(
+    fake_ollama: FakeOllama, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pull_companions(fake_ollama)
+    roomy = parse("recommend", "--vram-gib", "48", "--ram-gib", "64")
+    tight = parse("recommend", "--vram-gib", "16", "--ram-gib", "64")
+
+    await run_model_command(roomy, settings_for(fake_ollama.url), never_probe)
+    await run_model_command(tight, settings_for(fake_ollama.url), never_probe)
+    await run_model_command(
+        tight, settings_for(fake_ollama.url, companion_keep_alive="30m"), never_probe
+    )
+
+    notes = [line for line in capsys.readouterr().out.splitlines() if "COMPANION" in line]
+    assert notes == [
+        "Note: set OLLABOT_OLLAMA__COMPANION_KEEP_ALIVE=30m (now 1m) so that the companions "
+        "stay loaded too",
+        "Note: set OLLABOT_OLLAMA__COMPANION_KEEP_ALIVE=1m (now 30m) so that the chat model "
+        "comes back soon",
+    ]
