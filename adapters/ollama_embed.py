@@ -6,6 +6,9 @@ large document does not become one huge request.
 
 Some embedding models are trained with a task prefix on each text; ``nomic-embed-text``
 wants ``search_document:`` on what is stored and ``search_query:`` on the question.
+
+A document's embedding reports the GPU seconds Ollama spent on it (``total_duration`` less
+``load_duration``), which are charged to whoever added it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from adapters.aiohttp_transport import AiohttpTransport
 from adapters.ollama_llm import LIBRARY_ERRORS, keep_alive_value, translate
 from core.errors import LLMError, ModelNotFound
 from core.i18n import N_
+from core.knowledge import Embedded
 
 MISSING_MODEL = N_(
     "The embedding model {model} is not installed on the server, so I cannot read documents; "
@@ -50,17 +54,20 @@ class OllamaEmbedder:
             model.split(":", 1)[0], ("", "")
         )
 
-    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+    async def embed_documents(self, texts: Sequence[str]) -> Embedded:
         vectors: list[list[float]] = []
+        gpu_s = 0.0
         for start in range(0, len(texts), self._batch):
             batch = [self._document_prefix + t for t in texts[start : start + self._batch]]
-            vectors += await self._embed(batch)
-        return vectors
+            embedded = await self._embed(batch)
+            vectors += embedded.vectors
+            gpu_s += embedded.gpu_s
+        return Embedded(vectors, gpu_s)
 
     async def embed_query(self, text: str) -> list[float]:
-        return (await self._embed([self._query_prefix + text]))[0]
+        return (await self._embed([self._query_prefix + text])).vectors[0]
 
-    async def _embed(self, texts: list[str]) -> list[list[float]]:
+    async def _embed(self, texts: list[str]) -> Embedded:
         try:
             response = await self._client.embed(
                 self.model, texts, truncate=True, keep_alive=self._keep_alive
@@ -70,7 +77,7 @@ class OllamaEmbedder:
         vectors = [list(map(float, v)) for v in response.embeddings]
         if len(vectors) != len(texts):
             raise LLMError(N_("The embedding model answered with the wrong number of vectors."))
-        return vectors
+        return Embedded(vectors, gpu_seconds(response))
 
     def _translated(self, error: Exception) -> LLMError:
         if isinstance(error, ollama.ResponseError) and error.status_code == 404:
@@ -79,3 +86,10 @@ class OllamaEmbedder:
 
     async def close(self) -> None:
         await self._client.close()  # type: ignore[no-untyped-call]
+
+
+def gpu_seconds(response: ollama.EmbedResponse) -> float:
+    """The time the server spent embedding, without loading the model (the part a reply's
+    charge leaves out too); 0 when it does not say."""
+    total, load = response.total_duration or 0, response.load_duration or 0
+    return max(0, total - load) / 1e9

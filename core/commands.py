@@ -190,7 +190,13 @@ class AdminService:
             return quota.usage_text(usage, settings, message.author_id, message.is_admin)
         if command.verb == "kb" and command.action not in ("on", "off"):
             return await knowledge_commands.run(
-                self._knowledge, self._store, message, command.action, command.args, settings
+                self._knowledge,
+                self._store,
+                message,
+                command.action,
+                command.args,
+                settings,
+                quota.today(self._clock()),
             )
         handler = getattr(self, f"_{command.verb}_{command.action}")
         result: tuple[str, ChannelSettings | None, str] = handler(settings, *command.args)

@@ -16,6 +16,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from core.i18n import _
 from core.models import ChatMessage
@@ -58,6 +59,14 @@ class Hit:
 
     passage: Passage
     score: float
+
+
+class Embedded(NamedTuple):
+    """Vectors of some texts, and the GPU seconds the model server spent on them (0: it did
+    not say)."""
+
+    vectors: list[list[float]]
+    gpu_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from core.errors import FileRefused
 from core.i18n import N_
@@ -20,6 +21,15 @@ from core.models import Attachment, IncomingMessage
 from core.ports import DocumentReader, Embedder, FileSource, KnowledgeStore
 
 NO_FILES_HERE = N_("I cannot fetch files on this platform yet.")
+
+
+class Added(NamedTuple):
+    """What adding a document did: ``new`` is False when the channel already had exactly
+    this text (nothing was embedded); ``gpu_s``: the GPU seconds its embedding took."""
+
+    document: Document
+    new: bool
+    gpu_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +67,8 @@ class KnowledgeBase:
         """Let documents sent on ``platform`` be fetched through ``source``."""
         self._files[platform] = source
 
-    async def add_file(
-        self, message: IncomingMessage, attachment: Attachment
-    ) -> tuple[Document, bool]:
-        """Read, split, embed and store an attached document; ``(document, added)``, where
-        ``added`` is False when the channel already had exactly this text."""
+    async def add_file(self, message: IncomingMessage, attachment: Attachment) -> Added:
+        """Read, split, embed and store an attached document."""
         name = attachment.name or attachment.ref
         limit = self.config.max_file_bytes
         if attachment.size > limit:
@@ -75,9 +82,7 @@ class KnowledgeBase:
         text = await self._reader.text(data, name, attachment.mime)
         return await self.add_text(message, name, text)
 
-    async def add_text(
-        self, message: IncomingMessage, name: str, text: str
-    ) -> tuple[Document, bool]:
+    async def add_text(self, message: IncomingMessage, name: str, text: str) -> Added:
         """Split, embed and store ``text`` under ``name`` (a file name, a message link)."""
         channel = message.channel
         texts = split(text, self.config.splitting)
@@ -93,12 +98,12 @@ class KnowledgeBase:
         doc_id = document_id(channel, text)
         for known in await self._store.documents(channel):
             if known.id == doc_id:
-                return known, False
-        vectors = await self._embedder.embed_documents(texts)
+                return Added(known, False)
+        embedded = await self._embedder.embed_documents(texts)
         document = Document(doc_id, name, len(texts), message.author_id, self._clock())
         passages = [_passage(document, n, t) for n, t in enumerate(texts, 1)]
-        await self._store.add(channel, document, passages, vectors)
-        return document, True
+        await self._store.add(channel, document, passages, embedded.vectors)
+        return Added(document, True, embedded.gpu_s)
 
     async def documents(self, channel: str) -> list[Document]:
         return await self._store.documents(channel)

@@ -7,10 +7,12 @@ the knowledge; in a private chat the chat is the author's own, so anyone may.
 
 from __future__ import annotations
 
-from core.errors import FileRefused, InvalidCommand
+import contextlib
+
+from core.errors import FileRefused, InvalidCommand, StoreUnavailable
 from core.i18n import N_, _
 from core.knowledge import Document
-from core.knowledge_base import KnowledgeBase
+from core.knowledge_base import Added, KnowledgeBase
 from core.models import AuditEntry, ChannelSettings, IncomingMessage
 from core.ports import ConversationStore
 
@@ -34,35 +36,51 @@ async def run(
     action: str,
     args: tuple[str, ...],
     settings: ChannelSettings,
+    day: str,
 ) -> str:
-    """The answer to ``kb add``, ``kb list`` (``kb``) or ``kb forget ID``."""
+    """The answer to ``kb add``, ``kb list`` (``kb``) or ``kb forget ID``; ``day``: the
+    quota day the GPU time of an embedding is charged to."""
     if knowledge is None:
         raise InvalidCommand(NOT_SET_UP)
     if action == "add":
-        return await _add(knowledge, store, message, settings)
+        results = await _add(knowledge, message)
+        await _charge(store, message, day, sum(r.gpu_s for r in results))
+        return await _added(store, message, settings, results)
     if action == "forget":
         return await _forget(knowledge, store, message, args[0])
     return listing(await knowledge.documents(message.channel), settings)
 
 
-async def _add(
-    knowledge: KnowledgeBase,
-    store: ConversationStore,
-    message: IncomingMessage,
-    settings: ChannelSettings,
-) -> str:
+async def _add(knowledge: KnowledgeBase, message: IncomingMessage) -> list[Added]:
     documents = [a for a in message.attachments if a.kind == "document"]
     if message.attachments and not documents:
         raise FileRefused(ONLY_DOCUMENTS)
     if documents:
-        results = [await knowledge.add_file(message, a) for a in documents]
-    elif message.replied_text.strip():
+        return [await knowledge.add_file(message, a) for a in documents]
+    if message.replied_text.strip():
         name = message.replied_link or _(REPLIED_MESSAGE)
-        results = [await knowledge.add_text(message, name, message.replied_text)]
-    else:
-        raise InvalidCommand(HOW_TO_ADD)
+        return [await knowledge.add_text(message, name, message.replied_text)]
+    raise InvalidCommand(HOW_TO_ADD)
+
+
+async def _charge(
+    store: ConversationStore, message: IncomingMessage, day: str, gpu_s: float
+) -> None:
+    """Charge the embedding's GPU time to the author and the channel, as a reply's is. The
+    documents are stored already: a store that fails now costs the charge, not the answer."""
+    if gpu_s:
+        with contextlib.suppress(StoreUnavailable):
+            await store.charge(message, day, gpu_s)
+
+
+async def _added(
+    store: ConversationStore,
+    message: IncomingMessage,
+    settings: ChannelSettings,
+    results: list[Added],
+) -> str:
     lines = []
-    for document, added in results:
+    for document, added, _gpu_s in results:
         if added:
             await store.append_audit(_audit(message, "", f"add {document.id} {document.name}"))
             lines.append(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Sequence
 from typing import Protocol, runtime_checkable
 
-from core.knowledge import Document, Hit, Passage
+from core.knowledge import Document, Embedded, Hit, Passage
 from core.models import (
     Admission,
     Attachment,
@@ -72,11 +72,12 @@ class FileSource(Protocol):
 class Embedder(Protocol):
     """Turns text into vectors for the knowledge search (Ollama's ``/api/embed``).
 
-    Documents and questions are embedded apart: some models want each marked as such.
+    Documents and questions are embedded apart: some models want each marked as such. The
+    GPU time of a document's embedding is charged to whoever adds it, like a reply's.
     Raises an ``LLMError`` (``ModelNotFound`` when the embedding model is not installed).
     """
 
-    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]: ...
+    async def embed_documents(self, texts: Sequence[str]) -> Embedded: ...
 
     async def embed_query(self, text: str) -> list[float]: ...
 

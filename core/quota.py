@@ -1,7 +1,8 @@
 """GPU-time quotas: what a day's allowance is, whether it is spent, and how to say so.
 
 The unit is what the GPU really spends on a reply: Ollama's prompt evaluation plus generation
-time. Days are UTC days; usage resets at midnight UTC.
+time; and on a document added with ``kb add``, the time its embedding took. Days are UTC days;
+usage resets at midnight UTC.
 """
 
 from __future__ import annotations

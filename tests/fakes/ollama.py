@@ -202,6 +202,8 @@ class FakeOllama:
     prompt_cache: PromptCache = field(default_factory=PromptCache)
     embed_models: list[str] = field(default_factory=lambda: ["nomic-embed-text:latest"])
     embed_failing_after: int | None = None  # embed requests answered before a runner crash
+    # total_duration and load_duration (ns) of each embed answer, as Ollama reports them
+    embed_durations_ns: tuple[int, int] = (14_143_917, 1_019_500)
 
     def __post_init__(self) -> None:
         self._replies: deque[Reply] = deque()
@@ -371,8 +373,8 @@ class FakeOllama:
             {
                 "model": model,
                 "embeddings": [bag_of_words(str(t)) for t in texts],
-                "total_duration": 14_143_917,
-                "load_duration": 1_019_500,
+                "total_duration": self.embed_durations_ns[0],
+                "load_duration": self.embed_durations_ns[1],
                 "prompt_eval_count": sum(len(str(t)) // 4 + 1 for t in texts),
             }
         )

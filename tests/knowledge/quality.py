@@ -41,7 +41,7 @@ async def recall_at(embedder: Embedder, k: int = 3) -> Recall:
     data = corpus()
     store = MemoryKnowledge()
     passages = data["passages"]
-    vectors = await embedder.embed_documents([p["text"] for p in passages])
+    vectors = (await embedder.embed_documents([p["text"] for p in passages])).vectors
     for p, vector in zip(passages, vectors, strict=True):
         passage = Passage(p["id"], f"{p['id']}.md", 1, p["text"])
         await store.add("corpus", Document(p["id"], passage.source, 1), [passage], [vector])

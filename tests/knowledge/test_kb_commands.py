@@ -272,3 +272,19 @@ async def test_without_documents_enabled_kb_says_so_and_chat_is_unchanged(
         assert fake_ollama.embed_requests == []
     finally:
         await llm.close()
+
+
+async def test_the_embedding_of_an_added_document_counts_as_model_time(
+    harness: KnowledgeHarness,
+) -> None:
+    harness.ollama.embed_durations_ns = (2_500_000_000, 500_000_000)  # 2 s of GPU a batch
+    await add_manual(harness)
+    batches = len(harness.ollama.embed_requests)
+
+    usage = await harness.command("usage")
+    assert usage.splitlines()[:2] == [
+        f"Your model time today in this chat: {2 * batches} s (no quota).",
+        f"This chat today: {2 * batches} s (no quota).",
+    ]
+    await harness.command("kb add", attachments=(harness.attach("copy.md", MANUAL.encode()),))
+    assert await harness.command("usage") == usage  # the same text again embeds nothing

@@ -14,7 +14,7 @@ async def test_documents_go_in_batches_marked_for_the_model_and_come_back_in_ord
 ) -> None:
     embedder = OllamaEmbedder(fake_ollama.url, "nomic-embed-text", batch=2, keep_alive="5m")
     try:
-        vectors = await embedder.embed_documents(["red apples", "green pears", "blue plums"])
+        embedded = await embedder.embed_documents(["red apples", "green pears", "blue plums"])
         query = await embedder.embed_query("which apples?")
     finally:
         await embedder.close()
@@ -27,9 +27,11 @@ async def test_documents_go_in_batches_marked_for_the_model_and_come_back_in_ord
     ]
     assert {b["model"] for b in bodies} == {"nomic-embed-text"}
     assert bodies[0]["truncate"] is True and bodies[0]["keep_alive"] == "5m"
-    assert vectors == [
+    assert embedded.vectors == [
         bag_of_words(f"search_document: {t}") for t in ("red apples", "green pears", "blue plums")
     ]
+    # Ollama's total_duration less load_duration, of both batches
+    assert embedded.gpu_s == pytest.approx(2 * (14_143_917 - 1_019_500) / 1e9)
     assert query == bag_of_words("search_query: which apples?")
 
 
