@@ -43,31 +43,39 @@ async def run(
     if knowledge is None:
         raise InvalidCommand(NOT_SET_UP)
     if action == "add":
-        results = await _add(knowledge, message)
-        await _charge(store, message, day, sum(r.gpu_s for r in results))
+        results = await _add(knowledge, store, message, day)
         return await _added(store, message, settings, results)
     if action == "forget":
         return await _forget(knowledge, store, message, args[0])
     return listing(await knowledge.documents(message.channel), settings)
 
 
-async def _add(knowledge: KnowledgeBase, message: IncomingMessage) -> list[Added]:
+async def _add(
+    knowledge: KnowledgeBase, store: ConversationStore, message: IncomingMessage, day: str
+) -> list[Added]:
+    """Add the message's documents (or the replied message), each charged as it is stored:
+    a later one that fails leaves the earlier ones added and charged."""
     documents = [a for a in message.attachments if a.kind == "document"]
     if message.attachments and not documents:
         raise FileRefused(ONLY_DOCUMENTS)
-    if documents:
-        return [await knowledge.add_file(message, a) for a in documents]
-    if message.replied_text.strip():
+    if not documents and not message.replied_text.strip():
+        raise InvalidCommand(HOW_TO_ADD)
+    results: list[Added] = []
+    for document in documents:
+        results.append(await knowledge.add_file(message, document))
+        await _charge(store, message, day, results[-1].gpu_s)
+    if not documents:
         name = message.replied_link or _(REPLIED_MESSAGE)
-        return [await knowledge.add_text(message, name, message.replied_text)]
-    raise InvalidCommand(HOW_TO_ADD)
+        results.append(await knowledge.add_text(message, name, message.replied_text))
+        await _charge(store, message, day, results[-1].gpu_s)
+    return results
 
 
 async def _charge(
     store: ConversationStore, message: IncomingMessage, day: str, gpu_s: float
 ) -> None:
-    """Charge the embedding's GPU time to the author and the channel, as a reply's is. The
-    documents are stored already: a store that fails now costs the charge, not the answer."""
+    """Charge an embedding's GPU time to the author and the channel, as a reply's is. The
+    document is stored already: a store that fails now costs the charge, not the answer."""
     if gpu_s:
         with contextlib.suppress(StoreUnavailable):
             await store.charge(message, day, gpu_s)
