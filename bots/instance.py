@@ -20,6 +20,7 @@ from typing import Protocol
 import structlog
 
 from core.errors import StoreUnavailable
+from core.stopping import stopped_after
 
 log = structlog.get_logger("ollabot.instance")
 
@@ -51,10 +52,12 @@ async def held_instance(
     to lapse) for as long as the block runs; raise ``InstanceTaken`` if none comes free."""
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     name = await _claim_one(store, names, holder, wait_s)
-    keeper = asyncio.create_task(_keep(store, name, holder))
+    done = asyncio.Event()  # as well as cancelling: a Redis client may swallow that
+    keeper = asyncio.create_task(_keep(store, name, holder, done))
     try:
         yield name
     finally:
+        done.set()
         keeper.cancel()
         with contextlib.suppress(StoreUnavailable):
             await store.release_instance(name, holder)
@@ -83,9 +86,8 @@ async def _claim(store: InstanceStore, name: str, holder: str, wait_s: float) ->
         await asyncio.sleep(0.5)
 
 
-async def _keep(store: InstanceStore, name: str, holder: str) -> None:
-    while True:
-        await asyncio.sleep(TTL_MS / 3000)
+async def _keep(store: InstanceStore, name: str, holder: str, done: asyncio.Event) -> None:
+    while not await stopped_after(done, TTL_MS / 3000):
         try:
             current = await store.claim_instance(name, holder, TTL_MS)
         except StoreUnavailable:

@@ -23,10 +23,12 @@ from core.models import InboxEntry, StoredReply, TurnState
 from core.outbox import Outbox
 from core.ports import Inbox, Metrics, NullMetrics, ReplySink, SinkFactory
 from core.scheduler import FairScheduler
+from core.stopping import stopped_after
 
 log = logging.getLogger("ollabot.worker")
 
 MAX_FAILED_ATTEMPTS = 5
+STOP_LOOPS_S = 5.0  # for the loops to end once cancelled (a blocking read ends within it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,14 +82,19 @@ class InboxWorker:
         return len(self._tasks)
 
     async def run(self, stop: asyncio.Event) -> None:
-        loops = [self._read(stop), self._dispatch(stop), self._heartbeat(), self._tell_queued()]
-        tasks = [asyncio.create_task(loop) for loop in loops]
+        """Until ``stop`` is set. Each loop also ends by itself once ``stop`` is set, as a
+        store client may swallow the cancellation of a command in flight; one still busy
+        after ``STOP_LOOPS_S`` is left to end on its own."""
+        loops = [self._read, self._dispatch, self._heartbeat, self._tell_queued]
+        tasks = [asyncio.create_task(loop(stop)) for loop in loops]
         try:
             await stop.wait()
         finally:
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            _done, busy = await asyncio.wait(tasks, timeout=STOP_LOOPS_S)
+            if busy:
+                log.warning("%d worker loops still busy; they end on their own", len(busy))
 
     async def caught_up(self) -> None:
         """Wait until what this worker's name left unfinished in an earlier run is done."""
@@ -103,9 +110,13 @@ class InboxWorker:
         if not tasks:
             return
         _finished, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        if not pending:
+            return
         for task in pending:
             task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        _cancelled, busy = await asyncio.wait(pending, timeout=STOP_LOOPS_S)
+        if busy:
+            log.warning("%d replies did not stop when cancelled", len(busy))
 
     # Reading
 
@@ -121,11 +132,11 @@ class InboxWorker:
                 if len(self._scheduler) < self._config.max_held:
                     self._hold(await self._take())
                 else:
-                    await _wait(stop, 0.1)
+                    await stopped_after(stop, 0.1)
                 backoff = 0.1
             except StoreUnavailable as error:
                 log.warning("inbox unavailable, retrying in %.1fs: %s", backoff, error)
-                await _wait(stop, backoff)
+                await stopped_after(stop, backoff)
                 backoff = min(backoff * 2, 1.0)
 
     async def _claim(self) -> list[InboxEntry]:
@@ -269,9 +280,8 @@ class InboxWorker:
 
     # Telling waiting users where they are
 
-    async def _tell_queued(self) -> None:
-        while True:
-            await asyncio.sleep(self._config.queued_notice_s / 2)
+    async def _tell_queued(self, stop: asyncio.Event) -> None:
+        while not await stopped_after(stop, self._config.queued_notice_s / 2):
             due = time.monotonic() - self._config.queued_notice_s
             for entry_id, since in list(self._held_since.items()):
                 entry = self._scheduler.waiting(entry_id)
@@ -290,10 +300,9 @@ class InboxWorker:
 
     # Keeping entries claimed
 
-    async def _heartbeat(self) -> None:
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
         c = self._config
-        while True:
-            await asyncio.sleep(c.claim_idle_ms / 3000)
+        while not await stopped_after(stop, c.claim_idle_ms / 3000):
             held = self._scheduler.held_ids()
             for start in range(0, len(held), 500):
                 with contextlib.suppress(StoreUnavailable):
@@ -307,8 +316,3 @@ class InboxWorker:
         waiting = len(self._scheduler) - len(self._answering)
         self._metrics.queue_depth(self._config.platform, max(0, waiting))
         self._metrics.outbox_pending(self._config.platform, len(self._delivering))
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)

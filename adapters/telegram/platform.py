@@ -176,8 +176,8 @@ class TelegramPlatform:
         self._stop_receiving.set()
         await asyncio.wait([task], timeout=STOP_RECEIVING_S)
         task.cancel()
-        await asyncio.wait([task])
-        error = None if task.cancelled() else task.exception()
+        await asyncio.wait([task], timeout=STOP_RECEIVING_S)  # a lost cancellation: go on
+        error = None if not task.done() or task.cancelled() else task.exception()
         if error is not None and not isinstance(error, TelegramError):
             raise error
         if self._receiving is not None and self._receiving.polls and self._poller is not None:

@@ -16,7 +16,6 @@ Only a Redis outage holds updates back, to be delivered again once Redis is back
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import json
 import logging
@@ -33,6 +32,7 @@ from telegram.request._requestparameter import RequestParameter
 
 from adapters.telegram.pacing import retry_seconds
 from core.errors import StoreUnavailable
+from core.stopping import stopped_after
 
 log = logging.getLogger("ollabot.telegram.receive")
 
@@ -40,6 +40,7 @@ Handler = Callable[[Update], Awaitable[None]]
 SetAside = Callable[[object, str], Awaitable[None]]
 ALLOWED_UPDATES = ["message", "callback_query"]
 STORE_RETRY_S = 0.5
+STOP_POLLING_S = 2.0  # for a cancelled poll to end; longer only if a cancellation was lost
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
@@ -84,28 +85,32 @@ class Poller:
         self._batch = batch
         self._offset: int | None = None
 
-    async def run(self) -> None:
-        """Poll until cancelled."""
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until ``stop`` is set (or this task is cancelled).
+
+        Checked between polls and between updates, because a cancellation may not arrive: a
+        Redis client can swallow one that lands while a command is being written.
+        """
         backoff = 0.5
-        while True:
+        while not stop.is_set():
             try:
-                await self._poll_once()
+                await self._poll_once(stop)
                 backoff = 0.5
             except InvalidToken:
                 log.error("Telegram rejected the bot token; polling stops")
                 raise
             except RetryAfter as error:
-                await asyncio.sleep(retry_seconds(error))
+                await stopped_after(stop, retry_seconds(error))
             except StoreUnavailable as error:
                 log.warning("store unavailable, retrying in %.1fs: %s", STORE_RETRY_S, error)
-                await asyncio.sleep(STORE_RETRY_S)
+                await stopped_after(stop, STORE_RETRY_S)
             except Exception as error:  # keep receiving whatever happened
                 if isinstance(error, Conflict):
                     log.warning("another getUpdates or a webhook is active for this bot")
                 elif not isinstance(error, TelegramError):
                     log.exception("unexpected polling failure")
                 log.warning("polling failed, retrying in %.1fs: %s", backoff, error)
-                await asyncio.sleep(backoff)
+                await stopped_after(stop, backoff)
                 backoff = min(backoff * 2, 30.0)
 
     async def confirm(self) -> None:
@@ -116,9 +121,11 @@ class Poller:
             except TelegramError as error:
                 log.info("could not confirm the last updates: %s", error)
 
-    async def _poll_once(self) -> None:
+    async def _poll_once(self, stop: asyncio.Event) -> None:
         batch = await self._fetch(self._batch, self._timeout_s)
         for index, raw in enumerate(batch):
+            if stop.is_set():  # the rest are not confirmed: Telegram delivers them again
+                return
             try:
                 await receive_one(raw, self._bot, self._handle, self._set_aside)
             except StoreUnavailable:
@@ -184,12 +191,15 @@ class LeasedPolling:
     the others wait; a process that never learnt who holds it polls, as one alone would.
     """
 
-    def __init__(self, lease: Lease, poll: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    def __init__(
+        self, lease: Lease, poll: Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+    ) -> None:
         self._lease = lease
         self._poll = poll
         self._held: bool | None = None
         self._unsure = False
         self._polling: asyncio.Task[None] | None = None
+        self._stop_poll = asyncio.Event()
         self.polls = False  # whether this process is the poller (or was, when ``run`` ended)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -197,8 +207,7 @@ class LeasedPolling:
         try:
             while not stop.is_set():
                 await self._follow_lease()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self._lease.renew_every_s)
+                await stopped_after(stop, self._lease.renew_every_s)
         finally:
             await self._stop_polling()
 
@@ -208,7 +217,10 @@ class LeasedPolling:
         if await self._check():
             if self._polling is None:
                 log.info("this process polls getUpdates for the bot")
-                self._polling = asyncio.create_task(self._poll(), name="telegram-polling")
+                self._stop_poll = asyncio.Event()
+                self._polling = asyncio.create_task(
+                    self._poll(self._stop_poll), name="telegram-polling"
+                )
                 self.polls = True
         elif self._polling is not None:
             log.warning("another process holds the polling lease now; this one stops polling")
@@ -229,12 +241,18 @@ class LeasedPolling:
         return self._held
 
     async def _stop_polling(self) -> None:
+        """Cancel polling and tell it to stop, in case the cancellation is lost on the way;
+        it then ends after the update it is storing, if not within ``STOP_POLLING_S``."""
         task, self._polling = self._polling, None
         if task is None:
             return
+        self._stop_poll.set()
         task.cancel()
-        await asyncio.wait([task])  # unlike awaiting the task, never hides our own cancelling
-        if not task.cancelled() and task.exception() is not None:
+        # unlike awaiting the task, never hides our own cancelling
+        await asyncio.wait([task], timeout=STOP_POLLING_S)
+        if not task.done():
+            log.warning("polling ignored its cancelling; it stops after the update at hand")
+        elif not task.cancelled() and task.exception() is not None:
             log.warning("polling had ended: %s", task.exception())
 
 

@@ -221,6 +221,11 @@ class FakeTelegram:
     def pending_updates(self) -> int:
         return len(self._updates)
 
+    @property
+    def polls(self) -> int:
+        """``getUpdates`` requests so far (they are too many to keep in ``calls``)."""
+        return self._polls
+
     def add_file(self, data: bytes, folder: str = "photos", extension: str = "jpg") -> str:
         """Keep ``data`` as a file users sent; returns its ``file_id``."""
         digest = hashlib.sha256(data + str(len(self.files)).encode()).hexdigest()

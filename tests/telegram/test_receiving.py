@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
@@ -12,6 +13,7 @@ from adapters.redis_store import RedisStore
 from adapters.telegram.platform import TelegramPlatform
 from bots.platform_config import telegram_config
 from bots.settings import TelegramSettings
+from tests.fakes.lost_cancel import LosesCancellation
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.telegram_api import ALICE, TOKEN, FakeTelegram, message, private_chat
 from tests.telegram.conftest import StartBot
@@ -104,3 +106,31 @@ async def test_rejected_formatting_falls_back_to_plain_text(
         lambda: [m["text"] for m in fake_telegram.sent(ALICE["id"])] == ["A bold claim with code."]
     )
     assert fake_telegram.errors(400)  # it was refused once, then delivered as plain text
+
+
+async def test_stop_ends_polling_even_when_the_store_loses_the_cancelling(
+    fake_telegram: FakeTelegram, inbox: RedisStore
+) -> None:
+    losing = LosesCancellation(inbox, "enqueue")
+    settings = TelegramSettings(token=SecretStr(TOKEN), api_base_url=fake_telegram.url)
+    platform = TelegramPlatform(telegram_config(settings), losing, poll_timeout_s=1)  # type: ignore[arg-type]
+    await platform.start()
+    try:
+        update_id = fake_telegram.push(message(private_chat(ALICE), ALICE, "at shutdown"))
+        async with asyncio.timeout(5):
+            await losing.in_flight.wait()
+
+        async with asyncio.timeout(3):
+            await platform.stop()
+        polls_at_stop = fake_telegram.polls
+
+        assert losing.lost == 1, "the enqueue in flight was not cancelled at all"
+        polling = [t for t in asyncio.all_tasks() if t.get_name() == "telegram-polling"]
+        assert all(task.done() for task in polling), "polling goes on after stop()"
+        with pytest.raises(AssertionError, match="not reached"):  # it would poll within 1 s
+            await fake_telegram.wait_until(lambda: fake_telegram.polls > polls_at_stop, 1.5)
+        entries = await inbox.take("telegram", "probe", 10)
+        assert [e.message.message_id for e in entries] == [str(update_id)]
+        assert fake_telegram.pending_updates() == 0, "the stored update was not confirmed"
+    finally:
+        await platform.aclose()

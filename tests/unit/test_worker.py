@@ -15,7 +15,9 @@ from core.errors import DeliveryDeferred
 from core.fewshot import FewShotCatalog
 from core.models import ChatRequest, DoneReason, IncomingMessage, StreamEvent
 from core.outbox import Outbox
+from core.ports import Inbox
 from core.worker import InboxWorker, WorkerConfig
+from tests.fakes.lost_cancel import LosesCancellation
 from tests.unit.test_chat_service import RecordingSink
 
 
@@ -88,12 +90,17 @@ def make_worker(
     consumer: str = "w",
     slots: int = 1,
     queued_notice_s: float = 2.0,
+    claim_idle_ms: int = 60_000,
+    inbox: Inbox | None = None,
 ) -> InboxWorker:
+    """``inbox``: what the worker reads from, if not ``store`` itself."""
     config = ChatConfig("m")
     admin = AdminService(store, FewShotCatalog(), "m", config.num_ctx)
     service = ChatService(llm, store, FewShotCatalog(), config, consumer, admin)
-    config = WorkerConfig("test", consumer, slots=slots, queued_notice_s=queued_notice_s)
-    return InboxWorker(store, service, Outbox(store, store), sinks, config)
+    config = WorkerConfig(
+        "test", consumer, slots=slots, queued_notice_s=queued_notice_s, claim_idle_ms=claim_idle_ms
+    )
+    return InboxWorker(inbox or store, service, Outbox(store, store), sinks, config)
 
 
 @contextlib.asynccontextmanager
@@ -238,3 +245,21 @@ async def test_drain_waits_for_the_reply_in_progress_and_delivers_it() -> None:
     llm.gates["last words"].set()
     await draining
     assert sinks.delivered == ["last words"]
+
+
+async def test_run_ends_at_stop_even_when_the_inbox_loses_a_cancelling() -> None:
+    store, llm = MemoryStore(block_ms=10), GatedLLM(gates={"held": asyncio.Event()})
+    losing = LosesCancellation(store, "keep_alive")  # the heartbeat's call, while one is held
+    worker = make_worker(store, llm, Sinks(), claim_idle_ms=300, inbox=losing)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    running_task = asyncio.create_task(worker.run(stop))
+    await send(store, "held")
+    async with asyncio.timeout(5):
+        await losing.in_flight.wait()
+
+    stop.set()
+    async with asyncio.timeout(3):
+        await running_task
+    assert losing.lost == 1, "the heartbeat's call was not cancelled at all"
+    llm.gates["held"].set()
+    await worker.drain(5)
