@@ -392,16 +392,11 @@ class ChatService:
         return self._clock()
 
 
-class _TrackedSink:
-    """Passes everything through; notes when text first showed and saves the sink's handle
-    whenever it changes, so that a successor finishes this preview instead of leaving it."""
+class _PassedOn:
+    """A ``ReplySink`` that hands everything to ``sink``; subclasses change what they need."""
 
-    def __init__(self, sink: ReplySink, store: ConversationStore, message: IncomingMessage) -> None:
+    def __init__(self, sink: ReplySink) -> None:
         self._sink = sink
-        self._store = store
-        self._message = message
-        self._saved: dict[str, str] = dict(sink.handle)
-        self.first_text_at = 0.0
 
     @property
     def handle(self) -> dict[str, str]:
@@ -412,23 +407,44 @@ class _TrackedSink:
 
     async def begin(self) -> None:
         await self._sink.begin()
-        await self._save_handle()
 
     async def status(self, text: str) -> None:
         await self._sink.status(text)
-        await self._save_handle()
 
     async def update(self, text: str) -> None:
-        if not self.first_text_at:
-            self.first_text_at = time.monotonic()
         await self._sink.update(text)
-        await self._save_handle()
 
     async def finish(self, text: str, *, reasoning: str = "") -> None:
         await self._sink.finish(text, reasoning=reasoning)
 
     async def fail(self, notice: str) -> None:
         await self._sink.fail(notice)
+
+
+class _TrackedSink(_PassedOn):
+    """Notes when text first showed and saves the sink's handle whenever it changes, so that a
+    successor finishes this preview instead of leaving it."""
+
+    def __init__(self, sink: ReplySink, store: ConversationStore, message: IncomingMessage) -> None:
+        super().__init__(sink)
+        self._store = store
+        self._message = message
+        self._saved: dict[str, str] = dict(sink.handle)
+        self.first_text_at = 0.0
+
+    async def begin(self) -> None:
+        await super().begin()
+        await self._save_handle()
+
+    async def status(self, text: str) -> None:
+        await super().status(text)
+        await self._save_handle()
+
+    async def update(self, text: str) -> None:
+        if not self.first_text_at:
+            self.first_text_at = time.monotonic()
+        await super().update(text)
+        await self._save_handle()
 
     async def _save_handle(self) -> None:
         handle = self._sink.handle
@@ -443,34 +459,21 @@ def _quoted(heard: str, reply: str) -> str:
     return f"> 🎤 {heard}\n\n{reply}" if heard else reply
 
 
-class _Heard:
+class _Heard(_PassedOn):
     """Shows what was heard in a voice note above the reply, from the start."""
 
     def __init__(self, sink: ReplySink, heard: str) -> None:
-        self._sink = sink
+        super().__init__(sink)
         self._heard = heard
 
-    @property
-    def handle(self) -> dict[str, str]:
-        return self._sink.handle
-
-    def resume(self, handle: dict[str, str]) -> None:
-        self._sink.resume(handle)
-
-    async def begin(self) -> None:
-        await self._sink.begin()
-
     async def status(self, text: str) -> None:
-        await self._sink.status(f"🎤 {self._heard}\n\n{text}".strip())
+        await super().status(f"🎤 {self._heard}\n\n{text}".strip())
 
     async def update(self, text: str) -> None:
-        await self._sink.update(_quoted(self._heard, text))
+        await super().update(_quoted(self._heard, text))
 
     async def finish(self, text: str, *, reasoning: str = "") -> None:
-        await self._sink.finish(_quoted(self._heard, text), reasoning=reasoning)
-
-    async def fail(self, notice: str) -> None:
-        await self._sink.fail(notice)
+        await super().finish(_quoted(self._heard, text), reasoning=reasoning)
 
 
 async def _quietly(awaitable: object) -> None:
