@@ -19,6 +19,8 @@ from contextvars import ContextVar
 import aiohttp
 import httpx
 
+from adapters.http_session import LazySession
+
 HOP_BY_HOP = {"host", "content-length", "transfer-encoding", "connection"}
 _EXTRA_HEADERS: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("extra_headers", default=())
 
@@ -42,7 +44,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, max_connections: int = 8) -> None:
         self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
+        self._open = LazySession(self._new_session)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeout = request.extensions.get("timeout", {})
@@ -78,15 +80,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             request=request,
         )
 
-    def _open(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._max_connections)
-            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
-        return self._session
+    def _new_session(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=self._max_connections)
+        return aiohttp.ClientSession(connector=connector, auto_decompress=True)
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._open.close()
 
 
 class _Body(httpx.AsyncByteStream):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import aiohttp
 import structlog
 
+from adapters.http_session import LazySession
 from core.errors import TranscriptionFailed
 from core.i18n import N_
 
@@ -38,7 +39,7 @@ class OpenAITranscriber:
         self._url = endpoint(url)
         self._model = model
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=5.0)
-        self._session: aiohttp.ClientSession | None = None
+        self._open = LazySession()
 
     async def transcribe(self, audio: bytes, name: str, mime: str) -> str:
         form = aiohttp.FormData()
@@ -76,14 +77,7 @@ class OpenAITranscriber:
             return False
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _open(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
-        return self._session
+        await self._open.close()
 
 
 async def _short(response: aiohttp.ClientResponse) -> str:

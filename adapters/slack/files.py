@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from pydantic import SecretStr
 
+from adapters.http_session import LazySession
 from core.errors import FileRefused
 from core.media import WITHHELD, too_big
 from core.models import Attachment
@@ -31,7 +32,7 @@ class SlackFiles:
         self._token = token
         self._hosts = frozenset({FILE_HOST, urlsplit(api_base_url).hostname or FILE_HOST})
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=5.0)
-        self._session: aiohttp.ClientSession | None = None
+        self._open = LazySession()
 
     async def fetch(self, attachment: Attachment, max_bytes: int) -> bytes:
         if not attachment.ref:
@@ -52,14 +53,7 @@ class SlackFiles:
             raise FileRefused(WITHHELD) from None
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _open(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
-        return self._session
+        await self._open.close()
 
 
 def _check(response: aiohttp.ClientResponse, attachment: Attachment, max_bytes: int) -> None:
