@@ -379,14 +379,14 @@ class MemoryStore:
             self._locks.pop(message.conversation)
         return reply
 
-    async def request_stop(self, conversation: str) -> bool:
+    async def request_stop(self, channel: str, conversation: str) -> bool:
         """Ask the conversation's lease holder to stop; False when nobody holds it."""
         if self._locks.get(conversation) is None:
             return False
         self._stops.put(conversation, True, 30.0)
         return True
 
-    async def keep_lease(self, conversation: str, owner: str, ttl_ms: int) -> bool:
+    async def keep_lease(self, channel: str, conversation: str, owner: str, ttl_ms: int) -> bool:
         """Renew ``owner``'s lease; True, once, when a stop was asked for meanwhile."""
         if self._locks.get(conversation) != owner:
             return False
@@ -411,13 +411,13 @@ class MemoryStore:
         key = f"{message.platform}:{message.message_id}"
         self._handles.put(key, dict(handle), self._dedupe_ttl_s)
 
-    async def clear_conversation(self, conversation: str) -> None:
+    async def clear_conversation(self, channel: str, conversation: str) -> None:
         """Forget the conversation's turns and window; safe to repeat."""
         self._conversations.pop(conversation)
 
     # Locks
 
-    async def acquire_lock(self, conversation: str, owner: str, ttl_ms: int) -> bool:
+    async def acquire_lock(self, channel: str, conversation: str, owner: str, ttl_ms: int) -> bool:
         """Take the conversation lock, or renew it when ``owner`` already holds it."""
         holder = self._locks.get(conversation)
         if holder is not None and holder != owner:
@@ -425,7 +425,7 @@ class MemoryStore:
         self._locks.put(conversation, owner, ttl_ms / 1000)
         return True
 
-    async def release_lock(self, conversation: str, owner: str) -> None:
+    async def release_lock(self, channel: str, conversation: str, owner: str) -> None:
         """Release the lock only if ``owner`` holds it."""
         if self._locks.get(conversation) == owner:
             self._locks.pop(conversation)

@@ -180,3 +180,64 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 if redis.call('DEL', KEYS[2]) == 1 then return 1 end
 return 0
 """
+
+# Redis Cluster runs a script only on keys of one slot, and the author's token bucket is not
+# in the slot of the channel's partition: there admission takes three steps, ADMIT, ARRIVE
+# and (when ARRIVE refuses a message ADMIT let through) REFUND. Together they do what
+# ENQUEUE does; the notice of a refusal is kept per partition.
+
+# KEYS: bucket. ARGV: capacity, refill per s. Takes a token: 1, or 0 when the bucket holds
+# less than a whole one.
+ADMIT = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local capacity, refill = tonumber(ARGV[1]), tonumber(ARGV[2])
+local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(bucket[1]) or capacity
+tokens = math.min(capacity, tokens + (now - (tonumber(bucket[2]) or now)) * refill)
+local admitted = tokens >= 1
+if admitted then tokens = tokens - 1 end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(capacity / refill) + 1)
+if admitted then return 1 end
+return 0
+"""
+
+# KEYS: bucket. ARGV: capacity. Gives back the token of a message ARRIVE refused.
+REFUND = """
+local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens'))
+if tokens then
+  redis.call('HSET', KEYS[1], 'tokens', tostring(math.min(tonumber(ARGV[1]), tokens + 1)))
+end
+return 1
+"""
+
+# KEYS: seen, inbox, order, backlog, told.
+# ARGV: dedupe ttl, message JSON, max backlog, notice window s, order ttl, urgent, admitted
+#       ('1': ADMIT took a token).
+# Returns as ENQUEUE does.
+ARRIVE = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+local waiting = tonumber(redis.call('GET', KEYS[4]) or '0')
+if ARGV[7] ~= '1' or waiting >= tonumber(ARGV[3]) then
+  if redis.call('SET', KEYS[5], '1', 'NX', 'EX', ARGV[4]) then return 2 end
+  return 3
+end
+redis.call('INCR', KEYS[4])
+redis.call('EXPIRE', KEYS[4], ARGV[5])
+local seq = 0
+if ARGV[6] ~= '1' then
+  seq = redis.call('HINCRBY', KEYS[3], 'arrived', 1)
+  redis.call('EXPIRE', KEYS[3], ARGV[5])
+end
+redis.call('XADD', KEYS[2], '*', 'message', ARGV[2], 'seq', seq)
+return 1
+"""
+
+# KEYS: inbox. ARGV: group, entry id. A dead letter's second step in a cluster, once the
+# letter is written: 1 when this call acknowledged the entry.
+FORGET = """
+local acknowledged = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+return acknowledged
+"""

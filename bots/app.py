@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from adapters.i18n import Catalogues
 from adapters.memory_store import MemoryStore
 from adapters.ollama_llm import OllamaLLM
-from adapters.redis_store import RedisStore
+from adapters.redis_store import RedisStore, StoreLayoutError
 from bots.instance import default_instance, held_instance
 from bots.settings import Settings
 from core.affinity import Affinity
@@ -49,7 +49,10 @@ def open_store(settings: Settings, on_dead_letter: Callable[[str], None] | None 
     options |= {
         "socket_timeout_s": settings.redis.socket_timeout_s,
         "prefix": settings.redis.prefix,
+        "partitions": settings.redis.partitions,
     }
+    if settings.redis.cluster:
+        return RedisStore.from_cluster(url, **options)
     if settings.redis.sentinels:
         sentinels = settings.redis.sentinel_addresses()
         return RedisStore.from_sentinels(sentinels, settings.redis.service, url, **options)
@@ -269,6 +272,7 @@ async def runtime(
         llm = open_llm(settings)
         names = instances or [settings.instance or default_instance()]
         try:
+            await checked_layout(store)
             async with held_instance(store, names, wait_s=11.0) as name:
                 config = chat_config(settings, model)
                 services = build_services(store, llm, config, name, catalog, metrics)
@@ -280,6 +284,15 @@ async def runtime(
         finally:
             await llm.close()
             await store.close()
+
+
+async def checked_layout(store: Store) -> None:
+    """Refuse to start on data written with another number of partitions (or none)."""
+    if isinstance(store, RedisStore):
+        try:
+            await store.ensure_layout()
+        except StoreLayoutError as error:
+            raise ConfigurationError(f"OLLABOT_REDIS__PARTITIONS: {error}") from error
 
 
 def on_termination(handler: Callable[[], None]) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from adapters.redis_keys import RedisKeys
 from adapters.redis_store import RedisStore
 from bots.app import open_store
 from bots.doctor import Check, check_redis
@@ -36,6 +37,8 @@ from tests.fixtures.sentinel import DOWN_AFTER_MS, PASSWORD, SERVICE, Node, Sent
 
 DB = 2
 PREFIX = "sentinel-test:"
+KEYS = RedisKeys(PREFIX)
+INBOX = KEYS.inbox("telegram", KEYS.partition(incoming("1").channel))
 RATE = 200  # writes a second
 ENOUGH_AFTER = RATE  # a second of writes on the new primary ends the stream
 MANY = 10**9
@@ -70,7 +73,7 @@ async def sentinel_store(sentinel_group: SentinelGroup) -> AsyncIterator[RedisSt
 async def stored_ids(node: Node) -> set[str]:
     """The message ids in the inbox stream of ``node``."""
     async with node.async_client(DB) as client:
-        records: Any = await client.xrange(f"{PREFIX}inbox:telegram")
+        records: Any = await client.xrange(INBOX)
     return {json.loads(fields["message"])["message_id"] for _, fields in records}
 
 
@@ -89,8 +92,8 @@ async def test_the_store_works_through_sentinel_on_the_primarys_database(
     again = await sentinel_store.load_context(entry, 10, "worker-a", 30_000)
     assert again.answered == StoredReply("hi Ana"), "the stored reply is found, not generated anew"
     async with sentinel_group.primary.async_client(DB) as primary:
-        assert await primary.exists(f"{PREFIX}answered:telegram:1")
-        assert await primary.xlen(f"{PREFIX}inbox:telegram") == 0, "acknowledged and deleted"
+        assert await primary.exists(KEYS.answered(incoming("1")))
+        assert await primary.xlen(INBOX) == 0, "acknowledged and deleted"
 
 
 async def replication_check(settings: Settings) -> Check | None:
@@ -180,7 +183,7 @@ async def reaches(node: Node, count: int, writer: asyncio.Task[None], timeout_s:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     async with node.async_client(DB) as client:
-        key = f"{PREFIX}inbox:telegram"
+        key = INBOX
         goal = await client.xlen(key) + count
         while await client.xlen(key) < goal:
             assert loop.time() < deadline, "the store did not write on the new primary"
