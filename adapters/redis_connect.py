@@ -31,7 +31,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import EqualJitterBackoff, ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError, ResponseError
+from redis.exceptions import ReadOnlyError, RedisClusterException, ResponseError
 
 log = logging.getLogger("ollabot.store")
 
@@ -76,13 +76,29 @@ def clients_from_url(
     return aioredis.Redis.from_url(url, **ordinary), aioredis.Redis.from_url(url, **blocking)
 
 
+class StreamCluster(RedisCluster):
+    """A cluster client that finds the stream of an XREADGROUP itself: redis-py asks the
+    server (COMMAND GETKEYS) on every read otherwise, doubling an idle worker's commands."""
+
+    async def _determine_slot(self, command: str, *args: Any) -> int:
+        if str(command).upper() != "XREADGROUP":
+            return await super()._determine_slot(command, *args)
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
+        streams = [word.upper() for word in words].index("STREAMS") + 1
+        keys = words[streams:][: (len(words) - streams) // 2]
+        slots = {self.keyslot(key) for key in keys}
+        if len(slots) != 1:
+            raise RedisClusterException(f"{command} - all keys must map to the same key slot")
+        return slots.pop()
+
+
 def clients_from_cluster(
     url: str, socket_timeout_s: float, block_ms: int
 ) -> tuple[RedisCluster, RedisCluster]:
     """The ordinary and the blocking client of the cluster that ``url``'s node belongs to."""
     ordinary, blocking = client_options(socket_timeout_s, block_ms)
     ordinary["retry"] = Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.05), retries=3)
-    return RedisCluster.from_url(url, **ordinary), RedisCluster.from_url(url, **blocking)
+    return RedisCluster.from_url(url, **ordinary), StreamCluster.from_url(url, **blocking)
 
 
 def clients_from_sentinels(

@@ -6,7 +6,8 @@ of the channel modulo ``partitions``): its inbox stream, dedupe markers, convers
 lease, order, settings, audit log and usage. The number of partitions is fixed when the data
 is first written (recorded under ``partitions``), so a channel never moves. Keys that a
 script touches alone (the author's token bucket, instance leases, the layout record, the
-dead letters of received payloads) carry no tag.
+dead letters of received payloads) carry no tag; an author's token bucket and the marker
+that they were told of a refusal share a tag of their own, ``{u:platform:author}``.
 
 Under ``prefix``, with ``P`` = ``{pN}`` of the message's channel:
 
@@ -21,12 +22,12 @@ Under ``prefix``, with ``P`` = ``{pN}`` of the message's channel:
     P:lock:{conversation}            the lease: owner (the worker instance), SET PX
     P:stop:{conversation}            a stop asked of the lease holder
     P:backlog:{platform}:{author}    how many of the author's messages wait in P's inbox
-    P:told:{platform}:{author}       the author was told they are over the limit
     P:channel:{channel}              channel settings (no TTL)
     P:audit:{channel}                stream of the channel's settings changes (no TTL)
     P:usage:{day}:{channel}          GPU seconds of the channel on that day; ``:user:{id}``
                                      per author, ``:top`` a sorted set of authors
-    bucket:{platform}:{author}       the author's token bucket: tokens, at
+    {u:platform:author}:bucket       the author's token bucket: tokens, at
+    {u:platform:author}:told         the author was told they are over the limit, SET NX EX
     deadletter                       capped stream of what was received but could not be
                                      read, stored or answered (platform, source, reason,
                                      payload)
@@ -85,11 +86,14 @@ class RedisKeys:
     def backlog(self, message: IncomingMessage) -> str:
         return f"{self._of(message.channel)}backlog:{message.platform}:{message.author_id}"
 
-    def told(self, message: IncomingMessage) -> str:
-        return f"{self._of(message.channel)}told:{message.platform}:{message.author_id}"
+    def _author(self, message: IncomingMessage) -> str:
+        return f"{self.prefix}{{u:{message.platform}:{message.author_id}}}:"
 
     def bucket(self, message: IncomingMessage) -> str:
-        return f"{self.prefix}bucket:{message.platform}:{message.author_id}"
+        return f"{self._author(message)}bucket"
+
+    def told(self, message: IncomingMessage) -> str:
+        return f"{self._author(message)}told"
 
     def conv(self, channel: str, conversation: str) -> str:
         return f"{self._of(channel)}conv:{conversation}"
@@ -126,20 +130,23 @@ class RedisKeys:
     # What each script or transaction touches (in the order its KEYS expect)
 
     def admission(self, message: IncomingMessage) -> list[str]:
-        """ENQUEUE's keys with the bucket taken out (ARRIVE's): all of the partition."""
+        """ARRIVE's keys: ENQUEUE's of the channel's partition."""
         c = message.channel
         return [
             self.seen(message),
             self.inbox(message.platform, self.partition(c)),
             self.order(c, message.conversation),
             self.backlog(message),
-            self.told(message),
         ]
 
+    def rate(self, message: IncomingMessage) -> list[str]:
+        """REFUSE's keys (ADMIT's is the first): the author's."""
+        return [self.bucket(message), self.told(message)]
+
     def enqueue(self, message: IncomingMessage) -> list[str]:
-        """ENQUEUE's keys: the partition's and the author's bucket (one server only)."""
-        seen, inbox, order, backlog, told = self.admission(message)
-        return [seen, inbox, order, self.bucket(message), backlog, told]
+        """ENQUEUE's keys: the partition's and the author's (one server only)."""
+        seen, inbox, order, backlog = self.admission(message)
+        return [seen, inbox, order, self.bucket(message), backlog, self.told(message)]
 
     def acknowledge(self, message: IncomingMessage) -> list[str]:
         c = message.channel

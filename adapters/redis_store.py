@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from redis.asyncio.cluster import RedisCluster
@@ -48,7 +48,7 @@ from adapters.redis_scripts import (
     FORGET,
     KEEP_LEASE,
     LOAD_CONTEXT,
-    REFUND,
+    REFUSE,
     RELEASE_LOCK,
     REQUEST_STOP,
 )
@@ -95,6 +95,18 @@ DeadLetterHook = Callable[[str], None]
 UNPARTITIONED = ("inbox:", "conv:", "channel:", "order:", "seen:", "answered:")
 Records = list[tuple[int, list[Any]]]  # stream records by partition
 ReadKey = tuple[str, str, int]  # platform, consumer, read group
+# A read's records waited this long at most for a call to collect them (no other worker
+# can claim them that soon), unless this store handed out abandoned entries meanwhile.
+TRUSTED_READ_S = 5.0
+
+
+@dataclass
+class Read:
+    """A blocking inbox read in flight, and when (and after which claim) it started."""
+
+    task: asyncio.Task[Records]
+    started: float
+    claims: int
 
 
 class StoreLayoutError(Exception):
@@ -176,7 +188,8 @@ class RedisStore:
         # A single server reads every partition's stream in one call; a cluster one by one.
         every = list(range(partitions))
         self._read_groups = [[n] for n in every] if self._cluster else [every]
-        self._reads: dict[ReadKey, asyncio.Task[Records]] = {}
+        self._reads: dict[ReadKey, Read] = {}
+        self._claims = 0  # calls of claim_abandoned so far
         self._conversation_ttl_s = conversation_ttl_s
         self._max_stored_turns = max_stored_turns
         self._dedupe_ttl_s = dedupe_ttl_s
@@ -239,7 +252,7 @@ class RedisStore:
     async def close(self) -> None:
         """Stop the reads in flight, close both connection pools (and the Sentinel
         connections)."""
-        reads = list(self._reads.values())
+        reads = [read.task for read in self._reads.values()]
         self._reads.clear()
         for read in reads:
             read.cancel()
@@ -338,65 +351,89 @@ class RedisStore:
         return ADMISSIONS[int(await self._redis.eval(ENQUEUE, len(keys), *keys, *args))]
 
     async def _enqueue_in_steps(self, message: IncomingMessage) -> Admission:
-        """ENQUEUE's work where the author's bucket and the channel's partition are on
-        different slots: take a token, store the message, give the token back if refused."""
-        bucket = self.keys.bucket(message)
-        admitted = await self._redis.eval(
-            ADMIT, 1, bucket, self._rate_per_minute, self._rate_per_minute / 60
+        """ENQUEUE's work where the author's keys and the channel's partition are on
+        different slots: take a token, store the message; when that refuses it or finds it
+        a duplicate, give the token back (and tell the author once per window)."""
+        bucket, told = self.keys.rate(message)
+        admitted = int(
+            await self._redis.eval(
+                ADMIT, 1, bucket, self._rate_per_minute, self._rate_per_minute / 60
+            )
         )
         keys = self.keys.admission(message)
         args: list[str | int] = [
             self._dedupe_ttl_s,
             json.dumps(asdict(message), ensure_ascii=False),
             self._max_backlog,
-            self._notice_window_s,
             self._conversation_ttl_s,
             int(is_urgent(message)),
-            int(admitted),
+            admitted,
         ]
         arrived = int(await self._redis.eval(ARRIVE, len(keys), *keys, *args))
-        if int(admitted) and arrived != 1:
-            await self._redis.eval(REFUND, 1, bucket, self._rate_per_minute)
-        return ADMISSIONS[arrived]
+        if arrived == 1 or (arrived == 0 and not admitted):
+            return ADMISSIONS[arrived]
+        refused = arrived != 0
+        refusal = [self._rate_per_minute, admitted, self._notice_window_s, int(refused)]
+        told_now = int(await self._redis.eval(REFUSE, 2, bucket, told, *refusal))
+        return ADMISSIONS[told_now if refused else 0]
 
     @translated
     async def take(self, platform: str, consumer: str, count: int) -> list[InboxEntry]:
         """Wait up to ``block_ms`` for new entries (at most ``count`` of each partition) and
         assign them to ``consumer``.
 
-        Each read runs until it returns, even past this call: the reads of partitions that
-        found nothing stay in flight, and the next call collects them instead of starting
-        others. What a read got while no call waited is checked to be still this
-        consumer's (``claim_abandoned`` may have handed it out and it may be done)."""
+        Each read runs until it returns, even past this call: a read still waiting when this
+        call returns stays in flight, and the next call collects it instead of starting
+        another. What a read got while no call waited is checked to be still this
+        consumer's (``claim_abandoned`` may have handed it out, and it may be done)."""
         if isinstance(self._blocking, RedisCluster):
             await self._blocking.initialize()  # once, before the reads share its connections
         keys = [(platform, consumer, group) for group in range(len(self._read_groups))]
-        late = {key for key in keys if key in self._reads and self._reads[key].done()}
-        for key in keys:
-            if key not in self._reads:
-                group = self._read_groups[key[2]]
-                self._reads[key] = asyncio.create_task(self._read(platform, consumer, group, count))
-        reads = [self._reads[key] for key in keys]
-        if not late:
-            await asyncio.wait(reads, return_when=asyncio.FIRST_COMPLETED)
+        late = {key for key in keys if key in self._reads and self._reads[key].task.done()}
+        loop = asyncio.get_running_loop()
+        deadline, waited = loop.time() + self._block_ms / 1000, False
+        while True:
+            for key in keys:
+                if key not in self._reads:
+                    group = self._read_groups[key[2]]
+                    task = asyncio.create_task(self._read(platform, consumer, group, count))
+                    self._reads[key] = Read(task, time.monotonic(), self._claims)
+            if not late:  # until a read returns (or fails), then until the deadline
+                reads = [self._reads[key].task for key in keys]
+                left = max(deadline - loop.time(), 0) if waited else None
+                await asyncio.wait(reads, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                waited = True
+            fresh, old, errors = self._collect(keys, late)
+            late = set()
+            fresh += await self._still_pending(platform, consumer, old)
+            entries: list[InboxEntry] = []
+            for partition, records in fresh:
+                entries += await self._decoded(platform, partition, records)
+            if errors and not entries:
+                raise errors[0]
+            if entries or loop.time() >= deadline:
+                return entries
+
+    def _collect(
+        self, keys: list[ReadKey], late: set[ReadKey]
+    ) -> tuple[Records, Records, list[BaseException]]:
+        """The finished reads' records, apart those to check (see ``take``), and errors; the
+        reads are forgotten, so that the next call starts them anew."""
         fresh: Records = []
         old: Records = []
         errors: list[BaseException] = []
-        for key, read in zip(keys, reads, strict=True):
-            if not read.done():
+        now = time.monotonic()
+        for key in keys:
+            read = self._reads[key]
+            if not read.task.done():
                 continue
             del self._reads[key]
-            if (error := read.exception()) is not None:
+            if (error := read.task.exception()) is not None:
                 errors.append(error)
-            else:
-                (old if key in late else fresh).extend(read.result())
-        if errors and not fresh and not old:
-            raise errors[0]
-        fresh += await self._still_pending(platform, consumer, old)
-        entries: list[InboxEntry] = []
-        for partition, records in fresh:
-            entries += await self._decoded(platform, partition, records)
-        return entries
+                continue
+            stale = read.claims != self._claims or now - read.started > TRUSTED_READ_S
+            (old if key in late and stale else fresh).extend(read.task.result())
+        return fresh, old, errors
 
     async def _read(
         self, platform: str, consumer: str, partitions: list[int], count: int
@@ -413,15 +450,15 @@ class RedisStore:
     async def _still_pending(self, platform: str, consumer: str, found: Records) -> Records:
         kept: Records = []
         for partition, records in found:
+            if not records:
+                continue
             key = self.keys.inbox(platform, partition)
-            mine = []
-            for record in records:
-                pending: Any = await self._redis.xpending_range(
-                    key, GROUP, record[0], record[0], 1, consumername=consumer
-                )
-                if pending:
-                    mine.append(record)
-            kept.append((partition, mine))
+            first, last = records[0][0], records[-1][0]
+            pending: Any = await self._redis.xpending_range(
+                key, GROUP, first, last, len(records), consumername=consumer
+            )
+            mine = {entry["message_id"] for entry in pending}
+            kept.append((partition, [record for record in records if record[0] in mine]))
         return kept
 
     @translated
@@ -432,6 +469,7 @@ class RedisStore:
         (after a restart nothing of this process is working on them; callers skip their own
         entries in progress). Entries handed out more than ``max_deliveries`` times become
         dead letters instead."""
+        self._claims += 1
         entries: list[InboxEntry] = []
         for partition in range(self.keys.partitions):
             records = await self._abandoned(platform, partition, consumer, min_idle_ms)

@@ -13,6 +13,7 @@ from core.models import IncomingMessage
 # The builders of the keys one script or transaction touches, all in one slot.
 ONE_SLOT = {
     "admission",
+    "rate",
     "acknowledge",
     "load_context",
     "complete",
@@ -73,8 +74,6 @@ def test_each_script_call_touches_one_slot(builder: str, partitions: int) -> Non
         assert len(touched) == len(set(touched)), f"{builder} names a key twice"
         slots = {key_slot(key.encode()) for key in touched}
         assert len(slots) == 1, f"{builder} for {channel!r} spans slots {slots}: {touched}"
-        expected = keys.tagged(keys.partition(channel))
-        assert all(key.startswith(expected) for key in touched)
 
 
 def test_a_channel_keeps_its_partition_across_processes_and_releases() -> None:
@@ -92,9 +91,15 @@ def test_the_partitions_spread_channels_over_every_slot_group() -> None:
 
 def test_keys_that_stand_alone_carry_no_hash_tag() -> None:
     keys = RedisKeys("ollabot:", 16)
-    m = message("tg:42", "u1", 1)
-    for key in (keys.bucket(m), keys.instance("worker-1"), keys.layout, keys.dead_letters):
+    for key in (keys.instance("worker-1"), keys.layout, keys.dead_letters):
         assert "{" not in key
+
+
+def test_a_channels_keys_are_in_its_partition_and_an_authors_rate_in_their_own_slot() -> None:
+    keys = RedisKeys("ollabot:", 16)
+    a, b = message("tg:42", "u1", 1), message("tg:7", "u1", 2)
+    assert keys.seen(a).startswith(keys.tagged(keys.partition("tg:42")))
+    assert keys.bucket(a) == keys.bucket(b) == "ollabot:{u:tg:u1}:bucket"
 
 
 def test_an_entry_id_carries_its_partition() -> None:
