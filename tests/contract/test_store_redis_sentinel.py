@@ -16,10 +16,9 @@ that window.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -30,9 +29,9 @@ from adapters.redis_store import RedisStore
 from bots.app import open_store
 from bots.doctor import Check, check_redis
 from bots.settings import ChatSettings, RedisSettings, Settings
-from core.errors import StoreUnavailable
 from core.models import Admission, StoredReply, TurnState
 from tests.contract import incoming
+from tests.contract.steady import Tally, write_steadily
 from tests.fixtures.sentinel import DOWN_AFTER_MS, PASSWORD, SERVICE, Node, SentinelGroup
 
 DB = 2
@@ -135,41 +134,6 @@ async def test_doctor_warns_of_a_primary_that_accepts_writes_no_replica_sees(
     assert await replication_check(alone) is None, "no replicas expected without Sentinel"
 
 
-@dataclass
-class Tally:
-    """What a steady stream of writes saw."""
-
-    acknowledged: list[str] = field(default_factory=list)
-    acknowledged_at: list[float] = field(default_factory=list)
-    refused: int = 0
-
-    def unavailable_s(self) -> float:
-        """The longest time between two acknowledged writes."""
-        times = self.acknowledged_at
-        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
-
-
-async def write_steadily(store: RedisStore, tally: Tally, stop: asyncio.Event) -> None:
-    """Enqueue a new message ``RATE`` times a second (never catching up after a stall)."""
-    loop = asyncio.get_running_loop()
-    next_at, number = loop.time(), 0
-    while not stop.is_set():
-        number += 1
-        message_id = f"w{number}"
-        try:
-            admission = await store.enqueue(incoming(message_id))
-        except StoreUnavailable:
-            tally.refused += 1
-        else:
-            # A duplicate is a write repeated after its first run was acknowledged by the
-            # server but the answer was lost: stored all the same.
-            assert admission in (Admission.ACCEPTED, Admission.DUPLICATE)
-            tally.acknowledged.append(message_id)
-            tally.acknowledged_at.append(loop.time())
-        next_at = max(next_at + 1 / RATE, loop.time())
-        await asyncio.sleep(next_at - loop.time())
-
-
 @dataclass(frozen=True)
 class Failover:
     lost: list[str]
@@ -198,7 +162,7 @@ async def fail_over_under_load(
     paused, then a failover), write on until a second of writes reached the new primary; then
     count the acknowledged writes it lacks."""
     tally, stop = Tally(), asyncio.Event()
-    writer = asyncio.create_task(write_steadily(store, tally, stop))
+    writer = asyncio.create_task(write_steadily(store, tally, stop, RATE))
     try:
         while len(tally.acknowledged) < RATE:  # a second of writes on the first primary
             assert not writer.done()
