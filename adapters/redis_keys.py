@@ -21,7 +21,8 @@ Under ``prefix``, with ``P`` = ``{pN}`` of the message's channel:
     P:order:{conversation}           hash: arrived (last seq given), done (last seq answered)
     P:lock:{conversation}            the lease: owner (the worker instance), SET PX
     P:stop:{conversation}            a stop asked of the lease holder
-    P:backlog:{platform}:{author}    how many of the author's messages wait in P's inbox
+    P:backlog:{platform}:{channel}:{author}
+                                     how many of the author's messages in the channel wait
     P:channel:{channel}              channel settings (no TTL)
     P:audit:{channel}                stream of the channel's settings changes (no TTL)
     P:usage:{day}:{channel}          GPU seconds of the channel on that day; ``:user:{id}``
@@ -84,7 +85,8 @@ class RedisKeys:
         return f"{self._of(message.channel)}handle:{message.platform}:{message.message_id}"
 
     def backlog(self, message: IncomingMessage) -> str:
-        return f"{self._of(message.channel)}backlog:{message.platform}:{message.author_id}"
+        m = message
+        return f"{self._of(m.channel)}backlog:{m.platform}:{m.channel}:{m.author_id}"
 
     def _author(self, message: IncomingMessage) -> str:
         return f"{self.prefix}{{u:{message.platform}:{message.author_id}}}:"

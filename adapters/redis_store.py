@@ -333,7 +333,8 @@ class RedisStore:
     @translated
     async def enqueue(self, message: IncomingMessage) -> Admission:
         """Store the message unless its id was seen or its author is over the limits (a token
-        bucket of ``rate_per_minute``, at most ``max_backlog`` waiting); one round trip on a
+        bucket of ``rate_per_minute``, at most ``max_backlog`` of theirs waiting in the
+        channel); one round trip on a
         single server (two or three in a cluster), safe to repeat."""
         if self._cluster:
             return await self._enqueue_in_steps(message)

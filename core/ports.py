@@ -82,7 +82,8 @@ class Inbox(Protocol):
 
     async def enqueue(self, message: IncomingMessage) -> Admission:
         """Store the message unless it was seen, its author is over the rate limit or has too
-        many messages queued; the first refusal in a window says so (``LIMITED``)."""
+        many messages queued in its channel; the first refusal in a window says so
+        (``LIMITED``)."""
         ...
 
     async def take(self, platform: str, consumer: str, count: int) -> list[InboxEntry]:

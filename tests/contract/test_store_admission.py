@@ -50,6 +50,16 @@ async def test_the_rate_and_its_notice_are_the_authors_whatever_the_channel(stor
     assert sorted(entry.message.message_id for entry in taken) == ["1", "2"]
 
 
+@pytest.mark.parametrize("store_limits", [{"max_backlog": 1}])
+async def test_an_authors_backlog_is_counted_per_chat(store: Store) -> None:
+    def in_chat(n: str, chat: str) -> Awaitable[Admission]:
+        return store.enqueue(incoming(n, conversation=chat, channel=chat))
+
+    assert await in_chat("1", "tg:42") is ACCEPTED
+    assert await in_chat("2", "tg:42") is LIMITED
+    assert await in_chat("3", "tg:7") is ACCEPTED, "another chat's queue has room"
+
+
 @pytest.mark.parametrize("store_limits", [{"rate_per_minute": 3, "notice_window_s": 60}])
 async def test_the_rate_allows_more_as_time_passes_and_a_new_window_tells_again(
     store: Store, let_time_pass: LetTimePass
