@@ -76,3 +76,19 @@ def test_sentinels_come_as_a_json_list_of_host_and_port(monkeypatch: pytest.Monk
     monkeypatch.setenv("OLLABOT_REDIS__SENTINELS", '["10.0.0.1"]')
     with pytest.raises(ValidationError, match=r"host:port, not '10\.0\.0\.1'"):
         Settings(_env_file=None)
+
+
+def test_redis_is_a_cluster_or_behind_sentinels_and_its_prefix_has_no_hash_tag(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OLLABOT_REDIS__CLUSTER", "true")
+    assert Settings(_env_file=None).redis.cluster
+
+    monkeypatch.setenv("OLLABOT_REDIS__SENTINELS", '["10.0.0.1:26379"]')
+    with pytest.raises(ValidationError, match="either a cluster or behind Sentinels"):
+        Settings(_env_file=None)
+
+    monkeypatch.delenv("OLLABOT_REDIS__SENTINELS")
+    monkeypatch.setenv("OLLABOT_REDIS__PREFIX", "bot{1}:")
+    with pytest.raises(ValidationError, match="may not contain braces"):
+        Settings(_env_file=None)
