@@ -18,9 +18,12 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio as aioredis
+from pydantic import SecretStr
 from redis.crc import key_slot
 
 from adapters.redis_store import RedisStore
+from bots.doctor import check_redis
+from bots.settings import RedisSettings, Settings
 from tests.contract.steady import Tally, write_steadily
 from tests.fixtures.cluster import ClusterNode, LocalCluster, redis_binary
 
@@ -155,3 +158,11 @@ async def test_a_planned_failover_loses_nothing(
 
     assert result.lost == 0, "CLUSTER FAILOVER waits for the replica to catch up"
     assert result.unavailable_s < 2
+
+
+async def test_doctor_checks_a_cluster_through_one_of_its_primaries(cluster_url: str) -> None:
+    cluster = RedisSettings(url=SecretStr(cluster_url), cluster=True, prefix=PREFIX)
+    checks = {c.name: c for c in await check_redis(Settings(_env_file=None, redis=cluster))}
+
+    assert checks["redis"].ok and checks["redis"].detail.startswith("reachable, version ")
+    assert checks["redis memory"].ok and checks["dead letters"].ok
