@@ -245,10 +245,6 @@ class RedisStore:
     def prefix(self) -> str:
         return self._prefix
 
-    @property
-    def is_cluster(self) -> bool:
-        return self._cluster
-
     async def close(self) -> None:
         """Stop the reads in flight, close both connection pools (and the Sentinel
         connections)."""
@@ -334,8 +330,8 @@ class RedisStore:
     async def enqueue(self, message: IncomingMessage) -> Admission:
         """Store the message unless its id was seen or its author is over the limits (a token
         bucket of ``rate_per_minute``, at most ``max_backlog`` of theirs waiting in the
-        channel); one round trip on a
-        single server (two or three in a cluster), safe to repeat."""
+        channel); one round trip on a single server (two or three in a cluster), safe to
+        repeat."""
         if self._cluster:
             return await self._enqueue_in_steps(message)
         keys = self.keys.enqueue(message)
@@ -386,7 +382,9 @@ class RedisStore:
         Each read runs until it returns, even past this call: a read still waiting when this
         call returns stays in flight, and the next call collects it instead of starting
         another. What a read got while no call waited is checked to be still this
-        consumer's (``claim_abandoned`` may have handed it out, and it may be done)."""
+        consumer's when ``claim_abandoned`` ran since the read started (it may have handed
+        the entries out, and they may be done) or the read is old (another worker may have
+        claimed them)."""
         if isinstance(self._blocking, RedisCluster):
             await self._blocking.initialize()  # once, before the reads share its connections
         keys = [(platform, consumer, group) for group in range(len(self._read_groups))]
@@ -394,11 +392,7 @@ class RedisStore:
         loop = asyncio.get_running_loop()
         deadline, waited = loop.time() + self._block_ms / 1000, False
         while True:
-            for key in keys:
-                if key not in self._reads:
-                    group = self._read_groups[key[2]]
-                    task = asyncio.create_task(self._read(platform, consumer, group, count))
-                    self._reads[key] = Read(task, time.monotonic(), self._claims)
+            self._start_reads(keys, count)
             if not late:  # until a read returns (or fails), then until the deadline
                 reads = [self._reads[key].task for key in keys]
                 left = max(deadline - loop.time(), 0) if waited else None
@@ -415,11 +409,19 @@ class RedisStore:
             if entries or loop.time() >= deadline:
                 return entries
 
+    def _start_reads(self, keys: list[ReadKey], count: int) -> None:
+        """A read for each of ``keys`` that has none in flight."""
+        for key in keys:
+            if key not in self._reads:
+                platform, consumer, group = key
+                read = self._read(platform, consumer, self._read_groups[group], count)
+                self._reads[key] = Read(asyncio.create_task(read), time.monotonic(), self._claims)
+
     def _collect(
         self, keys: list[ReadKey], late: set[ReadKey]
     ) -> tuple[Records, Records, list[BaseException]]:
-        """The finished reads' records, apart those to check (see ``take``), and errors; the
-        reads are forgotten, so that the next call starts them anew."""
+        """The finished reads' records, less those to check (see ``take``), those, and the
+        errors; the reads are forgotten, so that the next call starts them anew."""
         fresh: Records = []
         old: Records = []
         errors: list[BaseException] = []
