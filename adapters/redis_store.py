@@ -24,7 +24,17 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel
-from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    OutOfMemoryError,
+    RedisError,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.typing import EncodableT, FieldT
 
 from adapters.redis_connect import (
@@ -107,6 +117,17 @@ class Read:
     task: asyncio.Task[Records]
     started: float
     claims: int
+
+
+# What makes a call sent straight to a cluster node go through the client's routing instead.
+REROUTED = (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    RedisConnectionError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 
 
 class StoreLayoutError(Exception):
@@ -324,6 +345,20 @@ class RedisStore:
             return await getattr(self._redis, command)(*args, target_nodes=node)
         return await getattr(self._redis, command)(*args)
 
+    async def _eval(self, script: str, numkeys: int, *keys_and_args: Any) -> Any:
+        """EVAL. In a cluster it goes straight to the node serving the first key (redis-py's
+        routing costs about as much again as the rest of the call), and through the client's
+        routing, which follows the cluster's redirections, only when that node sends it
+        elsewhere or is gone. Every script is safe to run twice."""
+        if isinstance(self._redis, RedisCluster):
+            try:
+                node = self._redis.get_node_from_key(str(keys_and_args[0]))
+                if node is not None:
+                    return await node.execute_command("EVAL", script, numkeys, *keys_and_args)
+            except REROUTED:
+                pass
+        return await self._redis.eval(script, numkeys, *keys_and_args)
+
     # Inbox
 
     @translated
@@ -345,7 +380,7 @@ class RedisStore:
             self._conversation_ttl_s,
             int(is_urgent(message)),
         ]
-        return ADMISSIONS[int(await self._redis.eval(ENQUEUE, len(keys), *keys, *args))]
+        return ADMISSIONS[int(await self._eval(ENQUEUE, len(keys), *keys, *args))]
 
     async def _enqueue_in_steps(self, message: IncomingMessage) -> Admission:
         """ENQUEUE's work where the author's keys and the channel's partition are on
@@ -353,9 +388,7 @@ class RedisStore:
         a duplicate, give the token back (and tell the author once per window)."""
         bucket, told = self.keys.rate(message)
         admitted = int(
-            await self._redis.eval(
-                ADMIT, 1, bucket, self._rate_per_minute, self._rate_per_minute / 60
-            )
+            await self._eval(ADMIT, 1, bucket, self._rate_per_minute, self._rate_per_minute / 60)
         )
         keys = self.keys.admission(message)
         args: list[str | int] = [
@@ -366,12 +399,12 @@ class RedisStore:
             int(is_urgent(message)),
             admitted,
         ]
-        arrived = int(await self._redis.eval(ARRIVE, len(keys), *keys, *args))
+        arrived = int(await self._eval(ARRIVE, len(keys), *keys, *args))
         if arrived == 1 or (arrived == 0 and not admitted):
             return ADMISSIONS[arrived]
         refused = arrived != 0
         refusal = [self._rate_per_minute, admitted, self._notice_window_s, int(refused)]
-        told_now = int(await self._redis.eval(REFUSE, 2, bucket, told, *refusal))
+        told_now = int(await self._eval(REFUSE, 2, bucket, told, *refusal))
         return ADMISSIONS[told_now if refused else 0]
 
     @translated
@@ -568,7 +601,7 @@ class RedisStore:
             entry.seq,
             self._conversation_ttl_s,
         ]
-        await self._redis.eval(ACKNOWLEDGE, len(keys), *keys, *args)
+        await self._eval(ACKNOWLEDGE, len(keys), *keys, *args)
 
     async def _in_group(
         self, platform: str, partitions: list[int], call: Callable[[], Awaitable[Any]]
@@ -657,7 +690,7 @@ class RedisStore:
         else:
             keys = self.keys.bury(platform, partition)
             args: list[str | int] = [GROUP, stream_id, platform, reason, self._dead_letters_maxlen]
-            await self._redis.eval(BURY, len(keys), *keys, *args)
+            await self._eval(BURY, len(keys), *keys, *args)
         log.warning(
             "inbox entry %s on %s set aside as a dead letter: %s", stream_id, platform, reason
         )
@@ -685,7 +718,7 @@ class RedisStore:
             await self._redis.xadd(
                 self.keys.dead_letters, letter, maxlen=self._dead_letters_maxlen, approximate=True
             )
-        await self._redis.eval(FORGET, 1, key, GROUP, stream_id)
+        await self._eval(FORGET, 1, key, GROUP, stream_id)
 
     def _count_dead_letter(self, platform: str) -> None:
         if self._on_dead_letter is not None:
@@ -712,7 +745,7 @@ class RedisStore:
             entry.seq,
             int(skip_order),
         ]
-        reply = await self._redis.eval(LOAD_CONTEXT, len(keys), *keys, *args)
+        reply = await self._eval(LOAD_CONTEXT, len(keys), *keys, *args)
         status = int(reply[0])
         if status == 2:
             return ConversationContext(
@@ -747,7 +780,7 @@ class RedisStore:
         if outcome is not None:
             turns = (encode_turn(turn) for turn in outcome.turns)
             args += [outcome.replaces_from, outcome.window_start, *turns]
-        result = await self._redis.eval(COMPLETE, len(keys), *keys, *args)
+        result = await self._eval(COMPLETE, len(keys), *keys, *args)
         status = int(result[0])
         if status == 0:
             return None
@@ -765,13 +798,13 @@ class RedisStore:
     async def request_stop(self, channel: str, conversation: str) -> bool:
         """Ask the conversation's lease holder to stop; False when nobody holds it."""
         keys = self.keys.lease(channel, conversation)
-        return bool(await self._redis.eval(REQUEST_STOP, 2, *keys, STOP_TTL_MS))
+        return bool(await self._eval(REQUEST_STOP, 2, *keys, STOP_TTL_MS))
 
     @translated
     async def keep_lease(self, channel: str, conversation: str, owner: str, ttl_ms: int) -> bool:
         """Renew ``owner``'s lease; True, once, when a stop was asked for meanwhile."""
         keys = self.keys.lease(channel, conversation)
-        return bool(await self._redis.eval(KEEP_LEASE, 2, *keys, owner, ttl_ms))
+        return bool(await self._eval(KEEP_LEASE, 2, *keys, owner, ttl_ms))
 
     # GPU time
 
@@ -811,12 +844,12 @@ class RedisStore:
     async def acquire_lock(self, channel: str, conversation: str, owner: str, ttl_ms: int) -> bool:
         """Take the conversation lock, or renew it when ``owner`` already holds it."""
         key = self.keys.lock(channel, conversation)
-        return bool(await self._redis.eval(ACQUIRE_LOCK, 1, key, owner, ttl_ms))
+        return bool(await self._eval(ACQUIRE_LOCK, 1, key, owner, ttl_ms))
 
     @translated
     async def release_lock(self, channel: str, conversation: str, owner: str) -> None:
         """Release the lock only if ``owner`` holds it."""
-        await self._redis.eval(RELEASE_LOCK, 1, self.keys.lock(channel, conversation), owner)
+        await self._eval(RELEASE_LOCK, 1, self.keys.lock(channel, conversation), owner)
 
     # Instances
 
@@ -827,13 +860,13 @@ class RedisStore:
         """Hold the worker instance ``name`` for ``holder`` (or renew it); returns None when
         held, else the live holder's value. ``dead_holder`` may be replaced."""
         key = self.keys.instance(name)
-        reply = await self._redis.eval(CLAIM_INSTANCE, 1, key, holder, ttl_ms, dead_holder)
+        reply = await self._eval(CLAIM_INSTANCE, 1, key, holder, ttl_ms, dead_holder)
         return None if int(reply[0]) == 1 else str(reply[1])
 
     @translated
     async def release_instance(self, name: str, holder: str) -> None:
         """Give the instance name up, if ``holder`` has it."""
-        await self._redis.eval(RELEASE_LOCK, 1, self.keys.instance(name), holder)
+        await self._eval(RELEASE_LOCK, 1, self.keys.instance(name), holder)
 
     # Channel settings and audit
 
