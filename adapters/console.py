@@ -14,6 +14,8 @@ from core.ports import Inbox, ReplySink
 
 PLATFORM = "console"
 BOT_PREFIX = "ollabot> "
+REASONING_LABEL = "💭 "
+DIM, PLAIN = "\x1b[2m", "\x1b[0m"
 
 
 class ConsoleSink:
@@ -42,15 +44,21 @@ class ConsoleSink:
             self._write(text[len(self._shown) :])
             self._shown = text
 
-    async def finish(self, text: str) -> None:
+    async def finish(self, text: str, *, reasoning: str = "") -> None:
         if not self._shown:
             self._write(BOT_PREFIX)
         self._write((text[len(self._shown) :] if text.startswith(self._shown) else text) + "\n")
+        if reasoning:  # after the answer, which has streamed already
+            self._write(self._dimmed(REASONING_LABEL + reasoning) + "\n")
         self._resolve()
 
     async def fail(self, notice: str) -> None:
         self._write(("\n" if self._shown else BOT_PREFIX) + f"[{notice}]\n")
         self._resolve()
+
+    def _dimmed(self, text: str) -> str:
+        """Dim on a terminal; plain on a pipe, where escape codes would be noise."""
+        return f"{DIM}{text}{PLAIN}" if self._out.isatty() else text
 
     def _write(self, text: str) -> None:
         self._out.write(text)

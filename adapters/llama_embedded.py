@@ -61,6 +61,7 @@ from llama_cpp import Llama
 from adapters.ollama_wire import created_at, full_name, go_json, json_response, start_ndjson
 
 MODEL_NAME = "smollm2:135m"
+EMBED_CTX = 512  # tokens of one embedded text; longer ones are cut, as Ollama's truncate does
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SERVER_VERSION = "0.32.15"
 TOO_LONG = (
@@ -179,6 +180,7 @@ class SmolLM2:
         self._template = env.from_string(self.template_source)
         self.context_length = int(self.metadata["llama.context_length"])
         self._runners: dict[int, Llama] = {}
+        self._embedder: Llama | None = None
         self.current_ctx = 0
 
     def runner(self, n_ctx: int) -> tuple[Llama, int]:
@@ -195,6 +197,22 @@ class SmolLM2:
             )
         self.current_ctx = n_ctx
         return self._runners[n_ctx], time.perf_counter_ns() - started
+
+    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        """Unit vectors of ``texts`` (mean-pooled) and the tokens they took."""
+        if self._embedder is None:
+            self._embedder = Llama(
+                model_path=str(self.path),
+                embedding=True,
+                pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+                n_ctx=EMBED_CTX,
+                n_batch=EMBED_CTX,
+                n_ubatch=EMBED_CTX,
+                n_threads=self.n_threads_batch,
+                verbose=False,
+            )
+        vectors, tokens = self._embedder.embed(texts, normalize=True, return_count=True)
+        return [list(map(float, v)) for v in vectors], int(tokens)
 
     def context_size(self, options: Sampling) -> int:
         """``num_ctx``, capped at the model's trained context as Ollama caps it."""
@@ -337,6 +355,7 @@ class LlamaOllamaServer:
         self.record = record
         self.url = ""
         self.exchanges: list[Exchange] = []
+        self.embedded: list[str] = []  # texts of /api/embed requests, with ``record``
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
         self._runner: web.AppRunner | None = None
 
@@ -344,6 +363,7 @@ class LlamaOllamaServer:
         app = web.Application()
         app.router.add_get("/", self._root)
         app.router.add_post("/api/chat", self._chat)
+        app.router.add_post("/api/embed", self._embed)
         app.router.add_post("/api/show", self._show)
         app.router.add_get("/api/tags", self._tags)
         app.router.add_get("/api/ps", self._ps)
@@ -443,6 +463,32 @@ class LlamaOllamaServer:
             "eval_count": exchange.eval_count,
             "eval_duration": exchange.eval_ns,
         }
+
+    # -- embeddings --------------------------------------------------------------------------
+
+    async def _embed(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            given = body.get("input", "")
+            texts = [given] if isinstance(given, str) else [str(t) for t in given]
+        except (ValueError, TypeError, AttributeError) as error:
+            return json_response({"error": str(error)}, status=400)
+        if full_name(str(body.get("model", ""))) != self.name:
+            return json_response({"error": f'model "{body.get("model")}" not found'}, status=404)
+        started = time.perf_counter_ns()
+        loop = asyncio.get_running_loop()
+        vectors, tokens = await loop.run_in_executor(self._executor, self.model.embed, texts)
+        if self.record:
+            self.embedded += texts
+        return json_response(
+            {
+                "model": self.name,
+                "embeddings": vectors,
+                "total_duration": time.perf_counter_ns() - started,
+                "load_duration": 0,
+                "prompt_eval_count": tokens,
+            }
+        )
 
     # -- model information -----------------------------------------------------------------
 

@@ -8,6 +8,7 @@ Library errors are translated here, at the boundary, into the core's error tree:
     HTTP 504 (HAProxy: the host did not answer)     -> LLMUnavailable (did not answer in time)
     HTTP 404 (model not pulled)                     -> ModelNotFound (says how to pull it)
     HTTP 503 (Ollama's queue is full)               -> LLMBusy
+    HTTP 500 "failed to process inputs" (an image)  -> LLMFailed (the picture looks damaged)
     HTTP 500, other statuses, error mid-stream      -> LLMFailed
     stream ended or dropped before ``done``         -> LLMFailed (the reply was cut off)
 
@@ -19,6 +20,10 @@ A request that got nothing back (no connection, a busy server, a connection drop
 before the first byte) is tried again a few times with jittered exponential backoff; behind
 HAProxy the next try goes to a host that answers. Once a piece of the reply was yielded nothing
 is retried, so streamed text is never repeated, and the user is told instead.
+
+A model whose ``/api/show`` lists the ``thinking`` capability is asked to think (``think``);
+its reasoning arrives apart from the answer, as ``StreamEvent.thinking``. Other models are not
+sent the flag at all: Ollama refuses it for them (HTTP 400, "... does not support thinking").
 
 Every chat request carries ``X-Ollabot-Affinity`` (the conversation's digest) when the request
 has one: HAProxy hashes it to keep a conversation on one host; a single Ollama ignores it.
@@ -42,6 +47,7 @@ from adapters.aiohttp_transport import AiohttpTransport, extra_headers
 from adapters.ollama_tokens import ModelFacts, ModelFactsCache
 from core.errors import LLMBusy, LLMError, LLMFailed, LLMUnavailable, ModelNotFound
 from core.i18n import N_
+from core.media import DAMAGED_IMAGE
 from core.models import ChatMessage, ChatRequest, DoneReason, StreamEvent
 from core.prompting import neutralise
 
@@ -57,6 +63,7 @@ CONNECT_ERRORS = (ConnectionError, httpx.ConnectError, httpx.ConnectTimeout)
 # A connection closed before the response's first byte: nothing of the reply was seen.
 DROP_ERRORS = (httpx.RemoteProtocolError, httpx.ReadError)
 AFFINITY_HEADER = "X-Ollabot-Affinity"
+THINKING = "thinking"  # the capability, as /api/show names it
 
 
 class OllamaLLM:
@@ -89,10 +96,11 @@ class OllamaLLM:
         """Yield the reply piece by piece, then one ``done`` event with Ollama's counts."""
         facts = await self.facts(request.model)
         request = without_control_tokens(request, facts.control_tokens)
+        think = THINKING in facts.capabilities
         for attempt in range(self._retries + 1):
             started = False
             try:
-                async with contextlib.aclosing(self._attempt(request)) as events:
+                async with contextlib.aclosing(self._attempt(request, think)) as events:
                     async for event in events:
                         started = True
                         yield event
@@ -103,10 +111,12 @@ class OllamaLLM:
                 log.warning("ollama_retry", attempt=attempt + 1, error=type(error).__name__)
             await asyncio.sleep(self._backoff(attempt))
 
-    async def _attempt(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+    async def _attempt(
+        self, request: ChatRequest, think: bool
+    ) -> AsyncGenerator[StreamEvent, None]:
         received = False
         try:
-            parts = await self._send(request)
+            parts = await self._send(request, think)
             final: StreamEvent | None = None
             # Closing the generator closes the HTTP stream, and only then does Ollama stop.
             async with contextlib.aclosing(parts) as chunks:
@@ -115,8 +125,8 @@ class OllamaLLM:
                     received = True
                     if part.done:
                         final = final_event(part)
-                    elif part.message.content:
-                        yield StreamEvent(delta=part.message.content)
+                    elif part.message.content or part.message.thinking:
+                        yield piece_event(part)
                     part = await anext(chunks, None)
         except LIBRARY_ERRORS as error:
             raise translate(error, request.model, received) from error
@@ -128,13 +138,16 @@ class OllamaLLM:
         log.warning("ollama_stream_cut_off", model=request.model)
         raise LLMFailed(CUT_OFF)
 
-    async def _send(self, request: ChatRequest) -> AsyncGenerator[ollama.ChatResponse, None]:
+    async def _send(
+        self, request: ChatRequest, think: bool
+    ) -> AsyncGenerator[ollama.ChatResponse, None]:
         parts = await self._client.chat(
             model=request.model,
-            messages=[{"role": m.role, "content": m.content} for m in request.messages],
+            messages=[wire_message(m) for m in request.messages],
             options=dict(request.options),
             stream=True,
             keep_alive=self._keep_alive,
+            think=True if think else None,  # None: not sent at all
         )
         return cast(AsyncGenerator[ollama.ChatResponse, None], parts)
 
@@ -152,6 +165,10 @@ class OllamaLLM:
     async def facts(self, model: str) -> ModelFacts:
         """The model's control tokens and capabilities (empty while ``/api/show`` fails)."""
         return await self._facts.of(model)
+
+    async def capabilities(self, model: str) -> frozenset[str]:
+        """What ``/api/show`` says the model can do (``vision``…); empty while it fails."""
+        return (await self.facts(model)).capabilities
 
     async def version(self) -> str:
         """The server's version (``GET /api/version``)."""
@@ -192,8 +209,16 @@ class OllamaLLM:
 
 def without_control_tokens(request: ChatRequest, tokens: frozenset[str]) -> ChatRequest:
     """The request with ``tokens`` (and the common families' tokens) made plain text."""
-    messages = tuple(ChatMessage(m.role, neutralise(m.content, tokens)) for m in request.messages)
+    messages = tuple(m._replace(content=neutralise(m.content, tokens)) for m in request.messages)
     return replace(request, messages=messages)
+
+
+def wire_message(message: ChatMessage) -> dict[str, Any]:
+    """A message as ``/api/chat`` takes it; the client sends images base64-encoded."""
+    sent: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.images:
+        sent["images"] = [ollama.Image(value=image) for image in message.images]
+    return sent
 
 
 def keep_alive_value(keep_alive: str | int) -> str | int:
@@ -202,6 +227,11 @@ def keep_alive_value(keep_alive: str | int) -> str | int:
     if isinstance(keep_alive, str) and re.fullmatch(r"-?\d+", keep_alive.strip()):
         return int(keep_alive)
     return keep_alive
+
+
+def piece_event(part: ollama.ChatResponse) -> StreamEvent:
+    """A chunk of the answer, of the reasoning before it, or (rarely) of both."""
+    return StreamEvent(delta=part.message.content or "", thinking=part.message.thinking or "")
 
 
 def final_event(part: ollama.ChatResponse) -> StreamEvent:
@@ -249,6 +279,8 @@ def from_status(error: ollama.ResponseError, model: str) -> LLMError:
         return LLMUnavailable(TIMED_OUT)
     if error.status_code == -1:
         return LLMFailed(N_("The model failed in the middle of the reply; please try again."))
+    if error.status_code == 500 and "failed to process inputs" in str(error.error):
+        return LLMFailed(DAMAGED_IMAGE)  # the runner could not decode an image it was sent
     return LLMFailed()
 
 

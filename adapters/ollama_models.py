@@ -1,9 +1,9 @@
 """Ollama's model endpoints (pull, show, ps, tags, load) with errors translated into the tree.
 
 pull     POST /api/pull   NDJSON progress; errors arrive as ``{"error": ...}`` lines
-show     POST /api/show   ``details.quantization_level`` of a local model
+show     POST /api/show   ``details.quantization_level`` and ``model_info`` of a local model
 ps       GET  /api/ps     loaded models: ``size``, ``size_vram``, ``context_length``
-tags     GET  /api/tags   local models
+tags     GET  /api/tags   local models and their size on disk
 load     POST /api/chat   with no messages: Ollama loads the model and answers ``load``
 
 None of these carries the conversation affinity header: no conversation is known here, so an
@@ -51,6 +51,15 @@ class LoadedModel:
         return self.size_vram / self.size if self.size else 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class ShownModel:
+    """What ``/api/show`` says of a model's shape: ``model_info``, quantisation, capabilities."""
+
+    model_info: dict[str, Any]
+    quantization: str
+    capabilities: frozenset[str]
+
+
 class OllamaModels:
     """The model-management half of Ollama's API, for the CLI and start-up."""
 
@@ -84,6 +93,21 @@ class OllamaModels:
         """``details.quantization_level`` of a local model (``/api/show``)."""
         response = await self._call(self._client.show(tag), tag)
         return str(response.details.quantization_level or "") if response.details else ""
+
+    async def shape(self, tag: str) -> ShownModel:
+        """Architecture keys, quantisation and capabilities of a local model (``/api/show``)."""
+        response = await self._call(self._client.show(tag), tag)
+        quantization = response.details.quantization_level if response.details else None
+        return ShownModel(
+            dict(response.modelinfo or {}),
+            str(quantization or ""),
+            frozenset(str(c) for c in response.capabilities or ()),
+        )
+
+    async def sizes(self) -> dict[str, int]:
+        """Bytes on disk of each local model (``/api/tags``), by name."""
+        response = await self._call(self._client.list(), "")
+        return {m.model: int(m.size or 0) for m in response.models if m.model}
 
     async def installed(self) -> set[str]:
         """Names of the local models (``/api/tags``)."""

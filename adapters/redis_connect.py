@@ -47,10 +47,13 @@ FAILOVER_BACKOFF = EqualJitterBackoff(cap=1.0, base=0.05)
 FAILOVER_CODES = ("NOREPLICAS", "UNBLOCKED")
 
 
-def client_options(socket_timeout_s: float, block_ms: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Connection options of the ordinary and of the blocking client."""
+def client_options(
+    socket_timeout_s: float, block_ms: int, decode: bool = True
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Connection options of the ordinary and of the blocking client; without ``decode``
+    replies stay bytes (vectors)."""
     ordinary = {
-        "decode_responses": True,
+        "decode_responses": decode,
         "socket_timeout": socket_timeout_s,
         "socket_connect_timeout": socket_timeout_s,
         "retry": Retry(
@@ -69,10 +72,10 @@ def client_options(socket_timeout_s: float, block_ms: int) -> tuple[dict[str, An
 
 
 def clients_from_url(
-    url: str, socket_timeout_s: float, block_ms: int
+    url: str, socket_timeout_s: float, block_ms: int, decode: bool = True
 ) -> tuple[aioredis.Redis, aioredis.Redis]:
     """The ordinary and the blocking client of the server at ``url`` (connecting lazily)."""
-    ordinary, blocking = client_options(socket_timeout_s, block_ms)
+    ordinary, blocking = client_options(socket_timeout_s, block_ms, decode)
     return aioredis.Redis.from_url(url, **ordinary), aioredis.Redis.from_url(url, **blocking)
 
 
@@ -107,13 +110,14 @@ def clients_from_sentinels(
     url: str,
     socket_timeout_s: float,
     block_ms: int,
+    decode: bool = True,
 ) -> tuple[aioredis.Redis, aioredis.Redis, Sentinel]:
     """The ordinary and the blocking client of ``service``'s primary as the Sentinels name it,
     and the Sentinel client (to close). Of ``url`` only the database, user name and password
     apply."""
     given: dict[str, Any] = dict(parse_url(url))
     auth = {name: given[name] for name in ("db", "username", "password") if name in given}
-    ordinary, blocking = client_options(socket_timeout_s, block_ms)
+    ordinary, blocking = client_options(socket_timeout_s, block_ms, decode)
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
         sentinels,
         sentinel_kwargs={

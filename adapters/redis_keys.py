@@ -14,7 +14,7 @@ Under ``prefix``, with ``P`` = ``{pN}`` of the message's channel:
     P:inbox:{platform}               stream of incoming messages (fields ``message``, ``seq``)
     P:seen:{platform}:{message_id}   dedupe marker, SET NX EX
     P:answered:{platform}:{id}       the reply stored for that message: {text, failed,
-                                     deliver_by}
+                                     deliver_by, reasoning}
     P:handle:{platform}:{id}         where that message's reply is shown
     P:conv:{conversation}            list of turns [role, content, seq, author]
     P:convmeta:{conversation}        hash: window_start

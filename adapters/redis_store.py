@@ -410,11 +410,11 @@ class RedisStore:
     @translated
     async def take(self, platform: str, consumer: str, count: int) -> list[InboxEntry]:
         """Wait up to ``block_ms`` for new entries (at most ``count`` of each partition) and
-        assign them to ``consumer``.
+        assign them to ``consumer``: until a read brings some, or every read came back empty.
 
         Each read runs until it returns, even past this call: a read still waiting when this
-        call returns stays in flight, and the next call collects it instead of starting
-        another. What a read got while no call waited is checked to be still this
+        call returns with entries stays in flight, and the next call collects it instead of
+        starting another. What a read got while no call waited is checked to be still this
         consumer's when ``claim_abandoned`` ran since the read started (it may have handed
         the entries out, and they may be done) or the read is old (another worker may have
         claimed them)."""
@@ -422,15 +422,11 @@ class RedisStore:
             await self._blocking.initialize()  # once, before the reads share its connections
         keys = [(platform, consumer, group) for group in range(len(self._read_groups))]
         late = {key for key in keys if key in self._reads and self._reads[key].task.done()}
-        loop = asyncio.get_running_loop()
-        deadline, waited = loop.time() + self._block_ms / 1000, False
+        self._start_reads(keys, count)
         while True:
-            self._start_reads(keys, count)
-            if not late:  # until a read returns (or fails), then until the deadline
-                reads = [self._reads[key].task for key in keys]
-                left = max(deadline - loop.time(), 0) if waited else None
-                await asyncio.wait(reads, timeout=left, return_when=asyncio.FIRST_COMPLETED)
-                waited = True
+            if not late:
+                reads = [self._reads[key].task for key in keys if key in self._reads]
+                await asyncio.wait(reads, return_when=asyncio.FIRST_COMPLETED)
             fresh, old, errors = self._collect(keys, late)
             late = set()
             fresh += await self._still_pending(platform, consumer, old)
@@ -439,7 +435,7 @@ class RedisStore:
                 entries += await self._decoded(platform, partition, records)
             if errors and not entries:
                 raise errors[0]
-            if entries or loop.time() >= deadline:
+            if entries or not any(key in self._reads for key in keys):
                 return entries
 
     def _start_reads(self, keys: list[ReadKey], count: int) -> None:
@@ -460,8 +456,8 @@ class RedisStore:
         errors: list[BaseException] = []
         now = time.monotonic()
         for key in keys:
-            read = self._reads[key]
-            if not read.task.done():
+            read = self._reads.get(key)
+            if read is None or not read.task.done():
                 continue
             del self._reads[key]
             if (error := read.task.exception()) is not None:
@@ -952,7 +948,10 @@ def decode_reply(raw: str) -> StoredReply:
     """A stored reply; an unreadable one is delivered as text, as written."""
     try:
         data = json.loads(raw)
-        return StoredReply(str(data["text"]), bool(data["failed"]), float(data["deliver_by"]))
+        reasoning = str(data.get("reasoning", ""))  # absent in replies stored before it
+        return StoredReply(
+            str(data["text"]), bool(data["failed"]), float(data["deliver_by"]), reasoning
+        )
     except (ValueError, TypeError, KeyError):
         return StoredReply(raw)
 

@@ -202,7 +202,7 @@ class DoneSink(NullSink):
     def __init__(self, delivered: asyncio.Event) -> None:
         self._delivered = delivered
 
-    async def finish(self, text: str) -> None:
+    async def finish(self, text: str, *, reasoning: str = "") -> None:
         self._delivered.set()
 
 

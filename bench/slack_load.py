@@ -59,6 +59,7 @@ def serve_fakes(pipe: Connection, threads: int, followups: int, rate: float) -> 
 
 async def _serve(pipe: Connection, threads: int, followups: int, rate: float) -> None:
     slack, ollama = FakeSlack(), FakeOllama(instant=True)
+    slack.refuse_streams = "not_allowed"  # the edit way; bench.slack_stream_calls compares both
     await slack.start()
     await ollama.start()
     pipe.send((slack.url, ollama.url))

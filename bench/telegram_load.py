@@ -3,8 +3,10 @@
 Run: ``.venv/bin/python -m bench.telegram_load [--chats 100] [--messages 3]``.
 Needs ``redis-server`` on the PATH (or ``OLLABOT_BENCH_REDIS_URL``). The fake Bot API and an
 instant fake Ollama run in a child process, so the CPU time measured is the bot's alone
-(python-telegram-bot, our request class, the Redis inbox and store, the core). The fake's
-rate limit is off: this measures our cost, not Telegram's limits. Then a bare loop replays
+(python-telegram-bot, our request class, the Redis inbox and store, the bot-wide budget in
+Redis, the core). The fake's rate limit and the bot's budget are off: this measures our cost,
+not Telegram's limits; ``--bot-rate 30`` sets both to Telegram's 30 messages a second instead,
+to count the 429s a bot meets at that limit. Then a bare loop replays
 the same Bot API calls (same methods, same chats, same order per chat) straight over aiohttp
 against the same fake: the best rate any bot could reach here. Prints messages per second,
 Bot API calls per reply, bot CPU per message, the ratio to the bare loop, errors and lost
@@ -34,6 +36,7 @@ from adapters.redis_store import RedisStore
 from adapters.telegram.platform import TelegramPlatform
 from bots.app import build_services
 from bots.platform_config import telegram_config
+from bots.serve import telegram_sharing
 from bots.settings import TelegramSettings
 from core.chat import ChatConfig
 from tests.fakes.ollama import FakeOllama
@@ -47,13 +50,13 @@ FIRST_USER = 200_000_000
 # -- the child process: fakes ---------------------------------------------------------------------
 
 
-def serve_fakes(pipe: Connection, chats: int, messages: int) -> None:
+def serve_fakes(pipe: Connection, chats: int, messages: int, bot_rate: int | None) -> None:
     """Child: run the fakes; on "go" push every update and report when all replies are in."""
-    asyncio.run(_serve(pipe, chats, messages))
+    asyncio.run(_serve(pipe, chats, messages, bot_rate))
 
 
-async def _serve(pipe: Connection, chats: int, messages: int) -> None:
-    telegram, ollama = FakeTelegram(), FakeOllama(instant=True)
+async def _serve(pipe: Connection, chats: int, messages: int, bot_rate: int | None) -> None:
+    telegram, ollama = FakeTelegram(global_rate_count=bot_rate), FakeOllama(instant=True)
     await telegram.start()
     await ollama.start()
     pipe.send((telegram.url, ollama.url))
@@ -100,7 +103,9 @@ def _user(n: int) -> dict[str, Any]:
 # -- the bot (this process) ---------------------------------------------------------------------
 
 
-async def run_bot(telegram_url: str, ollama_url: str, redis_url: str) -> tuple[Any, ...]:
+async def run_bot(
+    telegram_url: str, ollama_url: str, redis_url: str, bot_rate: int | None
+) -> tuple[Any, ...]:
     """Start the bot as ``ollabot run telegram`` would (with a larger worker)."""
     store = RedisStore.from_url(
         redis_url,
@@ -111,8 +116,12 @@ async def run_bot(telegram_url: str, ollama_url: str, redis_url: str) -> tuple[A
     )
     llm = OllamaLLM(ollama_url)
     services = build_services(store, llm, ChatConfig(default_model="llama3.1:8b"), "bench")
-    settings = TelegramSettings(token=SecretStr(TOKEN), api_base_url=telegram_url)
-    platform = TelegramPlatform(telegram_config(settings), store, poll_timeout_s=1)
+    settings = TelegramSettings(
+        token=SecretStr(TOKEN), api_base_url=telegram_url, bot_rate_per_s=bot_rate or 10**6
+    )
+    config = telegram_config(settings)
+    budget, lease = telegram_sharing(config, store)
+    platform = TelegramPlatform(config, store, poll_timeout_s=1, budget=budget, lease=lease)
     await platform.start()
     worker = services.worker("telegram", platform.sinks, slots=64)
     stop = asyncio.Event()
@@ -156,15 +165,18 @@ async def bare_loop(telegram_url: str, replay: list[tuple[str, dict[str, Any]]])
         return time.monotonic() - started
 
 
-async def main(chats: int, messages: int, redis_url: str) -> None:
+async def main(chats: int, messages: int, redis_url: str, bot_rate: int | None) -> None:
     parent, child = mp.Pipe()
-    fakes = mp.get_context("spawn").Process(target=serve_fakes, args=(child, chats, messages))
+    fakes = mp.get_context("spawn").Process(
+        target=serve_fakes, args=(child, chats, messages, bot_rate)
+    )
     fakes.start()
     telegram_url, ollama_url = parent.recv()
-    parts = await run_bot(telegram_url, ollama_url, redis_url)
+    parts = await run_bot(telegram_url, ollama_url, redis_url, bot_rate)
+    limit = f"{bot_rate} messages/s bot-wide" if bot_rate else "no rate limit"
     print(
         f"method: {chats} private chats x {messages} messages pushed at once by a child process "
-        "(fake Bot API, no rate limit, instant Ollama); rate = replies / time to the last one, "
+        f"(fake Bot API, {limit}, instant Ollama); rate = replies / time to the last one, "
         "CPU = this process's; bare loop = the same Bot API calls replayed over aiohttp"
     )
     loop = asyncio.get_running_loop()
@@ -175,7 +187,8 @@ async def main(chats: int, messages: int, redis_url: str) -> None:
     await stop_bot(parts)
     parent.send("reset")
     await loop.run_in_executor(None, parent.recv)
-    bare_s = await bare_loop(telegram_url, result["replay"])
+    # at a rate limit the bare loop would only meet 429s: its rate is the limit
+    bare_s = await bare_loop(telegram_url, result["replay"]) if not bot_rate else 0.0
     parent.send("stop")
     fakes.join(10)
     report(chats * messages, result, cpu, bare_s)
@@ -184,7 +197,7 @@ async def main(chats: int, messages: int, redis_url: str) -> None:
 def report(expected: int, result: dict[str, Any], cpu_s: float, bare_s: float) -> None:
     replies, elapsed = result["replies"], result["elapsed"]
     calls = result["calls"]
-    rate, bare_rate = replies / elapsed, expected / bare_s
+    rate, bare_rate = replies / elapsed, expected / bare_s if bare_s else float("nan")
     print(f"messages: {expected}, replies: {replies}, lost: {expected - replies}")
     print(f"errors (non-200 Bot API answers): {result['errors']}")
     print(f"rate: {rate:.0f} messages/s in {elapsed:.2f} s")
@@ -197,15 +210,16 @@ def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--chats", type=int, default=100)
     parser.add_argument("--messages", type=int, default=3)
+    parser.add_argument("--bot-rate", type=int, help="Telegram's bot-wide limit, e.g. 30")
     args = parser.parse_args()
     given = os.environ.get("OLLABOT_BENCH_REDIS_URL")
     if given:
-        asyncio.run(main(args.chats, args.messages, given))
+        asyncio.run(main(args.chats, args.messages, given, args.bot_rate))
         return
     with tempfile.TemporaryDirectory() as workdir:
         server = start_redis(Path(workdir))
         try:
-            asyncio.run(main(args.chats, args.messages, server.url))
+            asyncio.run(main(args.chats, args.messages, server.url, args.bot_rate))
         finally:
             server.stop()
 

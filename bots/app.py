@@ -13,10 +13,15 @@ from typing import Any
 import structlog
 from pydantic import SecretStr
 
+from adapters.document_text import DocumentText
 from adapters.i18n import Catalogues
+from adapters.memory_knowledge import MemoryKnowledge
 from adapters.memory_store import MemoryStore
+from adapters.ollama_embed import OllamaEmbedder
 from adapters.ollama_llm import OllamaLLM
+from adapters.redis_knowledge import RedisKnowledge
 from adapters.redis_store import RedisStore, StoreLayoutError
+from adapters.stt_client import OpenAITranscriber
 from bots.instance import default_instance, held_instance
 from bots.settings import Settings
 from core.affinity import Affinity
@@ -24,8 +29,11 @@ from core.chat import ChatConfig, ChatService
 from core.commands import AdminService
 from core.fewshot import FewShotCatalog, parse_templates
 from core.i18n import Translations
+from core.knowledge import Splitting
+from core.knowledge_base import KnowledgeBase, KnowledgeConfig
+from core.media import MB
 from core.outbox import Outbox
-from core.ports import LLM, Metrics, NullMetrics, SinkFactory
+from core.ports import LLM, FileSource, Metrics, ModelInfo, NullMetrics, SinkFactory, Transcriber
 from core.prompting import DEFAULT_SYSTEM_PROMPT
 from core.worker import InboxWorker, WorkerConfig
 
@@ -57,6 +65,62 @@ def open_store(settings: Settings, on_dead_letter: Callable[[str], None] | None 
         sentinels = settings.redis.sentinel_addresses()
         return RedisStore.from_sentinels(sentinels, settings.redis.service, url, **options)
     return RedisStore.from_url(url, **options)
+
+
+def open_knowledge_store(settings: Settings) -> MemoryKnowledge | RedisKnowledge:
+    """Where documents are kept: beside the conversations (in memory with ``memory://``)."""
+    r, k = settings.redis, settings.knowledge
+    url = r.url.get_secret_value()
+    if url.startswith("memory://"):
+        return MemoryKnowledge()
+    if r.cluster:
+        raise ConfigurationError(
+            "OLLABOT_REDIS__CLUSTER=true: the knowledge base keeps a document's passages on one "
+            "Redis server and does not run on a Redis Cluster yet; set "
+            "OLLABOT_KNOWLEDGE__ENABLED=false"
+        )
+    index = {"auto": None, "on": True, "off": False}[k.index]
+    options: dict[str, Any] = {"prefix": r.prefix, "use_index": index, "algorithm": k.algorithm}
+    if r.sentinels:
+        return RedisKnowledge.from_sentinels(
+            r.sentinel_addresses(), r.service, url, socket_timeout_s=r.socket_timeout_s, **options
+        )
+    return RedisKnowledge.from_url(url, socket_timeout_s=r.socket_timeout_s, **options)
+
+
+def knowledge_config(settings: Settings) -> KnowledgeConfig:
+    k = settings.knowledge
+    return KnowledgeConfig(
+        max_file_bytes=int(k.max_file_mb * MB),
+        splitting=Splitting(k.passage_chars, min(k.overlap_chars, k.passage_chars // 2)),
+        share=k.share,
+        most=k.passages,
+    )
+
+
+@contextlib.asynccontextmanager
+async def knowledge_base(settings: Settings) -> AsyncIterator[KnowledgeBase | None]:
+    """The knowledge base the settings ask for (None when disabled), closed on exit."""
+    o = settings.ollama
+    if not settings.knowledge.enabled or not o.embed_model:
+        yield None
+        return
+    store = open_knowledge_store(settings)
+    embedder = OllamaEmbedder(
+        o.host, o.embed_model, connect_timeout_s=o.connect_timeout_s, keep_alive=o.keep_alive
+    )
+    try:
+        yield KnowledgeBase(store, embedder, DocumentText(), config=knowledge_config(settings))
+    finally:
+        await embedder.close()
+        if isinstance(store, RedisKnowledge):
+            await store.close()
+
+
+def open_transcriber(settings: Settings) -> OpenAITranscriber | None:
+    """The speech-to-text client, when a server is configured."""
+    stt = settings.stt
+    return OpenAITranscriber(stt.url, stt.model, stt.timeout_s) if stt.url else None
 
 
 def open_llm(settings: Settings) -> OllamaLLM:
@@ -92,7 +156,8 @@ async def embedded_parts(settings: Settings) -> AsyncIterator[Settings]:
             redis = redis.model_copy(update={"url": SecretStr(url)})
         if ollama.host == EMBEDDED:
             host, model = await stack.enter_async_context(embedded_model(settings))
-            ollama = ollama.model_copy(update={"host": host, "model": model})
+            # The embedded server embeds with its one model too.
+            ollama = ollama.model_copy(update={"host": host, "model": model, "embed_model": model})
         yield settings.model_copy(update={"redis": redis, "ollama": ollama})
 
 
@@ -163,10 +228,19 @@ class Services:
     outbox: Outbox
     metrics: Metrics
     owner: str
+    knowledge: KnowledgeBase | None = None  # platforms add their FileSource to it
 
     def worker(
-        self, platform: str, sinks: SinkFactory, slots: int = 1, claim_idle_ms: int = 60_000
+        self,
+        platform: str,
+        sinks: SinkFactory,
+        slots: int = 1,
+        claim_idle_ms: int = 60_000,
+        files: FileSource | None = None,
     ) -> InboxWorker:
+        """The worker answering ``platform``'s inbox; ``files``: where its attachments are."""
+        if files is not None:
+            self.service.add_file_source(platform, files)
         config = WorkerConfig(platform, self.owner, slots=slots, claim_idle_ms=claim_idle_ms)
         return InboxWorker(self.store, self.service, self.outbox, sinks, config, self.metrics)
 
@@ -179,11 +253,15 @@ def build_services(
     catalog: FewShotCatalog | None = None,
     metrics: Metrics | None = None,
     translations: Translations | None = None,
+    knowledge: KnowledgeBase | None = None,
+    transcriber: Transcriber | None = None,
 ) -> Services:
     """The one wiring of the core, for the CLI, the service, the tests and the benchmarks.
 
     ``translations``: the catalogues users are answered from (by default the ``.po`` files,
     with ``config.language`` for users whose language is not known or not spoken).
+    ``transcriber``: the speech-to-text server for voice notes (None: they get a notice).
+    The model client tells which models read images when it can (``ModelInfo``).
     """
     catalog = catalog or FewShotCatalog()
     metrics = metrics or NullMetrics()
@@ -194,12 +272,23 @@ def build_services(
         config.num_ctx,
         config.default_system_prompt,
         config.default_preset,
+        knowledge=knowledge,
     )
     translations = translations or Catalogues(config.language)
     service = ChatService(
-        llm, store, catalog, config, owner, admin, metrics=metrics, translations=translations
+        llm,
+        store,
+        catalog,
+        config,
+        owner,
+        admin,
+        metrics=metrics,
+        translations=translations,
+        knowledge=knowledge,
+        transcriber=transcriber,
+        models=llm if isinstance(llm, ModelInfo) else None,
     )
-    return Services(store, service, Outbox(store, store, metrics), metrics, owner)
+    return Services(store, service, Outbox(store, store, metrics), metrics, owner, knowledge)
 
 
 @dataclass
@@ -221,12 +310,15 @@ class Runtime:
     def consumer(self) -> str:
         return self.services.owner
 
-    def start_worker(self, platform: str, sinks: SinkFactory) -> InboxWorker:
+    def start_worker(
+        self, platform: str, sinks: SinkFactory, files: FileSource | None = None
+    ) -> InboxWorker:
         worker = self.services.worker(
             platform,
             sinks,
             slots=self.settings.ollama.num_parallel,
             claim_idle_ms=int(self.settings.chat.claim_idle_s * 1000),
+            files=files,
         )
         self.workers.append((worker, asyncio.create_task(worker.run(self.stop))))
         return worker
@@ -255,6 +347,9 @@ def chat_config(settings: Settings, model: str) -> ChatConfig:
         default_preset=chat.preset,
         language=chat.language,
         affinity=Affinity(settings.ollama.affinity),
+        vision_model=settings.ollama.vision_model,
+        max_file_bytes=int(chat.max_file_mb * MB),
+        max_images=chat.max_images,
     )
 
 
@@ -270,18 +365,33 @@ async def runtime(
         model = await resolve_model(settings)
         store = open_store(settings, (metrics or NullMetrics()).dead_lettered)
         llm = open_llm(settings)
+        transcriber = open_transcriber(settings)
         names = instances or [settings.instance or default_instance()]
         try:
             await checked_layout(store)
-            async with held_instance(store, names, wait_s=11.0) as name:
+            async with (
+                held_instance(store, names, wait_s=11.0) as name,
+                knowledge_base(settings) as knowledge,
+            ):
                 config = chat_config(settings, model)
-                services = build_services(store, llm, config, name, catalog, metrics)
+                services = build_services(
+                    store,
+                    llm,
+                    config,
+                    name,
+                    catalog,
+                    metrics,
+                    knowledge=knowledge,
+                    transcriber=transcriber,
+                )
                 rt = Runtime(settings, llm, services, model)
                 try:
                     yield rt
                 finally:
                     await rt.drain()
         finally:
+            if transcriber is not None:
+                await transcriber.close()
             await llm.close()
             await store.close()
 

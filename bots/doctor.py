@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bots.app import embedded_parts, open_llm, open_store, resolve_model
+from bots.app import embedded_parts, open_llm, open_store, open_transcriber, resolve_model
 from bots.settings import Settings
 from core.errors import OllabotError
 
@@ -32,7 +32,8 @@ class Check:
 async def doctor(settings: Settings) -> int:
     async with embedded_parts(settings) as settings:
         checks = [*await check_ollama(settings), *await check_redis(settings)]
-        checks += [*check_tokens(settings), *await check_fit(settings)]
+        checks += [*check_tokens(settings), await check_speech_to_text(settings)]
+        checks += await check_fit(settings)
     for check in checks:
         print(check.line())
     failed = [c for c in checks if not c.ok and not c.warning_only]
@@ -60,7 +61,60 @@ async def check_ollama(settings: Settings) -> list[Check]:
     detail = (
         f"{tag} is installed" if present else f"{tag} is missing. Fix: ollabot model pull {tag}"
     )
-    return [*checks, Check("model", present, detail)]
+    model = Check("model", present, detail)
+    return [
+        *checks,
+        model,
+        vision_check(settings, installed),
+        *check_embed_model(settings, installed),
+    ]
+
+
+def vision_check(settings: Settings, installed: list[str]) -> Check:
+    """Whether photos have a model that sees, when the channel's own does not."""
+    tag = settings.ollama.vision_model
+    if not tag:
+        detail = "off: photos are answered only where the channel's model reads images"
+        return Check("vision model", True, detail, warning_only=True)
+    if tag in installed or f"{tag}:latest" in installed:
+        return Check("vision model", True, f"{tag} is installed (photos)", warning_only=True)
+    detail = (
+        f"{tag} is missing: photos get a notice unless the channel's model reads images. "
+        f"Fix: ollabot model pull {tag}"
+    )
+    return Check("vision model", False, detail, warning_only=True)
+
+
+async def check_speech_to_text(settings: Settings) -> Check:
+    """Whether voice notes have a speech-to-text server that answers."""
+    transcriber = open_transcriber(settings)
+    if transcriber is None:
+        detail = (
+            "not configured: voice notes get a notice. Fix: run a server with OpenAI's "
+            "transcription API (whisper.cpp, faster-whisper) and set OLLABOT_STT__URL"
+        )
+        return Check("speech-to-text", False, detail, warning_only=True)
+    try:
+        answers = await transcriber.reachable()
+    finally:
+        await transcriber.close()
+    url = settings.stt.url
+    if answers:
+        return Check("speech-to-text", True, f"answers at {url}")
+    detail = f"nothing answers at {url}. Fix: start the server or fix OLLABOT_STT__URL"
+    return Check("speech-to-text", False, detail, warning_only=True)
+
+
+def check_embed_model(settings: Settings, installed: list[str]) -> list[Check]:
+    """The embedding model of the documents (``kb add``): a warning, since chat works without."""
+    tag = settings.ollama.embed_model
+    if not settings.knowledge.enabled or not tag:
+        return []
+    if tag in installed or f"{tag}:latest" in installed:
+        return [Check("embedding model", True, f"{tag} is installed")]
+    fix = f"ollama pull {tag}, or OLLABOT_KNOWLEDGE__ENABLED=false"
+    detail = f"{tag} is missing, so documents (kb add) cannot be read. Fix: {fix}"
+    return [Check("embedding model", False, detail, warning_only=True)]
 
 
 def out_of_memory(info: dict[str, str]) -> bool:
@@ -182,9 +236,9 @@ def check_tokens(settings: Settings) -> list[Check]:
 
 
 async def check_fit(settings: Settings) -> list[Check]:
-    fit: Callable[[Settings], Awaitable[list[tuple[str, bool, str]]]]
+    fit: Callable[[Settings], Awaitable[list[tuple[str, bool, str, bool]]]]
     try:
         from bots.model_cli import doctor_fit as fit
     except ImportError:
         return []
-    return [Check(name, ok, detail, warning_only=True) for name, ok, detail in await fit(settings)]
+    return [Check(*check) for check in await fit(settings)]

@@ -1,7 +1,7 @@
 """`ollabot model recommend|pull|status`, the `auto` model tag, start-up warm-up, doctor's fit.
 
-Thin: the probe and Ollama adapters gather facts, ``core.modelfit`` decides, this module
-prints. Also runnable alone: ``python -m bots.model_cli recommend --json``.
+Thin: the probe and Ollama adapters gather facts, ``core.modelfit`` and ``core.gpuplan``
+decide, this module prints. Also runnable alone: ``python -m bots.model_cli recommend --json``.
 """
 
 from __future__ import annotations
@@ -19,14 +19,32 @@ import structlog
 
 from adapters.hardware import probe_host
 from adapters.ollama_models import OllamaModels
-from bots.model_view import PullProgress, render_loaded, render_recommendation
+from adapters.ollama_wire import full_name
+from bots.model_view import (
+    PullProgress,
+    plan_json,
+    render_loaded,
+    render_plan,
+    render_recommendation,
+)
 from bots.settings import Settings
 from core.errors import OllabotError
+from core.gpuplan import (
+    GpuPlan,
+    Role,
+    arch_from_model_info,
+    known_file,
+    plan_gpu,
+    plan_summary,
+    too_big_lines,
+    with_size_on_disk,
+)
 from core.modelfit import (
     Deployment,
     GiB,
     Gpu,
     Host,
+    ModelFile,
     Recommendation,
     fit_candidate,
     gib,
@@ -83,8 +101,100 @@ async def _recommend(args: argparse.Namespace, settings: Settings, probe: Probe)
         args.kv_cache_type or kv_cache_type(settings),
     )
     choice = recommend(host, deployment)
-    print(json.dumps(recommendation_json(choice)) if args.json else render_recommendation(choice))
+    plan = await gpu_plan(settings, choice, _chat_tag(settings, choice))
+    if args.json:
+        print(json.dumps({**recommendation_json(choice), "plan": plan_json(plan)}))
+    else:
+        print(render_recommendation(choice) + "\n\n" + render_plan(plan))
     return 0
+
+
+def _chat_tag(settings: Settings, choice: Recommendation) -> str:
+    configured = settings.ollama.model
+    return choice.pick.model.tag if configured == "auto" else configured
+
+
+async def gpu_plan(settings: Settings, choice: Recommendation, chat_tag: str) -> GpuPlan:
+    """Plan the chat model with the configured vision and embedding models on this host.
+
+    Sizes come from Ollama where it has the model (its /api/tags, and /api/show for a
+    model ollabot has no table entry for), else from the table; Ollama being down is a note.
+    """
+    models = _client(settings)
+    try:
+        files, notes = await _model_files(models, _wanted(settings, chat_tag))
+    finally:
+        await models.close()
+    plan = plan_gpu(choice.host, files, choice.deployment, settings.ollama.keep_alive)
+    return replace(plan, notes=(*plan.notes, *notes))
+
+
+def _wanted(settings: Settings, chat_tag: str) -> list[tuple[Role, str]]:
+    wanted: list[tuple[Role, str]] = [("chat", chat_tag)]
+    if settings.ollama.embed_model:
+        wanted.append(("embed", settings.ollama.embed_model))
+    vision = settings.ollama.vision_model
+    if vision and full_name(vision) != full_name(chat_tag):
+        wanted.append(("vision", vision))
+    return wanted
+
+
+async def _model_files(
+    models: OllamaModels, wanted: list[tuple[Role, str]]
+) -> tuple[list[tuple[Role, ModelFile, str]], list[str]]:
+    notes: list[str] = []
+    try:
+        sizes = await models.sizes()
+    except OllabotError as error:
+        sizes = {}
+        notes.append(f"sizes from ollabot's table, not from Ollama: {error.notice}")
+    chat_tag = wanted[0][1]
+    if len(wanted) > 1 and wanted[-1][0] == "vision" and await _sees(models, chat_tag, sizes):
+        wanted = wanted[:-1]
+        notes.append(f"chat {chat_tag} reads photos itself: the vision model is not loaded")
+    files: list[tuple[Role, ModelFile, str]] = []
+    for role, tag in wanted:
+        on_disk = _size_of(sizes, tag)
+        found = await _model_file(models, tag, on_disk)
+        if found is None:
+            notes.append(
+                f"{role} {tag} is left out: its size is unknown until it is pulled "
+                f"(`ollabot model pull {tag}`)"
+            )
+        else:
+            files.append((role, *found))
+    return files, notes
+
+
+async def _model_file(
+    models: OllamaModels, tag: str, on_disk: int | None
+) -> tuple[ModelFile, str] | None:
+    known = known_file(tag)
+    if known is not None:
+        return (with_size_on_disk(known, on_disk), "ollama") if on_disk else (known, "table")
+    if not on_disk:
+        return None
+    try:
+        shown = await models.shape(tag)
+    except OllabotError:
+        return None
+    arch = arch_from_model_info(tag, shown.model_info)
+    model = ModelFile(tag, arch, shown.quantization, on_disk) if arch else None
+    return None if model is None else (model, "ollama")
+
+
+def _size_of(sizes: dict[str, int], tag: str) -> int | None:
+    return sizes.get(tag) or sizes.get(full_name(tag))
+
+
+async def _sees(models: OllamaModels, chat_tag: str, sizes: dict[str, int]) -> bool:
+    """Whether Ollama says the (pulled) chat model has vision, so photos need no other model."""
+    if not _size_of(sizes, chat_tag):
+        return False
+    try:
+        return "vision" in (await models.shape(chat_tag)).capabilities
+    except OllabotError:
+        return False
 
 
 def _host_from_args(args: argparse.Namespace, probe: Probe) -> Host:
@@ -230,17 +340,24 @@ async def warm_up(host: str, tag: str, num_ctx: int, keep_alive: str) -> bool:
     return True
 
 
-async def doctor_fit(settings: Settings, probe: Probe = probe_host) -> list[tuple[str, bool, str]]:
-    """Checks for ``ollabot doctor``: (name, ok, what it found or how to fix it)."""
+FitCheck = tuple[str, bool, str, bool]
+
+
+async def doctor_fit(settings: Settings, probe: Probe = probe_host) -> list[FitCheck]:
+    """Checks for ``ollabot doctor``: (name, ok, what it found or how to fix it, only a warning).
+
+    All are warnings: ollabot still answers text when a companion model cannot fit.
+    """
     choice = await _recommendation(settings, probe)
     configured = settings.ollama.model
-    tag = choice.pick.model.tag if configured == "auto" else configured
-    checks = [_fit_check(choice, configured)]
+    tag = _chat_tag(settings, choice)
+    checks = [(*_fit_check(choice, configured), True)]
+    checks += plan_checks(await gpu_plan(settings, choice, tag))
     models = _client(settings)
     try:
         installed, loaded = await models.installed(), await models.loaded()
     except OllabotError as error:
-        return [*checks, ("model pulled", False, error.notice)]
+        return [*checks, ("model pulled", False, error.notice, True)]
     finally:
         await models.close()
     pulled = (
@@ -249,7 +366,16 @@ async def doctor_fit(settings: Settings, probe: Probe = probe_host) -> list[tupl
         if tag in installed
         else f"{tag} is missing: run `ollabot model pull {tag}`",
     )
-    return [*checks, ("model pulled", *pulled), _memory_check(loaded)]
+    return [*checks, ("model pulled", *pulled, True), (*_memory_check(loaded), True)]
+
+
+def plan_checks(plan: GpuPlan) -> list[FitCheck]:
+    """The GPU plan for doctor: a warning per model too big for the GPU alone, and one line
+    for the rest (a warning when something swaps)."""
+    failures = [("GPU plan", False, line, True) for line in too_big_lines(plan)]
+    detail = "; ".join((plan_summary(plan), *plan.notes))
+    settled = plan.verdict == "cpu" or (bool(plan.resident) and not plan.swapping)
+    return [*failures, ("GPU plan", settled, detail, True)]
 
 
 def _fit_check(choice: Recommendation, configured: str) -> tuple[str, bool, str]:

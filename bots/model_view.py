@@ -1,4 +1,5 @@
-"""What `ollabot model` prints: the recommendation table, the pull progress bar, what is loaded."""
+"""What `ollabot model` prints: the recommendation table, the GPU plan, the pull progress bar,
+what is loaded."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from adapters.ollama_models import LoadedModel, PullUpdate
+from core.gpuplan import GpuPlan, PlannedModel, plan_summary, too_big_lines
 from core.modelfit import CandidateFit, Gpu, Host, Recommendation, gib
 
 
@@ -44,6 +46,80 @@ def render_recommendation(choice: Recommendation) -> str:
 
 
 COLUMNS = (30, 8, 11, 10, 18, 11, 11, 14, 0)
+PLAN_COLUMNS = (8, 30, 8, 12, 11, 0)
+
+
+def render_plan(plan: GpuPlan) -> str:
+    """Each configured model, its estimate and where it lives; the plan in one line."""
+    head = ("role", "tag", "slots", "context", "estimate", "in GPU memory")
+    rows = [_plan_row(plan, m) for m in plan.models]
+    return "\n".join(
+        [
+            "GPU plan (chat, embedding and vision models together):",
+            "".join(c.ljust(w) for c, w in zip(head, PLAN_COLUMNS, strict=True)).rstrip(),
+            *("".join(c.ljust(w) for c, w in zip(r, PLAN_COLUMNS, strict=True)) for r in rows),
+            f"Plan: {plan_summary(plan)}",
+            *(f"Error: {line}" for line in too_big_lines(plan)),
+            *(f"Note: {n}" for n in plan.notes),
+        ]
+    )
+
+
+def _plan_row(plan: GpuPlan, model: PlannedModel) -> tuple[str, ...]:
+    return (
+        model.role,
+        model.tag,
+        str(model.deployment.num_parallel),
+        str(model.deployment.num_ctx),
+        gib(model.need),
+        _place(plan, model),
+    )
+
+
+PLACES = {
+    "ram": "no GPU: system RAM",
+    "resident": "resident (keep_alive {})",
+    "swap": "swaps (keep_alive {})",
+    "too-big": "does not fit alone",
+}
+
+
+def _place(plan: GpuPlan, model: PlannedModel) -> str:
+    return PLACES[_where(plan, model)].format(plan.keep_alive_for(model.tag))
+
+
+def _where(plan: GpuPlan, model: PlannedModel) -> str:
+    if plan.verdict == "cpu":
+        return "ram"
+    if model in plan.resident:
+        return "resident"
+    return "swap" if model in plan.swapping else "too-big"
+
+
+def plan_json(plan: GpuPlan) -> dict[str, Any]:
+    """The plan as plain JSON (``recommend --json``, key ``plan``)."""
+    return {
+        "verdict": plan.verdict,
+        "summary": plan_summary(plan),
+        "usable_bytes": plan.usable,
+        "max_loaded_models": plan.max_loaded_models,
+        "cannot_fit": list(too_big_lines(plan)),
+        "notes": list(plan.notes),
+        "models": [
+            {
+                "role": m.role,
+                "tag": m.tag,
+                "size_from": m.size_from,
+                "file_bytes": m.fit.model.size_bytes + m.fit.model.projector_bytes,
+                "num_ctx": m.deployment.num_ctx,
+                "num_parallel": m.deployment.num_parallel,
+                "estimate_bytes": m.need,
+                "place": _where(plan, m),
+                "keep_alive": plan.keep_alive_for(m.tag),
+            }
+            for m in plan.models
+        ],
+    }
 
 
 def _row(cells: tuple[str, ...]) -> str:

@@ -22,7 +22,14 @@ def telegram_config(settings: TelegramSettings) -> TelegramConfig:
     if settings.webhook_url:
         host, port = listen_address(settings.webhook_listen, "OLLABOT_TELEGRAM__WEBHOOK_LISTEN")
         webhook = Webhook(settings.webhook_url, host or "127.0.0.1", port, settings.webhook_secret)
-    return TelegramConfig(token, settings.api_base_url, tuple(settings.admin_ids), webhook)
+    return TelegramConfig(
+        token,
+        settings.api_base_url,
+        tuple(settings.admin_ids),
+        webhook,
+        settings.drafts,
+        settings.bot_rate_per_s,
+    )
 
 
 def slack_config(settings: SlackSettings) -> SlackConfig:

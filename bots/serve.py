@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -21,7 +21,11 @@ from bots.model_cli import warm_up
 from bots.platform_config import slack_config, telegram_config
 from bots.settings import Settings
 from core.errors import OllabotError
-from core.ports import SinkFactory
+from core.ports import FileSource, SinkFactory
+
+if TYPE_CHECKING:  # python-telegram-bot is imported only when Telegram is served
+    from adapters.telegram.pacing import BotBudget
+    from adapters.telegram.receive import Lease
 
 log = structlog.get_logger("ollabot.serve")
 PLATFORM_NAMES = ("telegram", "slack")
@@ -34,6 +38,10 @@ class Platform(Protocol):
     @property
     def sinks(self) -> SinkFactory:
         """Builds the reply sink for a message taken from the inbox."""
+
+    @property
+    def files(self) -> FileSource:
+        """Fetches the platform's attachments (photos, voice notes)."""
 
     async def start(self) -> None:
         """Start receiving; returns once the platform is connected."""
@@ -65,7 +73,11 @@ def build_platform(config: PlatformConfig, rt: Runtime) -> Platform:
     if isinstance(config, TelegramConfig):
         from adapters.telegram.platform import TelegramPlatform
 
-        return TelegramPlatform(config, rt.store, translations=rt.services.service.translations)
+        budget, lease = telegram_sharing(config, rt.store)
+        translations = rt.services.service.translations
+        return TelegramPlatform(
+            config, rt.store, translations=translations, budget=budget, lease=lease
+        )
     from adapters.redis_store import RedisStore
     from adapters.slack.platform import SlackPlatform
     from adapters.slack.threads import MemoryThreadRegistry, RedisThreadRegistry
@@ -77,6 +89,23 @@ def build_platform(config: PlatformConfig, rt: Runtime) -> Platform:
         else MemoryThreadRegistry()
     )
     return SlackPlatform(config, store, threads, translations=rt.services.service.translations)
+
+
+def telegram_sharing(
+    config: TelegramConfig, store: Store, lease_ttl_s: float | None = None
+) -> tuple[BotBudget | None, Lease | None]:
+    """The bot-wide budget and the polling lease, in Redis for every process serving the
+    bot; none with the memory store (one process: it counts alone and polls).
+    ``lease_ttl_s``: how long a killed poller holds on (tests shorten it)."""
+    from adapters.redis_store import RedisStore
+
+    if not isinstance(store, RedisStore):
+        return None, None
+    from adapters.telegram.shared import LEASE_TTL_S, BotKeys, PollerLease, SharedBudget
+
+    keys = BotKeys.of(store.prefix, config.token.get_secret_value())
+    budget = SharedBudget(store.client, keys.budget, config.bot_rate_per_s)
+    return budget, PollerLease(store.client, keys.poller, lease_ttl_s or LEASE_TTL_S)
 
 
 async def serve(settings: Settings, requested: list[str]) -> int:
@@ -106,7 +135,7 @@ async def serve(settings: Settings, requested: list[str]) -> int:
         try:
             for name, config in configs.items():
                 platform = build_platform(config, rt)
-                rt.start_worker(name, platform.sinks)
+                rt.start_worker(name, platform.sinks, platform.files)
                 await platform.start()
                 platforms.append(platform)
         except Exception:

@@ -26,7 +26,15 @@ class OllamaSettings(BaseModel):
     read_timeout_s: float = Field(300.0, gt=0)
     first_token_timeout_s: float = Field(20.0, gt=0)
     auto_pull: bool = False
+    # Answers photos when the channel's model cannot read images ("off": nothing else does).
+    vision_model: str = "llama3.2-vision:11b"
+    embed_model: str = "nomic-embed-text"
     affinity: Literal["conversation", "channel", "off"] = "conversation"
+
+    @field_validator("vision_model")
+    @classmethod
+    def _no_vision_model(cls, value: str) -> str:
+        return "" if value.strip().lower() in ("off", "none", "") else value.strip()
 
 
 class RedisSettings(BaseModel):
@@ -80,6 +88,29 @@ class ChatSettings(BaseModel):
     delivery_deadline_s: float = Field(3600.0, gt=0)
     claim_idle_s: float = Field(60.0, gt=0)
     stop_timeout_s: float = Field(60.0, gt=0)
+    max_file_mb: float = Field(20.0, gt=0, le=1024)  # photos and voice notes
+    max_images: int = Field(4, ge=1, le=16)  # pictures in one message
+
+
+class SttSettings(BaseModel):
+    """A local speech-to-text server with OpenAI's ``/v1/audio/transcriptions`` API."""
+
+    url: str | None = None  # e.g. http://127.0.0.1:8178; unset: voice notes get a notice
+    model: str = "whisper-1"
+    timeout_s: float = Field(120.0, gt=0)
+
+
+class KnowledgeSettings(BaseModel):
+    """Documents a channel's answers draw on (``kb add``)."""
+
+    enabled: bool = True
+    max_file_mb: float = Field(10.0, gt=0)
+    passage_chars: int = Field(1000, ge=200, le=8000)
+    overlap_chars: int = Field(150, ge=0, le=2000)
+    passages: int = Field(4, ge=1, le=20)  # at most this many in one prompt
+    share: float = Field(0.4, gt=0, le=0.9)  # of the prompt left after the new message
+    index: Literal["auto", "on", "off"] = "auto"  # Redis vector index: when the server has one
+    algorithm: Literal["FLAT", "HNSW"] = "FLAT"
 
 
 class TelegramSettings(BaseModel):
@@ -89,6 +120,8 @@ class TelegramSettings(BaseModel):
     webhook_url: str | None = None
     webhook_listen: str = "127.0.0.1:8443"
     webhook_secret: SecretStr | None = None
+    drafts: bool = True
+    bot_rate_per_s: float = Field(30.0, gt=0)
 
     @field_validator("admin_ids", mode="before")
     @classmethod
@@ -152,8 +185,10 @@ class Settings(BaseSettings):
     ollama: OllamaSettings = OllamaSettings()
     redis: RedisSettings = RedisSettings()
     chat: ChatSettings = ChatSettings()
+    knowledge: KnowledgeSettings = KnowledgeSettings()
     telegram: TelegramSettings = TelegramSettings()
     slack: SlackSettings = SlackSettings()
+    stt: SttSettings = SttSettings()
     log: LogSettings = LogSettings()
     ops: OpsSettings = OpsSettings()
 

@@ -12,10 +12,28 @@ from typing import NamedTuple
 
 from core import commands, presets, quota
 from core.affinity import Affinity, affinity_of
-from core.errors import MessageRejected, OllabotError, StoreUnavailable
+from core.errors import (
+    FileRefused,
+    LLMError,
+    MessageRejected,
+    ModelNotFound,
+    OllabotError,
+    StoreUnavailable,
+)
 from core.fewshot import FewShotCatalog
 from core.generation import Generated, generate
 from core.i18n import N_, Translations, _, only_english, speaking
+from core.knowledge import Hit, sources_line
+from core.knowledge_base import KnowledgeBase
+from core.media import (
+    DEFAULT_VISION_MODEL,
+    MB,
+    PICTURE_GONE,
+    MediaConfig,
+    MediaReader,
+    Read,
+    shows_pictures,
+)
 from core.models import (
     ChatRequest,
     ConversationContext,
@@ -27,8 +45,18 @@ from core.models import (
     Turn,
     TurnState,
 )
-from core.ports import LLM, ConversationStore, Metrics, NullMetrics, ReplySink
-from core.prompting import DEFAULT_SYSTEM_PROMPT, Budget, TokenEstimator, assemble
+from core.ports import (
+    LLM,
+    ConversationStore,
+    FileSource,
+    Metrics,
+    ModelInfo,
+    NullMetrics,
+    ReplySink,
+    Transcriber,
+)
+from core.prompting import DEFAULT_SYSTEM_PROMPT, Budget, Knowledge, TokenEstimator, assemble
+from core.text import shortened
 
 STOPPING = N_("Stopping the reply.")
 NOTHING_TO_STOP = N_("Nothing is being written here right now.")
@@ -36,6 +64,8 @@ NOTHING_TO_RETRY = N_("There is no answer to write again yet.")
 UNDONE = N_("Forgot the last question and its answer.")
 NOTHING_TO_UNDO = N_("There is nothing to undo yet.")
 STOPPED_MARK = N_("(stopped)")
+# The most of a reply's reasoning kept for delivery; every platform shows less than this.
+REASONING_KEPT_CHARS = 4000
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +86,9 @@ class ChatConfig:
     stop_check_s: float = 0.5  # how soon a /stop from any process is noticed
     default_preset: str = presets.DEFAULT_PRESET  # what a new channel starts with
     language: str = "en"  # for users whose platform gives no language ollabot speaks
+    vision_model: str = DEFAULT_VISION_MODEL  # for pictures when the channel's model is blind
+    max_file_bytes: int = 20 * MB
+    max_images: int = 4
 
 
 class Handled(NamedTuple):
@@ -86,7 +119,11 @@ class ChatService:
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         translations: Translations = only_english,
+        knowledge: KnowledgeBase | None = None,
+        transcriber: Transcriber | None = None,
+        models: ModelInfo | None = None,
     ) -> None:
+        self._knowledge = knowledge
         self._clock = clock
         self._charging: set[asyncio.Task[None]] = set()
         self.translations = translations
@@ -98,6 +135,15 @@ class ChatService:
         self.admin = admin
         self._estimator = estimator or TokenEstimator()
         self._metrics = metrics or NullMetrics()
+        media = MediaConfig(config.max_file_bytes, config.max_images, config.vision_model)
+        self._media = MediaReader(media, transcriber, models)
+
+    def add_file_source(self, platform: str, files: FileSource) -> None:
+        """Where the attachments of ``platform``'s messages (and documents for ``kb add``)
+        are fetched from."""
+        self._media.files[platform] = files
+        if self._knowledge is not None:
+            self._knowledge.add_file_source(platform, files)
 
     async def handle(self, entry: InboxEntry, sink: ReplySink, skip_order: bool = False) -> Handled:
         """Answer ``entry`` if it is its turn, and store the answer (or the notice) for delivery.
@@ -157,10 +203,10 @@ class ChatService:
                     text = await self.admin.execute(message, command)
                     return None, self._to_deliver(text), 0.0
                 message, context = _retried(message, context)
-            self._check_input(message)
             await self._check_quota(message, context)
-            outcome, shown, cost = await self._measured(message, context, sink, stopped)
-            return outcome, self._to_deliver(shown), cost
+            read = await self._media.read(message)
+            self._check_input(read.message)
+            return await self._measured(read, context, sink, stopped)
         except StoreUnavailable:
             raise
         except OllabotError as error:
@@ -175,8 +221,9 @@ class ChatService:
         usage = await self._store.usage(message, quota.today(now))
         quota.check(settings, message.author_id, usage, now)
 
-    def _to_deliver(self, text: str, failed: bool = False) -> StoredReply:
-        return StoredReply(text, failed, time.time() + self._config.delivery_deadline_s)
+    def _to_deliver(self, text: str, failed: bool = False, reasoning: str = "") -> StoredReply:
+        deadline = time.time() + self._config.delivery_deadline_s
+        return StoredReply(text, failed, deadline, reasoning)
 
     async def _stored(
         self, entry: InboxEntry, outcome: Outcome | None, reply: StoredReply, owner: str
@@ -211,16 +258,16 @@ class ChatService:
 
     async def _measured(
         self,
-        message: IncomingMessage,
+        read: Read,
         context: ConversationContext,
         sink: _TrackedSink,
         stopped: asyncio.Event,
-    ) -> tuple[Outcome, str, float]:
-        platform, started = message.platform, time.monotonic()
+    ) -> tuple[Outcome, StoredReply, float]:
+        platform, started = read.message.platform, time.monotonic()
         self._metrics.reply_started(platform)
         outcome = "error"
         try:
-            result = await self._reply(message, context, sink, stopped)
+            result = await self._reply(read, context, sink, stopped)
             outcome = "ok"
             return result
         except OllabotError as error:
@@ -232,16 +279,17 @@ class ChatService:
 
     async def _reply(
         self,
-        message: IncomingMessage,
+        read: Read,
         context: ConversationContext,
         sink: _TrackedSink,
         stopped: asyncio.Event,
-    ) -> tuple[Outcome, str, float]:
-        settings = context.settings
+    ) -> tuple[Outcome, StoredReply, float]:
+        message, settings = read.message, context.settings
         params = presets.resolve(settings)
         next_seq = context.history[-1].seq + 1 if context.history else context.window_start
         author = message.author_name if message.in_group else ""
         user_turn = Turn("user", message.text.strip(), next_seq, author)
+        knowledge, unsearched = await self._knowledge_for(message, settings.knowledge)
         prompt = assemble(
             settings.system_prompt or self._config.default_system_prompt,
             self._catalog.find(settings.fewshot),
@@ -254,25 +302,65 @@ class ChatService:
                 self._config.context_margin,
             ),
             self._estimator,
+            read.images,
+            knowledge,
         )
+        channel_model = settings.model or self._config.default_model
         request = ChatRequest(
-            settings.model or self._config.default_model,
+            await self._media.model_for_images(channel_model) if read.images else channel_model,
             prompt.messages,
             presets.ollama_options(params, self._config.num_ctx),
             affinity_of(message, self._config.affinity),
         )
         await sink.begin()
-        generated = await generate(self._llm, request, sink, self._config.first_token_s, stopped)
+        try:
+            generated = await self._generate(request, read.heard, sink, stopped)
+        except ModelNotFound as error:
+            if request.model != channel_model:  # the vision model, for pictures
+                raise self._media.missing(request.model) from error
+            raise
         self._observe(request, generated)
         text = generated.text.strip() or _(STOPPED_MARK)
         reply = Turn("assistant", text, next_seq + 1)
         outcome = Outcome((user_turn, reply), prompt.window_start, text, context.replaces_from)
-        return outcome, _shown(generated, text, params.max_tokens), generated.gpu_s
+        reasoning = generated.thinking.strip() if settings.think == "show" else ""
+        notes = [sources_line(prompt.passages, text), unsearched]
+        answer = "\n\n".join([_shown(generated, text, params.max_tokens), *filter(None, notes)])
+        shown = self._to_deliver(
+            _quoted(read.heard, answer),
+            reasoning=shortened(reasoning, REASONING_KEPT_CHARS),
+        )
+        return outcome, shown, generated.gpu_s
+
+    async def _knowledge_for(self, message: IncomingMessage, on: bool) -> tuple[Knowledge, str]:
+        """The channel's passages for the message, and a note when they could not be searched
+        (the answer goes on without them)."""
+        if self._knowledge is None or not on:
+            return Knowledge(), ""
+        hits: list[Hit] = []
+        note = ""
+        try:
+            hits = await self._knowledge.search(message.channel, message.text)
+        except LLMError as error:
+            note = _("(I could not search this chat's documents: {reason})").format(
+                reason=error.localized()
+            )
+        config = self._knowledge.config
+        return Knowledge(tuple(hits), config.share, config.most), note
+
+    async def _generate(
+        self, request: ChatRequest, heard: str, sink: ReplySink, stopped: asyncio.Event
+    ) -> Generated:
+        """Stream the reply; what was heard in a voice note stays shown above it."""
+        if heard:
+            sink = _Heard(sink, heard)
+            await sink.status("")
+        return await generate(self._llm, request, sink, self._config.first_token_s, stopped)
 
     def _observe(self, request: ChatRequest, generated: Generated) -> None:
         event = generated.final
-        if event is None:
-            return
+        if event is None or any(m.images for m in request.messages):
+            return  # what an image costs varies by model: it would skew the calibration
         if event.prompt_eval_count:
             self._estimator.observe(request.messages, event.prompt_eval_count)
         if event.eval_count and event.eval_duration_ns:
@@ -338,8 +426,8 @@ class _TrackedSink:
         await self._sink.update(text)
         await self._save_handle()
 
-    async def finish(self, text: str) -> None:
-        await self._sink.finish(text)
+    async def finish(self, text: str, *, reasoning: str = "") -> None:
+        await self._sink.finish(text, reasoning=reasoning)
 
     async def fail(self, notice: str) -> None:
         await self._sink.fail(notice)
@@ -350,6 +438,41 @@ class _TrackedSink:
             self._saved = dict(handle)
             with contextlib.suppress(StoreUnavailable):  # a lost handle costs a new message
                 await self._store.save_handle(self._message, handle)
+
+
+def _quoted(heard: str, reply: str) -> str:
+    """The reply below what was heard in the voice note it answers (Markdown)."""
+    return f"> 🎤 {heard}\n\n{reply}" if heard else reply
+
+
+class _Heard:
+    """Shows what was heard in a voice note above the reply, from the start."""
+
+    def __init__(self, sink: ReplySink, heard: str) -> None:
+        self._sink = sink
+        self._heard = heard
+
+    @property
+    def handle(self) -> dict[str, str]:
+        return self._sink.handle
+
+    def resume(self, handle: dict[str, str]) -> None:
+        self._sink.resume(handle)
+
+    async def begin(self) -> None:
+        await self._sink.begin()
+
+    async def status(self, text: str) -> None:
+        await self._sink.status(f"🎤 {self._heard}\n\n{text}".strip())
+
+    async def update(self, text: str) -> None:
+        await self._sink.update(_quoted(self._heard, text))
+
+    async def finish(self, text: str, *, reasoning: str = "") -> None:
+        await self._sink.finish(_quoted(self._heard, text), reasoning=reasoning)
+
+    async def fail(self, notice: str) -> None:
+        await self._sink.fail(notice)
 
 
 async def _quietly(awaitable: object) -> None:
@@ -385,6 +508,8 @@ def _retried(
     if exchange is None:
         raise MessageRejected(NOTHING_TO_RETRY)
     question = exchange[0]
+    if shows_pictures(question.content):
+        raise FileRefused(PICTURE_GONE)
     again = replace(
         message,
         text=question.content,

@@ -1,4 +1,5 @@
-"""The chat commands (preset, system, fewshot, model, reset, help), parsed and executed."""
+"""The chat commands (preset, system, fewshot, model, think, kb, reset, help), parsed and
+executed."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from core import presets, quota
+from core import knowledge_commands, presets, quota
 from core.errors import InvalidCommand, NotAuthorized
 from core.fewshot import FewShotCatalog
 from core.i18n import N_, _
+from core.knowledge_base import KnowledgeBase
 from core.models import AuditEntry, ChannelSettings, IncomingMessage
 from core.ports import ConversationStore
 from core.prompting import DEFAULT_SYSTEM_PROMPT
+from core.text import shortened
 
 MAX_SYSTEM_PROMPT_CHARS = 4000
 AUDIT_SHOWN = 15
@@ -35,8 +38,17 @@ GRAMMAR: dict[str, dict[str, tuple[bool, int]]] = {
     "system": {"show": (False, 0), "set": (True, -1), "reset": (True, 0)},
     "fewshot": {"show": (False, 0), "list": (False, 0), "use": (True, 1), "clear": (True, 0)},
     "model": {"show": (False, 0), "use": (True, 1)},
+    "think": {"current": (False, 0), "show": (True, 0), "hide": (True, 0)},
     "audit": {"show": (True, 0)},
     "quota": {"show": (False, 0), "user": (True, 2), "channel": (True, 1), "off": (True, 0)},
+    "kb": {
+        "show": (False, 0),
+        "list": (False, 0),
+        "add": (True, 0),
+        "forget": (True, 1),
+        "on": (True, 0),
+        "off": (True, 0),
+    },
     "usage": {"": (False, 0)},
     "stop": {"": (False, 0)},
     "retry": {"": (False, 0)},
@@ -50,8 +62,10 @@ USAGE = {
     "system": "system show | system set TEXT | system reset",
     "fewshot": "fewshot show | fewshot list | fewshot use NAME | fewshot clear",
     "model": "model show | model use TAG",
+    "think": "think | think show | think hide",
     "audit": "audit",
     "quota": "quota | quota user ID 30m/day | quota channel 2h/day | quota off",
+    "kb": "kb list | kb add | kb forget ID | kb on | kb off",
 }
 # Commands about the reply being generated: answered at once, not after it.
 URGENT = frozenset({"stop"})
@@ -59,6 +73,8 @@ URGENT = frozenset({"stop"})
 CONVERSATION_VERBS = frozenset({"stop", "retry", "undo"})
 # The settings field a command's verb changes, where the audit log names it differently.
 _FIELD_OF_VERB = {"system": "system_prompt"}
+# What a verb alone does, where that is not ``show`` (``think show`` changes the setting).
+_BARE_ACTION = {"think": "current"}
 
 
 def _utc_now() -> datetime:
@@ -80,7 +96,7 @@ def parse(text: str) -> Command:
     actions = GRAMMAR.get(verb)
     if actions is None:
         raise InvalidCommand(N_("Unknown command '{verb}'. Try help."), verb=verb)
-    default = "show" if "show" in actions else ""
+    default = _BARE_ACTION.get(verb, "show" if "show" in actions else "")
     action = words[1].lower() if len(words) > 1 and "" not in actions else default
     if action not in actions:
         raise InvalidCommand(N_("Usage: {usage}"), usage=USAGE.get(verb, verb))
@@ -115,6 +131,8 @@ def help_text(prefix: str) -> str:
         f"{prefix}undo — " + _("forget the last question and answer"),
         f"{prefix}reset — " + _("forget this conversation"),
         f"{prefix}usage — " + _("your model time today"),
+        f"{prefix}kb add — "
+        + _("as the caption of a document or a reply to a message: answers will draw on it"),
         f"{prefix}help — " + _("this message"),
         _("Admins:"),
     ]
@@ -136,8 +154,10 @@ class AdminService:
         default_system_prompt: str = DEFAULT_SYSTEM_PROMPT,
         default_preset: str = presets.DEFAULT_PRESET,
         clock: Callable[[], datetime] = _utc_now,
+        knowledge: KnowledgeBase | None = None,
     ) -> None:
         self._store = store
+        self._knowledge = knowledge
         self._default_preset = default_preset
         self._clock = clock
         self._catalog = catalog
@@ -154,7 +174,8 @@ class AdminService:
             raise
 
     async def _run(self, message: IncomingMessage, command: Command) -> str:
-        if command.admin_only and not message.is_admin:
+        own_chat = knowledge_commands.may_change_in_private(message, command.verb)
+        if command.admin_only and not message.is_admin and not own_chat:
             raise NotAuthorized(AUDIT_ADMINS_ONLY if command.verb == "audit" else None)
         if command.verb in ("help", "start"):
             return help_text(message.command_prefix)
@@ -167,6 +188,10 @@ class AdminService:
         if command.verb == "usage":
             usage = await self._store.usage(message, quota.today(self._clock()))
             return quota.usage_text(usage, settings, message.author_id, message.is_admin)
+        if command.verb == "kb" and command.action not in ("on", "off"):
+            return await knowledge_commands.run(
+                self._knowledge, self._store, message, command.action, command.args, settings
+            )
         handler = getattr(self, f"_{command.verb}_{command.action}")
         result: tuple[str, ChannelSettings | None, str] = handler(settings, *command.args)
         reply, changed, field = result
@@ -310,6 +335,14 @@ class AdminService:
     def _fewshot_clear(self, s: ChannelSettings) -> tuple[str, ChannelSettings, str]:
         return _("Few-shot template cleared."), replace(s, fewshot=None), "fewshot"
 
+    def _kb_on(self, s: ChannelSettings) -> tuple[str, ChannelSettings, str]:
+        answer = _("Answers in this chat now draw on its documents.")
+        return answer, replace(s, knowledge=True), "knowledge"
+
+    def _kb_off(self, s: ChannelSettings) -> tuple[str, ChannelSettings, str]:
+        answer = _("Answers in this chat no longer draw on its documents (they are kept).")
+        return answer, replace(s, knowledge=False), "knowledge"
+
     def _model_show(self, s: ChannelSettings) -> tuple[str, None, str]:
         return _("Model: {model}").format(model=s.model or self._default_model), None, ""
 
@@ -317,6 +350,19 @@ class AdminService:
         if not _MODEL_TAG.match(tag):
             raise InvalidCommand(N_("A model tag looks like llama3.1:8b-instruct-q8_0."))
         return _("Model is now {model}.").format(model=tag), replace(s, model=tag), "model"
+
+    def _think_current(self, s: ChannelSettings) -> tuple[str, None, str]:
+        if s.think == "show":
+            return _("The reasoning of thinking models is shown here, with each answer."), None, ""
+        return _("The reasoning of thinking models is hidden here."), None, ""
+
+    def _think_show(self, s: ChannelSettings) -> tuple[str, ChannelSettings, str]:
+        answer = _("Thinking models' reasoning will be shown here, with each answer.")
+        return answer, replace(s, think="show"), "think"
+
+    def _think_hide(self, s: ChannelSettings) -> tuple[str, ChannelSettings, str]:
+        answer = _("Thinking models' reasoning will be hidden here; only answers are shown.")
+        return answer, replace(s, think="hide"), "think"
 
 
 def audit_text(entries: Sequence[AuditEntry]) -> str:
@@ -343,7 +389,7 @@ def _reason(outcome: str) -> str:
 
 def _clip(value: str) -> str:
     flat = " ".join(value.split())
-    return flat if len(flat) <= _AUDIT_VALUE_CHARS else flat[: _AUDIT_VALUE_CHARS - 1] + "…"
+    return shortened(flat, _AUDIT_VALUE_CHARS)
 
 
 def _refused(message: IncomingMessage, command: Command, refusal: Exception) -> AuditEntry:

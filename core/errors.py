@@ -13,7 +13,9 @@ these ``from`` the library error at the boundary; the core maps each to that not
     │   └── StoreFull           Redis refuses writes: out of memory (maxmemory)
     ├── PromptTooLong           even system prompt + examples + the new turn do not fit
     ├── MessageRejected         empty or oversize input
-    │   └── RateLimited         over the per-user rate or queue limit, refused on arrival
+    │   ├── RateLimited         over the per-user rate or queue limit, refused on arrival
+    │   └── FileRefused         an attachment too large, of a kind not read, damaged, withheld
+    ├── TranscriptionFailed     no speech-to-text server, or it could not make out the audio
     ├── InvalidCommand          unknown command or bad value
     ├── NotAuthorized           an admin-only command from someone else
     └── DeliveryError           the platform did not take a reply (never shown to users)
@@ -106,6 +108,12 @@ class FileRefused(MessageRejected):
     withheld by the platform (the notice says which)."""
 
     notice = N_("I could not read the file you sent; please try another one.")
+
+
+class TranscriptionFailed(OllabotError):
+    """A voice note that could not be turned into text (the notice says why)."""
+
+    notice = N_("I could not make out the voice note; please try again or type your message.")
 
 
 class DeliveryError(OllabotError):

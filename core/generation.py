@@ -1,6 +1,9 @@
 """Streaming one reply from the model into a sink, with the two ways it can be cut short:
 the model slow to begin (the user is told, the message keeps waiting) and ``/stop`` (the
-stream to Ollama is closed at once, so its slot frees, and the text so far is kept)."""
+stream to Ollama is closed at once, so its slot frees, and the text so far is kept).
+
+A thinking model's reasoning is collected apart from the answer; while only reasoning comes,
+the sink shows that the model is thinking."""
 
 from __future__ import annotations
 
@@ -18,13 +21,20 @@ from core.ports import LLM, ReplySink
 MODEL_WAITING_NOTICE = N_(
     "⏳ The model is busy or still loading; your message is waiting and will be answered."
 )
+THINKING_NOTICE = N_("💭 Thinking…")
+EMPTY_REPLY = N_("The model returned an empty reply; please rephrase and try again.")
+THOUGHT_TOO_LONG = N_(
+    "The model reached its token limit while still thinking, before answering; an admin can "
+    "raise it (preset set max_tokens), or ask something narrower."
+)
 
 
 @dataclass(slots=True)
 class Generated:
-    """The reply so far; complete once ``reason`` is set."""
+    """The reply so far; complete once ``reason`` is set. ``thinking``: the reasoning."""
 
     text: str = ""
+    thinking: str = ""
     reason: DoneReason = DoneReason.UNKNOWN
     gpu_s: float = 0.0
     final: StreamEvent | None = None
@@ -57,7 +67,8 @@ async def generate(
     if reply.reason is not DoneReason.STOPPED:
         streaming.result()  # the model's error, if any
         if not reply.text.strip():
-            raise LLMError(N_("The model returned an empty reply; please rephrase and try again."))
+            thought_only = reply.thinking.strip() and reply.reason is DoneReason.LENGTH
+            raise LLMError(THOUGHT_TOO_LONG if thought_only else EMPTY_REPLY)
     if reply.final is not None:
         reply.gpu_s = (reply.final.prompt_eval_duration_ns + reply.final.eval_duration_ns) / 1e9
     return reply if reply.gpu_s else _timed(reply)
@@ -73,6 +84,10 @@ async def _stream(
 ) -> None:
     async with contextlib.aclosing(llm.stream(request)) as events:
         async for event in _told_when_slow(events, sink, first_token_s):
+            if event.thinking:
+                reply.thinking += event.thinking
+                if not reply.text:  # repeated: a sink shows it when its pacing allows
+                    await sink.status(_(THINKING_NOTICE))
             if event.delta:
                 reply.text += event.delta
                 await sink.update(reply.text)

@@ -1,7 +1,8 @@
 """Which Llama 3.1 file fits this host: Ollama's memory estimate and the choice of quantisation.
 
 The estimate follows Ollama's own (``llm/memory.go`` ``EstimateGPULayers`` and
-``fs/ggml/ggml.go`` ``GraphSize`` for the ``llama`` architecture):
+``fs/ggml/ggml.go`` ``GraphSize`` for the ``llama`` architecture; ``mllama``, the vision
+model, and families without a formula are covered for the GPU plan in ``core.gpuplan``):
 
     weights     the GGUF file (Ollama keeps the token embedding on the CPU; counting it
                 anyway is ~0.3-0.6 GB of extra margin)
@@ -9,7 +10,8 @@ The estimate follows Ollama's own (``llm/memory.go`` ``EstimateGPULayers`` and
                 (f16: 2 bytes, so 128 KiB per token for 8B, 320 KiB for 70B)
     graph       the compute buffer, full offload on one GPU, the larger "partial" formula
                 when the model is split across GPUs or spills to the CPU
-    overhead    per GPU: CUDA's minimum (457 MiB) plus one layer held as a buffer
+    overhead    per GPU: CUDA's minimum (457 MiB) plus one layer held as a buffer; a vision
+                projector (weights and compute buffer) on the first GPU
 
 A file "fits" when that total is at most the GPU memory less a 10 % safety margin.
 """
@@ -29,6 +31,9 @@ NUM_BATCH = 512
 SAFETY_MARGIN = 0.10
 KV_BYTES_PER_ELEMENT = {"f16": 2.0, "q8_0": 1.0, "q4_0": 0.5}
 QUALITY_ORDER = ("Q8_0", "Q4_K_M")
+# mllama caches an image as 4 tiles of (560 / 14)^2 patches plus a class token.
+MLLAMA_TILES = 4
+MLLAMA_IMAGE_TOKENS = (560 // 14) ** 2 + 1
 SEED_RAM_8B = "the seed's guidance for 8B: 16 GB of RAM minimum, 32 GB recommended"
 
 Placement = Literal["gpu", "gpu+cpu", "cpu"]
@@ -45,6 +50,10 @@ class ModelArch:
     kv_heads: int
     head_dim: int
     vocab: int
+    family: str = "llama"  # general.architecture: llama, mllama, nomic-bert
+    cross_attention_layers: int = 0  # mllama: layers caching image tokens, not the context
+    trained_context: int = 131_072  # Ollama loads no more context than this
+    parallel: bool = True  # False: Ollama serves one request at a time (mllama, embeddings)
 
 
 LLAMA31_8B = ModelArch("Llama 3.1 8B", 32, 4096, 32, 8, 128, 128_256)
@@ -59,6 +68,8 @@ class ModelFile:
     arch: ModelArch
     quantization: str
     size_bytes: int
+    projector_bytes: int = 0  # a vision projector's weights, loaded on the first GPU
+    projector_graph: int = 0  # and its compute buffer
 
 
 # Sizes of the files as listed on ollama.com/library/llama3.1/tags (decimal GB). The 8B
@@ -122,21 +133,43 @@ class MemoryEstimate:
 
 
 def kv_cache_bytes(arch: ModelArch, deployment: Deployment) -> int:
-    """KV cache for all slots: per layer ``tokens x (k_dim + v_dim) x kv_heads x bytes``."""
+    """KV cache for all slots: per layer ``tokens x (k_dim + v_dim) x kv_heads x bytes``.
+
+    mllama's cross-attention layers hold the image instead: 4 tiles of 1601 tokens in f32.
+    """
     per_element = KV_BYTES_PER_ELEMENT.get(deployment.kv_cache_type, 2.0)
     per_layer = deployment.context_tokens * 2 * arch.head_dim * arch.kv_heads * per_element
-    return arch.layers * int(per_layer)
+    image = arch.kv_heads * 2 * arch.head_dim * 4 * MLLAMA_IMAGE_TOKENS * MLLAMA_TILES
+    self_attention = arch.layers - arch.cross_attention_layers
+    return self_attention * int(per_layer) + arch.cross_attention_layers * image
 
 
 def graph_full_offload(arch: ModelArch, deployment: Deployment) -> int:
-    """Compute buffer when every layer sits on one GPU (Ollama's ``llama`` formula)."""
-    b, c, e = deployment.batch, deployment.context_tokens, arch.embedding
-    return max(4 * b * (1 + 4 * e + c * (1 + arch.heads)), 4 * b * (e + arch.vocab))
+    """Compute buffer when every layer sits on one GPU (Ollama's formula for the family)."""
+    b, c, e, h = deployment.batch, deployment.context_tokens, arch.embedding, arch.heads
+    vocab_graph = 4 * b * (e + arch.vocab)
+    if arch.family == "mllama":
+        return max(4 * b * (2 + 3 * e + arch.head_dim * h + c * (1 + h)), vocab_graph)
+    if arch.family != "llama":
+        return graph_without_formula(arch, deployment)
+    return max(4 * b * (1 + 4 * e + c * (1 + h)), vocab_graph)
+
+
+def graph_without_formula(arch: ModelArch, deployment: Deployment) -> int:
+    """Ollama's fallback for families it has no formula for: GQA x KV cache / 6."""
+    return arch.heads // arch.kv_heads * kv_cache_bytes(arch, deployment) // 6
 
 
 def graph_partial_offload(arch: ModelArch, deployment: Deployment) -> int:
     """Compute buffer when the model is split across GPUs or partly on the CPU."""
     b, c, e, v = deployment.batch, deployment.context_tokens, arch.embedding, arch.vocab
+    if arch.family == "mllama":
+        rope_freqs = arch.head_dim // 2
+        attention = b * (2 * e + 1 + c * (1 + arch.heads) + arch.head_dim * arch.heads)
+        cache = arch.head_dim * c * arch.kv_heads
+        return max(4 * (attention + rope_freqs + cache), 4 * b * (e + v) + e * v * 105 // 128)
+    if arch.family != "llama":
+        return graph_without_formula(arch, deployment)
     attention = (
         4 * b * (1 + e + max(c, e))
         + e * e * 9 // 16
@@ -150,13 +183,14 @@ def estimate_memory(model: ModelFile, deployment: Deployment, gpu_count: int = 1
     """Ollama's estimate for loading ``model`` whole on ``gpu_count`` GPUs (0: system RAM)."""
     kv = kv_cache_bytes(model.arch, deployment)
     layer_buffer = (model.size_bytes + kv) // model.arch.layers
+    projector = model.projector_bytes + model.projector_graph
     if gpu_count <= 1:
         minimum = CUDA_MINIMUM_MEMORY if gpu_count == 1 else 0
         graph = graph_full_offload(model.arch, deployment)
-        return MemoryEstimate(model.size_bytes, kv, graph, minimum + layer_buffer)
+        return MemoryEstimate(model.size_bytes, kv, graph, minimum + layer_buffer + projector)
     graph = graph_partial_offload(model.arch, deployment)
     per_gpu = CUDA_MINIMUM_MEMORY + layer_buffer
-    return MemoryEstimate(model.size_bytes, kv, graph * gpu_count, per_gpu * gpu_count)
+    return MemoryEstimate(model.size_bytes, kv, graph * gpu_count, per_gpu * gpu_count + projector)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Literal, NamedTuple
 
 Role = Literal["system", "user", "assistant"]
+ThinkMode = Literal["show", "hide"]
 
 
 class Turn(NamedTuple):
@@ -63,6 +64,10 @@ class IncomingMessage:
     reply_to: dict[str, str] = field(default_factory=dict)
     language: str = ""  # the author's language code as the platform gives it ("es", "en-US")
     attachments: tuple[Attachment, ...] = ()
+    # The message this one replies to, where a command uses it (``kb add``): its text and a
+    # link to it (empty where the platform has none, as in private chats).
+    replied_text: str = ""
+    replied_link: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +108,7 @@ class StoredReply:
     text: str
     failed: bool = False
     deliver_by: float = 0.0
+    reasoning: str = ""  # a thinking model's reasoning, shown folded; never in the history
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,13 +133,17 @@ class ChannelSettings:
     model: str | None = None
     user_quota_s: dict[str, float] = field(default_factory=dict)  # author id -> a day's
     channel_quota_s: float | None = None  # GPU seconds a day for the whole channel
+    knowledge: bool = True  # answers draw on the channel's documents (``kb on|off``)
+    think: ThinkMode = "hide"  # whether a thinking model's reasoning is shown with the answer
 
 
 class ChatMessage(NamedTuple):
-    """One message of a request to the model."""
+    """One message of a request to the model; ``images`` (encoded files: JPEG, PNG…) go with
+    the turn that asks about them and are never stored."""
 
     role: Role
     content: str
+    images: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,9 +166,13 @@ class DoneReason(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class StreamEvent:
-    """A piece of a streamed reply; the last one has ``done`` and the counts."""
+    """A piece of a streamed reply; the last one has ``done`` and the counts.
+
+    ``thinking``: a piece of a thinking model's reasoning, which comes before the answer.
+    """
 
     delta: str = ""
+    thinking: str = ""
     done: bool = False
     done_reason: DoneReason = DoneReason.UNKNOWN
     prompt_eval_count: int = 0

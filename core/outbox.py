@@ -58,7 +58,10 @@ class Outbox:
         attempt = 0
         while True:
             try:
-                await (sink.fail(reply.text) if reply.failed else sink.finish(reply.text))
+                if reply.failed:
+                    await sink.fail(reply.text)
+                else:
+                    await sink.finish(reply.text, reasoning=reply.reasoning)
                 break
             except DeliveryDeferred as error:
                 await self._save_handle(entry, sink)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from typing import Protocol
+from collections.abc import AsyncGenerator, Sequence
+from typing import Protocol, runtime_checkable
 
+from core.knowledge import Document, Hit, Passage
 from core.models import (
     Admission,
     Attachment,
@@ -42,8 +43,9 @@ class ReplySink(Protocol):
     async def update(self, text: str) -> None:
         """Show the reply so far; the sink decides how often to really send."""
 
-    async def finish(self, text: str) -> None:
-        """Deliver the complete reply."""
+    async def finish(self, text: str, *, reasoning: str = "") -> None:
+        """Deliver the complete reply; ``reasoning`` (a thinking model's, when the channel
+        shows it) goes with it folded, cut short first when the platform's limits bind."""
 
     async def fail(self, notice: str) -> None:
         """Tell the user why there is no (complete) reply."""
@@ -64,6 +66,69 @@ class FileSource(Protocol):
     async def fetch(self, attachment: Attachment, max_bytes: int) -> bytes:
         """The file's bytes; raise ``FileRefused`` when it is larger than ``max_bytes`` or
         the platform will not hand it over."""
+        ...
+
+
+class Embedder(Protocol):
+    """Turns text into vectors for the knowledge search (Ollama's ``/api/embed``).
+
+    Documents and questions are embedded apart: some models want each marked as such.
+    Raises an ``LLMError`` (``ModelNotFound`` when the embedding model is not installed).
+    """
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+    async def embed_query(self, text: str) -> list[float]: ...
+
+
+class DocumentReader(Protocol):
+    """The text of a file (plain text, Markdown, PDF); raises ``FileRefused`` for a kind it
+    does not read or a damaged file."""
+
+    async def text(self, data: bytes, name: str, mime: str) -> str: ...
+
+
+class KnowledgeStore(Protocol):
+    """The channels' documents, their passages and the passages' vectors."""
+
+    async def add(
+        self,
+        channel: str,
+        document: Document,
+        passages: Sequence[Passage],
+        vectors: Sequence[Sequence[float]],
+    ) -> None:
+        """Store the document with all its passages at once, or nothing."""
+
+    async def documents(self, channel: str) -> list[Document]:
+        """The channel's documents, oldest first."""
+        ...
+
+    async def forget(self, channel: str, document_id: str) -> Document | None:
+        """Delete the document and all its passages at once; None when there is none."""
+        ...
+
+    async def search(self, channel: str, vector: Sequence[float], count: int) -> list[Hit]:
+        """The ``count`` passages of the channel closest to ``vector`` (cosine), closest first."""
+        ...
+
+
+class Transcriber(Protocol):
+    """A speech-to-text server."""
+
+    async def transcribe(self, audio: bytes, name: str, mime: str) -> str:
+        """What is said in ``audio`` (a file as the platform gave it, e.g. OGG/Opus); raise
+        ``TranscriptionFailed`` when the server is not reachable or cannot read it."""
+        ...
+
+
+@runtime_checkable
+class ModelInfo(Protocol):
+    """What the model server tells about a model."""
+
+    async def capabilities(self, model: str) -> frozenset[str]:
+        """What ``model`` can do, as the server names it (``vision``, ``thinking``…); empty
+        when that is not known."""
         ...
 
 
@@ -262,7 +327,7 @@ class NullSink:
     async def update(self, text: str) -> None:
         pass
 
-    async def finish(self, text: str) -> None:
+    async def finish(self, text: str, *, reasoning: str = "") -> None:
         pass
 
     async def fail(self, notice: str) -> None:

@@ -1,4 +1,12 @@
-"""Prompt assembly: system prompt, few-shot pairs, trimmed history, the new turn."""
+"""Prompt assembly: system prompt, few-shot pairs, trimmed history, retrieved passages, the
+new turn.
+
+What must fit comes first: the system prompt, the examples and the new turn are never dropped
+(``PromptTooLong`` when they alone overflow); then the retrieved passages take up to
+``Knowledge.share`` of what is left, best first; the history gets the rest. The passages sit
+just before the new turn, so the prefix the model server caches (system, examples, history)
+does not change with each question's passages.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +18,7 @@ from dataclasses import dataclass
 
 from core.errors import PromptTooLong
 from core.fewshot import FewShotTemplate
+from core.knowledge import Hit, Passage, choose, context_message, share
 from core.models import ChatMessage, Turn
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -67,6 +76,11 @@ def _broken(match: re.Match[str]) -> str:
     return token[0] + _ZERO_WIDTH_SPACE + token[1:]
 
 
+# What Ollama itself reckons an image costs when it fits a prompt into the context (one
+# embedding per token); vision models differ (Gemma 3: 256, LLaVA: 576): this is the safe side.
+IMAGE_TOKENS = 768
+
+
 class TokenEstimator:
     """Conservative token counts from characters, calibrated by Ollama's prompt_eval_count."""
 
@@ -80,7 +94,10 @@ class TokenEstimator:
         return math.ceil(len(text) / self.chars_per_token) + self.PER_MESSAGE
 
     def messages(self, messages: Sequence[ChatMessage]) -> int:
-        return sum(self.text(m.content) for m in messages) + self.REPLY_PRIMER
+        images = sum(len(m.images) for m in messages)
+        return (
+            sum(self.text(m.content) for m in messages) + IMAGE_TOKENS * images + self.REPLY_PRIMER
+        )
 
     def observe(self, messages: Sequence[ChatMessage], prompt_eval_count: int) -> None:
         """Learn from a real count: only ever towards more tokens per character, with 10% spare."""
@@ -104,9 +121,19 @@ class Budget:
 
 
 @dataclass(frozen=True, slots=True)
+class Knowledge:
+    """Passages found for the new turn, and how much of the prompt they may take."""
+
+    hits: tuple[Hit, ...] = ()
+    share: float = 0.4  # of the tokens left after system prompt, examples and new turn
+    most: int = 4
+
+
+@dataclass(frozen=True, slots=True)
 class Prompt:
     messages: tuple[ChatMessage, ...]
     window_start: int
+    passages: tuple[Passage, ...] = ()
 
 
 def render_turn(turn: Turn) -> ChatMessage:
@@ -122,27 +149,50 @@ def assemble(
     new_turn: Turn,
     budget: Budget,
     estimator: TokenEstimator,
+    images: tuple[bytes, ...] = (),
+    knowledge: Knowledge = Knowledge(),
 ) -> Prompt:
-    """Build the request; drop oldest whole pairs, with headroom so the prefix stays put."""
+    """Build the request; drop oldest whole pairs, with headroom so the prefix stays put.
+
+    ``images`` go with the new turn only (history keeps its text)."""
     head = [ChatMessage("system", neutralise(system_prompt))]
     for user, assistant in fewshot.examples if fewshot else ():
         head += [
             ChatMessage("user", neutralise(user)),
             ChatMessage("assistant", neutralise(assistant)),
         ]
-    tail = render_turn(new_turn)
+    tail = render_turn(new_turn)._replace(images=images)
     fixed = estimator.messages([*head, tail])
     if fixed > budget.prompt_tokens:
         raise PromptTooLong()
+    available = budget.prompt_tokens - fixed
+    passages, block = _passages(knowledge, available, estimator)
+    available -= sum(estimator.text(m.content) for m in block)
     window = _pairs_from(history, window_start)
     rendered = [render_turn(t) for t in window]
     costs = [estimator.text(m.content) for m in rendered]
-    available = budget.prompt_tokens - fixed
     first = 0
     if sum(costs) > available:
         first = _first_kept(window, costs, math.floor(available * budget.headroom))
     start = window[first].seq if first < len(window) else new_turn.seq
-    return Prompt((*head, *rendered[first:], tail), start)
+    return Prompt((*head, *rendered[first:], *block, tail), start, passages)
+
+
+def _passages(
+    knowledge: Knowledge, available: int, estimator: TokenEstimator
+) -> tuple[tuple[Passage, ...], list[ChatMessage]]:
+    """The passages that fit their share, and the message that carries them (if any)."""
+    if not knowledge.hits:
+        return (), []
+
+    def cost(passages: Sequence[Passage]) -> int:
+        return estimator.text(neutralise(context_message(passages).content))
+
+    chosen = choose(knowledge.hits, share(available, knowledge.share), cost, knowledge.most)
+    if not chosen:
+        return (), []
+    block = context_message(chosen)
+    return chosen, [ChatMessage(block.role, neutralise(block.content))]
 
 
 def _pairs_from(history: Sequence[Turn], window_start: int) -> list[Turn]:

@@ -3,6 +3,11 @@
 Conversation keys: a DM is ``slack:{team}:{channel}`` and a thread inside a DM is
 ``slack:{team}:{channel}:{thread_ts}``; in channels every thread is one conversation,
 ``slack:{team}:{channel}:{thread_ts or ts}``. Settings apply per ``slack:{team}:{channel}``.
+
+A message's ``files`` travel as ``Attachment``s by ``url_private``: images, audio (clips
+recorded in Slack too) and, for anything else, documents. A file Slack does not share with
+the app (``hidden_by_limit``, a Slack Connect file to look up first) keeps an empty
+reference, and the file source says it was withheld.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapters.slack.sink import EPHEMERAL, SlackAddress
-from core.models import IncomingMessage
+from core.models import Attachment, AttachmentKind, IncomingMessage
 
 PLATFORM = "slack"
 # Subtypes that are still a person writing to us; every other subtype (edits, deletions,
@@ -89,7 +94,31 @@ def message_from_event(body: dict[str, Any], bot: BotIdentity) -> IncomingMessag
         text=plain_text(str(event.get("text", "")), bot),
         in_group=not direct,
         reply_to=SlackAddress(channel, thread, user).to_reply_to(),
+        attachments=tuple(attachment(f) for f in event.get("files") or () if isinstance(f, dict)),
     )
+
+
+_KB_ADD = re.compile(r"(?:/\S+\s+)?kb\s+add", re.IGNORECASE)
+
+
+def shares_a_document(message: IncomingMessage) -> bool:
+    """A file shared with the text ``kb add`` (or ``/ollabot kb add``): a slash command
+    cannot carry a file, so this message stands for the command."""
+    documents = any(a.kind == "document" for a in message.attachments)
+    return documents and _KB_ADD.fullmatch(message.text.strip()) is not None
+
+
+def attachment(file: dict[str, Any]) -> Attachment:
+    """One of a message's ``files`` as an attachment."""
+    mime = str(file.get("mimetype") or "")
+    kind: AttachmentKind = "document"
+    if mime.startswith("image/"):
+        kind = "image"
+    elif mime.startswith("audio/") or file.get("subtype") == "slack_audio":
+        kind = "audio"
+    ref = str(file.get("url_private_download") or file.get("url_private") or "")
+    name = str(file.get("name") or file.get("title") or "")
+    return Attachment(kind, ref, name, mime, int(file.get("size") or 0))
 
 
 def message_from_command(

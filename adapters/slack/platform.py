@@ -3,8 +3,11 @@
 Listeners only translate and write to the inbox; Bolt acknowledges when they return
 (``process_before_response=True``), so every event is in Redis before Slack hears back,
 and no Web API call happens before the acknowledgement (the one exception: a bounded
-``users.info`` for an admin-only command from a user not cached yet). An event that cannot
-be read or stored is set aside as a dead letter, with the reason, and acknowledged.
+``users.info`` for an admin-only command from a user not cached yet). A button press is
+the other way round: acknowledged at once, then checked and written in the background
+(a press lost to a crash is pressed again; a slow check must not make Slack show an
+error). An event that cannot be read or stored is set aside as a dead letter, with the
+reason, and acknowledged.
 """
 
 from __future__ import annotations
@@ -25,8 +28,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import events
 from adapters.slack.admins import AdminDirectory
+from adapters.slack.blocks import RETRY_ACTION, STOP_ACTION
+from adapters.slack.buttons import ButtonPresses
 from adapters.slack.config import HttpMode, SlackConfig, SocketMode
 from adapters.slack.events import BotIdentity
+from adapters.slack.files import SlackFiles
 from adapters.slack.http_mode import SlackHttpServer
 from adapters.slack.sink import SlackSinks
 from adapters.slack.threads import MemoryThreadRegistry
@@ -83,7 +89,11 @@ class SlackPlatform:
             token=config.bot_token.get_secret_value(), base_url=config.api_base_url
         )
         self.sinks = SlackSinks(self.client, update_interval_s)
+        self.files = SlackFiles(config.bot_token, config.api_base_url)
         self._admins = AdminDirectory(self.client, list(config.admin_ids), admin_cache_s)
+        self._buttons = ButtonPresses(
+            inbox, self._admins, self.sinks, self._translations, self._language, command
+        )
         self._session: aiohttp.ClientSession | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self._notices: set[asyncio.Task[None]] = set()
@@ -119,7 +129,9 @@ class SlackPlatform:
 
     async def aclose(self) -> None:
         """Release the HTTP connection pool once the worker has drained."""
+        await self._buttons.aclose()
         self.client.session = None
+        await self.files.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -161,6 +173,13 @@ class SlackPlatform:
         app.event("app_mention")(on_mention)
         app.event("message")(on_message)
         app.command(self._command)(on_command)
+
+        async def on_button(body: dict[str, Any], ack: Ack) -> None:
+            await ack()  # at once: the check may ask Slack who the presser is
+            self._buttons.press(body, self._bot.team_id)
+
+        app.action(STOP_ACTION)(on_button)
+        app.action(RETRY_ACTION)(on_button)
         return app
 
     @property
@@ -193,6 +212,8 @@ class SlackPlatform:
     async def _enqueue(self, body: dict[str, Any]) -> None:
         message = events.message_from_event(body, self._bot)
         message = replace(message, language=await self._language(message.author_id))
+        if events.shares_a_document(message):
+            message = await self._as_kb_add(message)
         admission = await self._inbox.enqueue(message)
         if admission is Admission.DUPLICATE:
             log.info("event %s already received; not answering twice", message.message_id)
@@ -200,6 +221,17 @@ class SlackPlatform:
             # after the ack: nothing may call Slack before it, so the notice goes in the background
             self._notices.add(task := asyncio.create_task(self._tell_limited(message)))
             task.add_done_callback(self._notices.discard)
+
+    async def _as_kb_add(self, message: IncomingMessage) -> IncomingMessage:
+        """The shared file's message as ``kb add``; in a channel it needs an admin (Slack is
+        asked only then), in a DM it is the author's own."""
+        admin = message.in_group and await self._admins.is_admin(
+            message.author_id, self._bot.team_id
+        )
+        prefix = f"{self._command} "
+        return replace(
+            message, text="kb add", is_command=True, is_admin=admin, command_prefix=prefix
+        )
 
     async def _tell_limited(self, message: IncomingMessage) -> None:
         with contextlib.suppress(DeliveryError):

@@ -27,3 +27,5 @@ class TelegramConfig:
     api_base_url: str = DEFAULT_API_BASE_URL
     admin_ids: tuple[int, ...] = ()
     webhook: Webhook | None = None  # None: long polling
+    drafts: bool = True  # private chats stream as native drafts (no Stop button on them)
+    bot_rate_per_s: float = 30.0  # messages a second for the whole bot, every process together

@@ -1,25 +1,31 @@
 """Telegram updates to neutral ``IncomingMessage``s: who is addressed, which conversation.
 
-Private chats: every message (non-text ones arrive with empty text, which the core answers
-with a short "text only" notice). Groups: only @mentions, replies to the bot and commands;
-one conversation per chat, one per forum topic. Edited messages, channel posts and messages
-from bots are ignored.
+Private chats: every message (other kinds, stickers say, arrive with empty text, which the
+core answers with a short "text only" notice). Groups: only @mentions, replies to the bot and
+commands; one conversation per chat, one per forum topic. Edited messages, channel posts and
+messages from bots are ignored.
+
+Photos, image files, voice notes, audio files and other documents travel as ``Attachment``s by
+``file_id``; their caption is the text (a caption can mention the bot or be a command, as text
+can). Of a photo's sizes the largest the Bot API lets a bot download is taken.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from telegram import Message, MessageEntity, Update
 
-from core.models import IncomingMessage
+from core.models import Attachment, AttachmentKind, IncomingMessage
 
 PLATFORM = "telegram"
 PUBLIC_COMMANDS = ("start", "help", "reset", "stop", "retry", "undo")
 # Commands whose answer depends on the author being an admin (usage: the top users too).
-ADMIN_COMMANDS = ("preset", "system", "fewshot", "model", "audit", "quota", "usage")
+ADMIN_COMMANDS = ("preset", "system", "fewshot", "model", "think", "audit", "quota", "usage", "kb")
 KNOWN_COMMANDS = (*PUBLIC_COMMANDS, *ADMIN_COMMANDS, "ask")
+DOWNLOAD_LIMIT = 20 * 1024 * 1024  # the largest file the Bot API hands a bot (getFile)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +45,7 @@ def translate(update: Update, me: BotIdentity) -> IncomingMessage | None:
     if message is None or message.from_user is None or message.from_user.is_bot:
         return None
     private = message.chat.type == "private"
-    text = message.text or ""
+    text = _body(message).text
     command = _command(message, me)
     if command is not None:
         verb, rest = command
@@ -50,7 +56,7 @@ def translate(update: Update, me: BotIdentity) -> IncomingMessage | None:
         return _build(update, message, f"{verb} {rest}".strip(), True)
     if private:
         return _build(update, message, text, False)
-    if message.text is None or not _addressed(message, me):
+    if (message.text is None and not attachments(message)) or not _addressed(message, me):
         return None
     return _build(update, message, strip_mention(text, me.username), False)
 
@@ -66,10 +72,54 @@ def strip_mention(text: str, username: str) -> str:
     return re.sub(r"[ \t]{2,}", " ", cleaned).strip()
 
 
+@dataclass(frozen=True, slots=True)
+class _Body:
+    """A message's text or a media message's caption, with its entities."""
+
+    text: str
+    entities: Sequence[MessageEntity]
+    parse: Callable[[MessageEntity], str]
+
+
+def _body(message: Message) -> _Body:
+    if message.text is None and message.caption is not None:
+        return _Body(message.caption, message.caption_entities, message.parse_caption_entity)
+    return _Body(message.text or "", message.entities, message.parse_entity)
+
+
+def attachments(message: Message) -> tuple[Attachment, ...]:
+    """The files of a message: a photo, an image file, a voice note or audio, a document."""
+    if message.animation:  # a GIF; Telegram also lists it as a document, for old clients
+        return ()
+    if message.photo:
+        fitting = [p for p in message.photo if (p.file_size or 0) <= DOWNLOAD_LIMIT]
+        if not fitting:
+            fitting = [min(message.photo, key=lambda p: p.file_size or 0)]
+        photo = max(fitting, key=lambda p: (p.width * p.height, p.file_size or 0))
+        return (
+            Attachment("image", photo.file_id, "photo.jpg", "image/jpeg", photo.file_size or 0),
+        )
+    if message.voice:
+        voice = message.voice
+        mime = voice.mime_type or "audio/ogg"
+        return (Attachment("audio", voice.file_id, "voice.ogg", mime, voice.file_size or 0),)
+    if message.audio:
+        audio = message.audio
+        name, mime = audio.file_name or "audio", audio.mime_type or ""
+        return (Attachment("audio", audio.file_id, name, mime, audio.file_size or 0),)
+    if message.document:
+        document = message.document
+        mime = document.mime_type or ""
+        kind: AttachmentKind = "image" if mime.startswith("image/") else "document"
+        name = document.file_name or ""
+        return (Attachment(kind, document.file_id, name, mime, document.file_size or 0),)
+    return ()
+
+
 def _command(message: Message, me: BotIdentity) -> tuple[str, str] | None:
     """``(verb, rest)`` for ``/verb@bot rest`` addressed to us, None otherwise."""
-    text = message.text or ""
-    entities = message.entities or ()
+    body = _body(message)
+    text, entities = body.text, body.entities
     if not text.startswith("/") or not any(
         e.type == MessageEntity.BOT_COMMAND and e.offset == 0 for e in entities
     ):
@@ -82,7 +132,8 @@ def _command(message: Message, me: BotIdentity) -> tuple[str, str] | None:
 
 
 def _addressed(message: Message, me: BotIdentity) -> bool:
-    if any(_names_bot(message, entity, me) for entity in message.entities or ()):
+    body = _body(message)
+    if any(_names_bot(body, entity, me) for entity in body.entities):
         return True
     replied = message.reply_to_message
     # A forum topic's messages carry an implicit reply to the topic's creation message.
@@ -94,9 +145,9 @@ def _addressed(message: Message, me: BotIdentity) -> bool:
     )
 
 
-def _names_bot(message: Message, entity: MessageEntity, me: BotIdentity) -> bool:
+def _names_bot(body: _Body, entity: MessageEntity, me: BotIdentity) -> bool:
     if entity.type == MessageEntity.MENTION:
-        return message.parse_entity(entity)[1:].lower() == me.username.lower()
+        return body.parse(entity)[1:].lower() == me.username.lower()
     if entity.type == MessageEntity.TEXT_MENTION and entity.user is not None:
         return entity.user.id == me.user_id
     return False
@@ -114,6 +165,7 @@ def _build(update: Update, message: Message, text: str, is_command: bool) -> Inc
         reply_to["thread_id"] = str(topic)
     if group:
         reply_to["message_id"] = str(message.message_id)
+    replied_text, replied_link = _replied(message) if is_command else ("", "")
     return IncomingMessage(
         platform=PLATFORM,
         message_id=str(update.update_id),
@@ -127,4 +179,16 @@ def _build(update: Update, message: Message, text: str, is_command: bool) -> Inc
         command_prefix="/",
         reply_to=reply_to,
         language=author.language_code or "",
+        attachments=attachments(message),
+        replied_text=replied_text,
+        replied_link=replied_link,
     )
+
+
+def _replied(message: Message) -> tuple[str, str]:
+    """The text of the message a command replies to (``/kb add``) and its link (only
+    supergroups and channels have links). A forum topic's implicit reply is no reply."""
+    replied = message.reply_to_message
+    if replied is None or replied.forum_topic_created is not None:
+        return "", ""
+    return replied.text or replied.caption or "", replied.link or ""

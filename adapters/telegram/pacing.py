@@ -5,16 +5,24 @@ room; required ones (the final text) wait for room. A private chat gets about on
 second; a group shares 20 messages a minute among all its conversations, so the spacing of
 streaming edits grows with the number of replies streaming there at once. A 429 blocks only
 its own chat for ``retry_after`` seconds.
+
+Above the chats, the bot as a whole may send about 30 messages a second: a ``BotBudget``
+(``LocalBudget`` for one process; ``adapters.telegram.shared`` for several) gives each send a
+place in a sliding window. Required calls get the next free place and wait for it; optional
+ones go only while the window has room to spare, so previews never crowd out final texts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import math
 import time
 import warnings
 from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
 from telegram.error import RetryAfter
 from telegram.warnings import PTBDeprecationWarning
@@ -30,6 +38,7 @@ class Limits:
     first_show_delay_s: float = 0.6  # short replies arrive whole, in one call
     typing_delay_s: float = 0.3
     typing_every_s: float = 4.5
+    draft_keep_s: float = 20.0  # a draft unchanged this long is sent again (it fades at 30 s)
 
 
 STREAM_SILENCE_S = 60.0
@@ -105,11 +114,80 @@ class ChatPacer:
             self._recent.popleft()
 
 
-class Pacers:
-    """One ``ChatPacer`` per chat id, forgotten after a quiet while."""
+# Sends leave a little after their place comes (the event loop, the network): the window is
+# kept this much longer than the rate asks, so that Telegram's own count never sees one too many.
+WINDOW_GUARD_S = 0.05
 
-    def __init__(self, limits: Limits, forget_after_s: float = 300.0) -> None:
+
+@dataclass(frozen=True, slots=True)
+class SendWindow:
+    """At most ``limit`` sends within any ``window_s``; optional ones leave ``reserve`` free."""
+
+    limit: int
+    window_s: float
+    reserve: int
+
+    @classmethod
+    def for_rate(cls, per_s: float) -> SendWindow:
+        """30 a second: 30 sends per second (plus the guard); 0.5: one per two seconds."""
+        limit = max(1, math.floor(per_s))
+        return cls(limit, limit / per_s + WINDOW_GUARD_S, limit // 3)
+
+    def place(self, sends: list[float], now: float, required: bool) -> float | None:
+        """When a send asked for at ``now`` may go, noted in ``sends`` (sorted, places taken
+        and reserved); ``None`` for an optional send that finds no room to spare. Sends that
+        must wait are spaced evenly: bursts would arrive spread out, some too late.
+
+        The same rule as the shared budget's script, which keeps it in Redis for every process.
+        """
+        del sends[: bisect.bisect_right(sends, now - self.window_s)]
+        at = now
+        if not required:
+            if len(sends) >= self.limit - self.reserve:
+                return None
+        elif len(sends) >= self.limit:
+            spaced = sends[-1] + self.window_s / self.limit
+            at = max(now, sends[len(sends) - self.limit] + self.window_s, spaced)
+        bisect.insort(sends, at)
+        return at
+
+
+class BotBudget(Protocol):
+    """The bot-wide share of Telegram's limits, taken before every message, edit or typing."""
+
+    async def take(self) -> None:
+        """Wait for this process's turn to send a required message (a final text)."""
+
+    async def try_take(self) -> bool:
+        """Whether an optional call (a streaming edit, typing) may go now."""
+
+
+class LocalBudget:
+    """The bot-wide budget as this process alone sees it."""
+
+    def __init__(self, per_s: float) -> None:
+        self._window = SendWindow.for_rate(per_s)
+        self._sends: list[float] = []
+
+    async def take(self) -> None:
+        now = time.monotonic()
+        at = self._window.place(self._sends, now, required=True)
+        if at is not None and at > now:
+            await asyncio.sleep(at - now)  # a place in time to reach, not an event to wait for
+
+    async def try_take(self) -> bool:
+        return self._window.place(self._sends, time.monotonic(), required=False) is not None
+
+
+class Pacers:
+    """One ``ChatPacer`` per chat id, forgotten after a quiet while, and the bot-wide budget
+    (by default this process's alone, at Telegram's 30 messages a second)."""
+
+    def __init__(
+        self, limits: Limits, budget: BotBudget | None = None, forget_after_s: float = 300.0
+    ) -> None:
         self.limits = limits
+        self.budget: BotBudget = budget or LocalBudget(30.0)
         self._forget_after_s = forget_after_s
         self._by_chat: dict[int, ChatPacer] = {}
 

@@ -1,8 +1,10 @@
 """The Telegram platform: receives updates into the inbox and builds reply sinks.
 
 Wiring: ``TelegramPlatform(config, inbox)``; give ``platform.sinks`` to the
-``InboxWorker``; ``await start()``. Shutdown: ``await stop()``, drain the worker, then
-``await aclose()``.
+``InboxWorker`` and ``platform.files`` (attachments) to the chat service; ``await start()``.
+Shutdown: ``await stop()``, drain the worker, then ``await aclose()``. Several processes
+serving the bot pass the budget and the polling lease they share
+(``adapters.telegram.shared``); by default the process counts alone and polls.
 """
 
 from __future__ import annotations
@@ -28,18 +30,31 @@ from telegram.request import BaseRequest
 
 from adapters.i18n import LANGUAGES, SOURCE_LANGUAGE
 from adapters.telegram.admins import AdminDirectory
+from adapters.telegram.buttons import NOT_YOURS, STOP, controls_for
 from adapters.telegram.config import TelegramConfig, Webhook
+from adapters.telegram.drafts import DraftSupport
+from adapters.telegram.files import TelegramFiles, file_base_url
 from adapters.telegram.inbound import BotIdentity, is_admin_command, translate
-from adapters.telegram.pacing import Limits, Pacers
-from adapters.telegram.receive import ALLOWED_UPDATES, Poller, WebhookServer
+from adapters.telegram.pacing import BotBudget, Limits, LocalBudget, Pacers
+from adapters.telegram.presses import ButtonPress, from_button, read_press
+from adapters.telegram.receive import (
+    ALLOWED_UPDATES,
+    Lease,
+    LeasedPolling,
+    OwnLease,
+    Poller,
+    WebhookServer,
+)
 from adapters.telegram.request import AiohttpRequest, BotApi
 from adapters.telegram.sink import TelegramSink
+from core.chat import NOTHING_TO_STOP, STOPPING
 from core.errors import DeliveryError, RateLimited, StoreFull, StoreUnavailable
 from core.i18n import N_, Translations, only_english
 from core.models import Admission, IncomingMessage
-from core.ports import Inbox
+from core.ports import Inbox, NullSink, ReplySink
 
 log = logging.getLogger("ollabot.telegram")
+STOP_RECEIVING_S = 5.0  # for a lease check under way to end (bounded by Redis's timeout)
 
 STORE_DOWN_NOTICE = N_(
     "My conversation store (Redis) is not reachable right now; "
@@ -53,6 +68,7 @@ PUBLIC_MENU = (
     BotCommand("reset", N_("Forget this conversation")),
     BotCommand("usage", N_("Model time used today")),
     BotCommand("ask", N_("Ask me something (in groups)")),
+    BotCommand("kb", N_("Documents my answers draw on: kb add, kb list")),
 )
 ADMIN_MENU = (
     *PUBLIC_MENU,
@@ -60,6 +76,7 @@ ADMIN_MENU = (
     BotCommand("system", N_("Show or change the system prompt")),
     BotCommand("fewshot", N_("Show or choose few-shot examples")),
     BotCommand("model", N_("Show or change the model")),
+    BotCommand("think", N_("Show or hide thinking models' reasoning")),
     BotCommand("audit", N_("Recent changes to this chat's settings")),
     BotCommand("quota", N_("Show or set model-time quotas")),
 )
@@ -78,6 +95,8 @@ class TelegramPlatform:
         poll_timeout_s: int = 30,
         request: BaseRequest | None = None,
         translations: Translations | None = None,
+        budget: BotBudget | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self._config = config
         # Without catalogues everyone is answered in English, and the menus are English only.
@@ -92,22 +111,32 @@ class TelegramPlatform:
         self.bot = Bot(
             config.token.get_secret_value(),
             base_url=config.api_base_url,
+            base_file_url=file_base_url(config.api_base_url),
             request=request,
             get_updates_request=self._updates_request,
         )
         self._api = BotApi(request, self.bot.base_url)
-        self._pacers = Pacers(limits or Limits())
+        self.files = TelegramFiles(self._api, request, self.bot.base_file_url)
+        self._pacers = Pacers(limits or Limits(), budget or LocalBudget(config.bot_rate_per_s))
+        self._lease = lease or OwnLease()
+        self._drafts = DraftSupport(config.drafts)
         self._admins = AdminDirectory(self.bot, list(config.admin_ids))
         self._told_store_down: set[str] = set()
         self._me: BotIdentity | None = None
         self._poller: Poller | None = None
+        self._receiving: LeasedPolling | None = None
+        self._stop_receiving = asyncio.Event()
         self._polling: asyncio.Task[None] | None = None
         self._webhook: WebhookServer | None = None
         self.webhook_port: int | None = None
 
-    def sinks(self, message: IncomingMessage) -> TelegramSink:
-        """The ``SinkFactory``: a sink built from the message's ``reply_to`` alone."""
-        return TelegramSink(self._api, self._pacers, message.reply_to)
+    def sinks(self, message: IncomingMessage) -> ReplySink:
+        """The ``SinkFactory``: a sink built from the message alone (its ``reply_to``, and
+        whether its answer gets buttons)."""
+        if from_button(message) and message.text == STOP:
+            return NullSink()  # the press was answered on the button: "Stopping the reply."
+        controls = controls_for(message)
+        return TelegramSink(self._api, self._pacers, message.reply_to, controls, self._drafts)
 
     async def start(self) -> None:
         """Connect (getMe), register the command menus and start receiving."""
@@ -126,21 +155,35 @@ class TelegramPlatform:
                 self._poll_timeout_s,
                 on_hold=self._on_hold,
             )
-            self._polling = asyncio.create_task(self._poller.run(), name="telegram-polling")
+            self._receiving = LeasedPolling(self._lease, self._poller.run)
+            self._polling = asyncio.create_task(
+                self._receiving.run(self._stop_receiving), name="telegram-receiving"
+            )
         log.info("telegram receiving as @%s", self._me.username)
 
     async def stop(self) -> None:
         """Stop receiving; replies in progress are finished by the worker."""
         if self._polling is not None:
-            self._polling.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TelegramError):
-                await self._polling
+            await self._stop_polling(self._polling)
             self._polling = None
-            if self._poller is not None:
-                await self._poller.confirm()
         if self._webhook is not None:
             await self._webhook.stop()
             self._webhook = None
+
+    async def _stop_polling(self, task: asyncio.Task[None]) -> None:
+        """End the lease loop (and polling with it); the poller confirms what it stored, then
+        hands the lease on at once."""
+        self._stop_receiving.set()
+        await asyncio.wait([task], timeout=STOP_RECEIVING_S)
+        task.cancel()
+        await asyncio.wait([task])
+        error = None if task.cancelled() else task.exception()
+        if error is not None and not isinstance(error, TelegramError):
+            raise error
+        if self._receiving is not None and self._receiving.polls and self._poller is not None:
+            await self._poller.confirm()
+        with contextlib.suppress(StoreUnavailable):
+            await self._lease.release()
 
     async def aclose(self) -> None:
         """Release the HTTP sessions (after the worker has drained)."""
@@ -149,11 +192,17 @@ class TelegramPlatform:
     async def receive(self, update: Update) -> None:
         """Persist one update as an ``IncomingMessage`` (or ignore it); returns once stored."""
         assert self._me is not None, "start() first"
+        if update.callback_query is not None:
+            await self._receive_press(update)
+            return
         incoming = translate(update, self._me)
         if incoming is None:
             return
         if incoming.is_command:
             incoming = await self._with_admin_flag(incoming)
+        await self._enqueue(incoming)
+
+    async def _enqueue(self, incoming: IncomingMessage) -> None:
         try:
             admission = await self._inbox.enqueue(incoming)
         except StoreUnavailable as error:
@@ -161,6 +210,37 @@ class TelegramPlatform:
             raise  # the update is not confirmed: Telegram delivers it again
         if admission is Admission.LIMITED:
             await self._tell(incoming, RateLimited.notice)
+
+    async def _receive_press(self, update: Update) -> None:
+        """Answer a button press at once (the app shows a spinner until then), then queue the
+        command it stands for, unless it is refused or there is nothing left to stop."""
+        pressed = read_press(update)
+        if not isinstance(pressed, ButtonPress):
+            if pressed is not None:  # not one of our buttons: only end the spinner
+                await self._answer_press(pressed.id, "", "")
+            return
+        refusal = await self._press_refusal(pressed)
+        acknowledgement = STOPPING if pressed.press.verb == STOP else ""
+        await self._answer_press(pressed.query_id, refusal or acknowledgement, pressed.language)
+        if refusal is None:
+            await self._enqueue(pressed.incoming)
+
+    async def _press_refusal(self, pressed: ButtonPress) -> str | None:
+        """Why the press changes nothing (an English text of the catalogue), or None."""
+        if not pressed.own_conversation:
+            return NOT_YOURS
+        if str(pressed.presser_id) != pressed.press.author_id and not await self._admins.is_admin(
+            pressed.presser_id, pressed.chat_id, pressed.in_group
+        ):
+            return NOT_YOURS
+        return NOTHING_TO_STOP if pressed.stale else None
+
+    async def _answer_press(self, query_id: str, text: str, language: str) -> None:
+        shown = self._translations(language).gettext(text) if text else None
+        try:
+            await self._api.call("answerCallbackQuery", callback_query_id=query_id, text=shown)
+        except TelegramError as error:  # too late (a redelivered update): nothing to end
+            log.info("could not answer a button press: %s", error)
 
     async def set_aside(self, raw: object, reason: str) -> None:
         """Keep an update that cannot be read or stored as a dead letter; log it once."""

@@ -5,6 +5,9 @@ already written to the inbox, so a crash at any point redelivers the rest (the i
 ``update_id``). Webhook: the HTTP answer (2xx) is sent after the inbox write; a wrong secret
 token gets 403.
 
+Several processes serving one bot: only the holder of a lease polls (``LeasedPolling``); the
+others take it over when it lapses. A process alone holds its own lease (``OwnLease``).
+
 Each update is read on its own: one that cannot be read or stored (no ``date``, a lone
 surrogate in its text…) is set aside as a dead letter with the reason, and receiving goes on.
 Only a Redis outage holds updates back, to be delivered again once Redis is back.
@@ -13,10 +16,12 @@ Only a Redis outage holds updates back, to be delivered again once Redis is back
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol
 
 from aiohttp import web
 from telegram import Bot, Update
@@ -33,7 +38,7 @@ log = logging.getLogger("ollabot.telegram.receive")
 
 Handler = Callable[[Update], Awaitable[None]]
 SetAside = Callable[[object, str], Awaitable[None]]
-ALLOWED_UPDATES = ["message"]
+ALLOWED_UPDATES = ["message", "callback_query"]
 STORE_RETRY_S = 0.5
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
@@ -145,6 +150,92 @@ class Poller:
             read_timeout=timeout_s + (self._request.read_timeout or 10.0),
         )
         return list(result) if isinstance(result, list) else []
+
+
+class Lease(Protocol):
+    """The right to poll for one bot, renewed every ``renew_every_s`` by its holder."""
+
+    renew_every_s: float
+
+    async def hold(self) -> bool:
+        """Take or renew it; False when another process holds it (``StoreUnavailable`` when
+        that cannot be known)."""
+
+    async def release(self) -> None:
+        """Give it up, if held."""
+
+
+class OwnLease:
+    """The lease of a process that shares the bot with no other: always held."""
+
+    renew_every_s = 60.0
+
+    async def hold(self) -> bool:
+        return True
+
+    async def release(self) -> None:
+        return None
+
+
+class LeasedPolling:
+    """Runs ``poll`` only while this process holds the lease, checked every ``renew_every_s``.
+
+    When the lease cannot be checked (Redis down) nothing changes: a poller goes on polling,
+    the others wait; a process that never learnt who holds it polls, as one alone would.
+    """
+
+    def __init__(self, lease: Lease, poll: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self._lease = lease
+        self._poll = poll
+        self._held: bool | None = None
+        self._unsure = False
+        self._polling: asyncio.Task[None] | None = None
+        self.polls = False  # whether this process is the poller (or was, when ``run`` ended)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until ``stop`` is set (or this task is cancelled); polling stops with it."""
+        try:
+            while not stop.is_set():
+                await self._follow_lease()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self._lease.renew_every_s)
+        finally:
+            await self._stop_polling()
+
+    async def _follow_lease(self) -> None:
+        if self._polling is not None and self._polling.done():
+            self._polling.result()  # polling gave up (a rejected token): so does this
+        if await self._check():
+            if self._polling is None:
+                log.info("this process polls getUpdates for the bot")
+                self._polling = asyncio.create_task(self._poll(), name="telegram-polling")
+                self.polls = True
+        elif self._polling is not None:
+            log.warning("another process holds the polling lease now; this one stops polling")
+            await self._stop_polling()
+            self.polls = False
+
+    async def _check(self) -> bool:
+        try:
+            self._held = await self._lease.hold()
+        except StoreUnavailable:
+            if not self._unsure:
+                log.warning("the polling lease cannot be renewed (Redis): nothing changes")
+            self._unsure = True
+            return True if self._held is None else self._held
+        if self._unsure:
+            log.info("the polling lease can be renewed again")
+            self._unsure = False
+        return self._held
+
+    async def _stop_polling(self) -> None:
+        task, self._polling = self._polling, None
+        if task is None:
+            return
+        task.cancel()
+        await asyncio.wait([task])  # unlike awaiting the task, never hides our own cancelling
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("polling had ended: %s", task.exception())
 
 
 class WebhookServer:

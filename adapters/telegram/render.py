@@ -5,12 +5,16 @@ Entities (not MarkdownV2) cannot fail to parse on reserved characters. Telegram 
 else a line, else a word boundary. An entity cut by a boundary (a code block, say) is clipped
 into both parts, so each part closes and reopens it. Raw HTML in the Markdown (``use the <div>
 tag``) is shown as the text it is: the converter would drop it, and the words with it.
+
+A thinking model's reasoning, when shown, opens the first part as an expandable quote (folded
+until tapped) and gets only the room the answer leaves there: the answer is never cut for it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import cast
 
 import pyromark
 import telegramify_markdown
@@ -20,6 +24,9 @@ from telegramify_markdown.converter import STANDARD_OPTIONS
 TELEGRAM_LIMIT = 4096
 PART_LIMIT = 4000  # conservative: leaves room for a notice or an ellipsis
 _BREAKS = ("\n\n", "\n", " ")
+REASONING_MARK = "💭 "
+_QUOTE_GAP = "\n"
+_MIN_QUOTE = 16  # less room than this and the quote would say nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +50,34 @@ def render(markdown: str, limit: int = PART_LIMIT) -> list[Part]:
     if not text.strip():
         text, entities = markdown, []
     return [_part(text, entities, start, end) for start, end in split_ranges(text, limit)]
+
+
+def with_reasoning(parts: list[Part], reasoning: str, limit: int = TELEGRAM_LIMIT) -> list[Part]:
+    """``parts`` with ``reasoning`` as an expandable quote at the top of the first, cut short
+    (with an ellipsis) to the room the first part leaves within ``limit`` UTF-16 units."""
+    reasoning = reasoning.strip()
+    if not parts or not reasoning:
+        return parts
+    first = parts[0]
+    room = limit - utf16_len(first.text) - utf16_len(_QUOTE_GAP)
+    quote = _clipped(REASONING_MARK + reasoning, room)
+    if not quote:
+        return parts
+    folded = {"type": "expandable_blockquote", "offset": 0, "length": utf16_len(quote)}
+    shift = utf16_len(quote + _QUOTE_GAP)
+    moved = tuple(
+        entity | {"offset": cast(int, entity["offset"]) + shift} for entity in first.entities
+    )
+    return [Part(quote + _QUOTE_GAP + first.text, (folded, *moved)), *parts[1:]]
+
+
+def _clipped(text: str, room: int) -> str:
+    """``text`` within ``room`` UTF-16 units, ending in an ellipsis when cut; "" if no room."""
+    if utf16_len(text) <= room:
+        return text
+    if room < _MIN_QUOTE:
+        return ""
+    return text[: _fitting_end(text, 0, room - 1)].rstrip() + "…"
 
 
 def literal_html(markdown: str) -> str:

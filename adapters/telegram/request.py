@@ -81,7 +81,8 @@ class AiohttpRequest(BaseRequest):
             sock_connect=_seconds(connect_timeout, self._connect_timeout),
         )
         try:
-            async with self._session.request(method, url, data=body, timeout=timeout) as response:
+            data = body if method == "POST" else None  # a file download is a bare GET
+            async with self._session.request(method, url, data=data, timeout=timeout) as response:
                 return response.status, await response.read()
         except TimeoutError as error:
             raise TimedOut("Bot API request timed out") from error

@@ -124,3 +124,21 @@ async def test_reset_forgets_the_conversation_but_not_others(store: Store) -> No
     assert (await context_for(store, incoming("3"))).history == ()
     other = await context_for(store, incoming("4", conversation="tg:7"))
     assert [turn.content for turn in other.history] == ["other chat", "ok"]
+
+
+async def test_a_stored_reply_keeps_its_reasoning_for_the_delivery_and_not_the_history(
+    store: Store,
+) -> None:
+    message = incoming("1", "2+2?")
+    [entry] = await arrive(store, message)
+    await store.load_context(entry, 10, OWNER, LEASE_MS)
+    turns = (Turn("user", "2+2?", 0), Turn("assistant", "4", 1))
+    reply = StoredReply("4", deliver_by=9e9, reasoning="two and two")
+    await store.complete(entry, Outcome(turns, 0, "4"), reply, OWNER)
+
+    again = await store.load_context(entry, 10, "worker-b", LEASE_MS)  # a successor's view
+    await store.acknowledge(entry)
+
+    assert again.answered == reply
+    history = (await context_for(store, incoming("2"))).history
+    assert [turn.content for turn in history] == ["2+2?", "4"]

@@ -36,7 +36,11 @@ async def test_only_the_owner_releases_a_lock(store: Store) -> None:
 async def test_saved_settings_come_back_and_the_change_is_audited(store: Store) -> None:
     before = await store.get_settings("tg:42")
     changed = ChannelSettings(
-        preset="precise", overrides={"temperature": 0.2}, system_prompt="Be brief.", model="m:8b"
+        preset="precise",
+        overrides={"temperature": 0.2},
+        system_prompt="Be brief.",
+        model="m:8b",
+        think="show",
     )
     audit = AuditEntry("tg:42", "u1", "preset", "balanced", "precise (temperature=0.2)")
 

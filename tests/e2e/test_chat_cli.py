@@ -206,7 +206,11 @@ async def test_doctor_names_what_is_wrong_and_how_to_fix_it(
     assert process.returncode == 0, report
     assert "[ok  ] ollama: version" in report and "[ok  ] model: llama3.1:8b is installed" in report
     assert "[warn] redis persistence: AOF is off" in report
+    assert "[warn] embedding model: nomic-embed-text is missing" in report
+    assert "Fix: ollama pull nomic-embed-text" in report
     assert "[ok  ] dead letters: none" in report
+    assert "[warn] vision model: llama3.2-vision:11b is missing" in report
+    assert "[warn] speech-to-text: not configured" in report
     fixes = re.findall(r"deploy/[\w./-]*\w", report)
     assert fixes and all((ROOT / path).is_file() for path in fixes), fixes
 

@@ -71,4 +71,5 @@ async def test_doctor_checks_the_embedded_parts_it_starts(tmp_path: Path) -> Non
 
     assert code == 0, out + err
     assert "[ok  ] model: smollm2:135m is installed" in out
+    assert "[ok  ] embedding model: smollm2:135m is installed" in out
     assert "[ok  ] redis persistence: AOF with appendfsync everysec" in out

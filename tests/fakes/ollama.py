@@ -7,10 +7,25 @@ What it emulates (see ``wire/README.md`` beside this file, section ollama/):
 - errors as ``{"error": ...}`` with the HTTP status, or as a line mid-stream with status 200;
 - ``GET /api/tags``, ``POST /api/show``, ``GET /api/ps``, ``POST /api/pull``, ``GET /api/version``,
   ``HEAD /`` and ``GET /`` ("Ollama is running");
+- ``POST /api/embed`` for the models in ``embed_models``: deterministic vectors, a hashed bag of
+  words (accents folded, short and common words left out), so texts sharing words are close
+  and a search means something; another model is a 404 like Ollama's, and after
+  ``embed_failing_after`` requests the runner "crashes" (500);
 - ``/api/show`` answers the wire file, with a test's per-model fields (``shows``: template,
   parameters, tokenizer arrays) laid over it; like Ollama, arrays of more than five items
   (the vocabulary) are sent empty unless the request says ``verbose``; a ``shows`` entry with
-  an ``error`` is answered with it and HTTP 500.
+  an ``error`` is answered with it and HTTP 500;
+- thinking: a model whose ``/api/show`` capabilities include ``thinking`` (``add_thinking_model``)
+  streams ``message.thinking`` chunks before the content when the request says ``think``; a
+  ``think`` sent to any other model is refused like Ollama does (HTTP 400, ``"<model>" does not
+  support thinking``).
+
+Images (``messages[].images``, base64 as the client sends them) are checked the way Ollama
+does: not base64 is a 400 (Go's decoding error), a model whose ``/api/show`` capabilities lack
+``vision`` is a 400 (``"<model>" does not support vision``), bytes that are no JPEG, PNG or
+WebP, and a JPEG cut short (no end-of-image marker), are a 500 from the image decoder.
+``vision_model(name)`` installs a model that sees; the decoded images of each request are in
+``images``.
 
 What it does not: tokenise, load models, or honour sampling options. The reply text is
 ``echo: <last user message>`` unless a test scripted one (``FakeOllama.script``). Every request
@@ -24,12 +39,15 @@ a chat request is a hit when its conversation was last seen here recently, a mis
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import copy
 import hashlib
 import json
 import os
 import re
 import socket
+import unicodedata
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -49,6 +67,15 @@ from adapters.ollama_wire import (
 
 AFFINITY_HEADER = "X-Ollabot-Affinity"
 DEFAULT_MODELS = ("llama3.1:8b-instruct-q8_0", "llama3.1:8b")
+EMBED_DIM = 256
+# Words too common to tell passages apart, in English and Spanish.
+_COMMON_WORDS = (
+    "the and for are was were with that this what which who how does from into your you its "
+    "have has can will not but all any our they them their there when where why one "
+    "los las del que con por para una uno unos unas como donde cuando quien cual sus esta este "
+    "estos estas hay ser son fue muy mas sin sobre entre tiene puede"
+)
+STOPWORDS = frozenset(_COMMON_WORDS.split())
 
 
 def wire_dir() -> Path:
@@ -112,6 +139,7 @@ class Reply:
     hold_gate: asyncio.Event | None = None
     hold_after: int = 1
     step: asyncio.Semaphore | None = None
+    thinking: str | None = None  # the reasoning of a thinking model (None: a default one)
 
     @classmethod
     def not_found(cls) -> Reply:
@@ -172,6 +200,8 @@ class FakeOllama:
     url: str = ""
     affinities: list[str | None] = field(default_factory=list)
     prompt_cache: PromptCache = field(default_factory=PromptCache)
+    embed_models: list[str] = field(default_factory=lambda: ["nomic-embed-text:latest"])
+    embed_failing_after: int | None = None  # embed requests answered before a runner crash
 
     def __post_init__(self) -> None:
         self._replies: deque[Reply] = deque()
@@ -186,6 +216,19 @@ class FakeOllama:
         """Queue replies for the next chat requests (then back to the default echo)."""
         self._replies.extend(replies)
 
+    def vision_model(self, model: str) -> None:
+        """Install ``model`` with the ``vision`` capability."""
+        self.models.append(model)
+        self.shows[model] = {"capabilities": ["completion", "vision"]}
+
+    @property
+    def images(self) -> list[list[bytes]]:
+        """The images of each chat request (decoded), oldest first."""
+        return [
+            [base64.b64decode(i) for m in body.get("messages", []) for i in m.get("images") or []]
+            for body in self.chat_requests
+        ]
+
     def script_pull(self, lines: list[dict[str, Any]]) -> None:
         """Queue the NDJSON lines of the next ``/api/pull`` (e.g. ending in ``{"error": ...}``)."""
         self._pulls.append(lines)
@@ -198,6 +241,23 @@ class FakeOllama:
         if size_vram is not None:
             entry["size_vram"] = size_vram
         self.loaded.append(entry)
+
+    def add_thinking_model(self, model: str) -> None:
+        """Install ``model`` with the ``thinking`` capability."""
+        if model not in self.models:
+            self.models.append(model)
+        self.shows.setdefault(model, {})["capabilities"] = ["completion", "thinking"]
+
+    def thinks(self, model: str) -> bool:
+        """Whether ``/api/show`` lists the ``thinking`` capability for ``model``."""
+        shown = self.shows.get(full_name(model), {})
+        capabilities = shown.get("capabilities", wire_json("show_response.json")["capabilities"])
+        return "thinking" in capabilities
+
+    @property
+    def embed_requests(self) -> list[dict[str, Any]]:
+        """Bodies of the ``/api/embed`` requests, oldest first."""
+        return [body for path, body in self.requests if path == "/api/embed"]
 
     @property
     def chat_requests(self) -> list[dict[str, Any]]:
@@ -228,6 +288,7 @@ class FakeOllama:
         app.router.add_get("/api/ps", self._ps)
         app.router.add_get("/api/version", self._version)
         app.router.add_post("/api/pull", self._pull)
+        app.router.add_post("/api/embed", self._embed)
         self._runner = web.AppRunner(
             app, handler_cancellation=True, shutdown_timeout=0.1, access_log=None
         )
@@ -292,6 +353,30 @@ class FakeOllama:
             info.update({k: [] for k, v in info.items() if isinstance(v, list) and len(v) > 5})
         return json_response(shown)
 
+    # -- embed -------------------------------------------------------------------------------
+
+    async def _embed(self, request: web.Request) -> web.Response:
+        body = await self._record(request)
+        model = full_name(str(body.get("model") or ""))
+        if model not in self.embed_models:
+            error = f'model "{body.get("model")}" not found, try pulling it first'
+            return json_response({"error": error}, status=404)
+        if self.embed_failing_after is not None and len(self.embed_requests) > (
+            self.embed_failing_after
+        ):
+            return json_response({"error": "llama runner process has terminated"}, status=500)
+        given = body.get("input", "")
+        texts = [given] if isinstance(given, str) else list(given)
+        return json_response(
+            {
+                "model": model,
+                "embeddings": [bag_of_words(str(t)) for t in texts],
+                "total_duration": 14_143_917,
+                "load_duration": 1_019_500,
+                "prompt_eval_count": sum(len(str(t)) // 4 + 1 for t in texts),
+            }
+        )
+
     # -- pull --------------------------------------------------------------------------------
 
     async def _pull(self, request: web.Request) -> web.StreamResponse:
@@ -337,25 +422,32 @@ class FakeOllama:
             return web.Response()
         if reply.status == 200 and full_name(model) not in self.models:
             reply = Reply.not_found()
+        elif body.get("think") and not self.thinks(model):
+            return json_response({"error": f'"{model}" does not support thinking'}, status=400)
+        if reply.status == 200 and (unreadable := self._image_problem(model, body)) is not None:
+            return json_response({"error": unreadable[1]}, status=unreadable[0])
         if reply.status != 200:
             text = reply.error or error_text(reply.status, model)
             return json_response({"error": text}, status=reply.status)
         text = reply.text if reply.text is not None else f"echo: {last_user_text(body)}"
-        pieces = split_text(text, reply.chunks)
+        reasoning = reasoning_of(body, reply)  # a think that got here is one the model can do
         if body.get("stream") is False:
-            return json_response(whole_reply(model, text, body, reply))
-        return await self._stream_chat(request, model, pieces, body, reply)
+            return json_response(whole_reply(model, text, body, reply, reasoning))
+        thoughts = split_text(reasoning, reply.chunks) if reasoning else []
+        lines = [thinking_chunk(model, piece) for piece in thoughts]
+        lines += [chunk(model, piece) for piece in split_text(text, reply.chunks)]
+        return await self._stream_chat(request, model, lines, body, reply)
 
     async def _stream_chat(
         self,
         request: web.Request,
         model: str,
-        pieces: list[str],
+        chunks: list[dict[str, Any]],
         body: dict[str, Any],
         reply: Reply,
     ) -> web.StreamResponse:
         response = await start_ndjson(request)
-        lines = [go_json(chunk(model, piece)) + b"\n" for piece in pieces]
+        lines = [go_json(piece) + b"\n" for piece in chunks]
         if self.instant and reply.hold_gate is None and reply.step is None:
             await response.write(b"".join(lines))
         else:
@@ -370,7 +462,7 @@ class FakeOllama:
         if reply.error_midway is not None:
             await response.write(go_json({"error": reply.error_midway}) + b"\n")
         elif reply.done:
-            final = final_chunk(model, body, len(pieces), reply.done_reason)
+            final = final_chunk(model, body, len(chunks), reply.done_reason)
             await response.write(go_json(final) + b"\n")
         elif reply.abort:
             assert request.transport is not None
@@ -381,6 +473,24 @@ class FakeOllama:
             self.streams_done += 1
             self._changed.notify_all()
         return response
+
+    def _image_problem(self, model: str, body: dict[str, Any]) -> tuple[int, str] | None:
+        images = [i for m in body.get("messages", []) for i in m.get("images") or []]
+        if not images:
+            return None
+        try:
+            decoded = [base64.b64decode(str(i), validate=True) for i in images]
+        except binascii.Error:
+            return 400, "illegal base64 data at input byte 0"
+        capabilities = self.shows.get(full_name(model), {}).get("capabilities", [])
+        if "vision" not in capabilities:
+            return 400, f'"{model}" does not support vision'
+        for data in decoded:
+            if not data.startswith((b"\xff\xd8\xff", b"\x89PNG")) and data[8:12] != b"WEBP":
+                return 500, "failed to process inputs: image: unknown format"
+            if data.startswith(b"\xff\xd8") and not data.endswith(b"\xff\xd9"):
+                return 500, "failed to process inputs: unexpected EOF"
+        return None
 
     @staticmethod
     async def _hold(reply: Reply) -> None:
@@ -412,6 +522,14 @@ SIZES = {
 }
 
 
+# Other models a deployment pulls beside Llama 3.1: family, parameters, quantisation, size on
+# disk (approximate; the vision size counts its projector, as /api/tags does).
+OTHER_MODELS = {
+    "llama3.2-vision:11b": ("mllama", "10.7B", "Q4_K_M", 7_901_829_417),
+    "nomic-embed-text:latest": ("nomic-bert", "137M", "F16", 274_302_450),
+}
+
+
 def quantization_of(model: str) -> tuple[str, str]:
     """Parameter size and quantization named by a tag (Ollama's defaults: 8B, Q4_K_M)."""
     tag = model.lower()
@@ -431,6 +549,9 @@ def tag_entry(model: str) -> dict[str, Any]:
     entry: dict[str, Any] = copy.deepcopy(recorded["llama3.1:8b"])
     params, quant = quantization_of(model)
     size = SIZES.get((params, quant), entry["size"])
+    if model in OTHER_MODELS:
+        family, params, quant, size = OTHER_MODELS[model]
+        entry["details"].update(family=family, families=[family])
     digest = hashlib.sha256(model.encode()).hexdigest()
     entry.update(name=model, model=model, size=size, digest=digest)
     entry["details"].update(parameter_size=params, quantization_level=quant)
@@ -459,6 +580,18 @@ def chunk(model: str, piece: str) -> dict[str, Any]:
     }
 
 
+def thinking_chunk(model: str, piece: str) -> dict[str, Any]:
+    """One streamed chunk of a thinking model's reasoning (the content is empty)."""
+    return chunk(model, "") | {"message": {"role": "assistant", "content": "", "thinking": piece}}
+
+
+def reasoning_of(body: dict[str, Any], reply: Reply) -> str:
+    """What a thinking model reasons before answering, when the request asks it to think."""
+    if not body.get("think"):
+        return ""
+    return reply.thinking if reply.thinking is not None else f"Pondering: {last_user_text(body)}"
+
+
 def metrics(body: dict[str, Any], eval_count: int) -> dict[str, int]:
     """Counts and durations (ns) of a finished reply, 20 ms per generated token."""
     prompt_eval_count = prompt_tokens(body)
@@ -479,11 +612,28 @@ def final_chunk(model: str, body: dict[str, Any], eval_count: int, reason: str) 
     return {**chunk(model, ""), "done": True, "done_reason": reason, **metrics(body, eval_count)}
 
 
-def whole_reply(model: str, text: str, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+def whole_reply(
+    model: str, text: str, body: dict[str, Any], reply: Reply, reasoning: str = ""
+) -> dict[str, Any]:
     """The ``stream: false`` answer: one object with the full content and metrics."""
-    return final_chunk(model, body, len(split_text(text, reply.chunks)), reply.done_reason) | {
-        "message": {"role": "assistant", "content": text}
-    }
+    message = {"role": "assistant", "content": text} | (
+        {"thinking": reasoning} if reasoning else {}
+    )
+    count = len(split_text(text, reply.chunks))
+    return final_chunk(model, body, count, reply.done_reason) | {"message": message}
+
+
+def bag_of_words(text: str, dim: int = EMBED_DIM) -> list[float]:
+    """A unit vector counting the text's words in ``dim`` hashed buckets."""
+    folded = unicodedata.normalize("NFKD", text.lower())
+    plain = "".join(c for c in folded if not unicodedata.combining(c))
+    vector = [0.0] * dim
+    for word in re.findall(r"[a-z0-9]+", plain):
+        if len(word) > 2 and word not in STOPWORDS:
+            digest = hashlib.blake2b(word.encode(), digest_size=4).digest()
+            vector[int.from_bytes(digest, "big") % dim] += 1.0
+    norm = sum(v * v for v in vector) ** 0.5
+    return [v / norm for v in vector] if norm else vector
 
 
 def unused_port() -> int:

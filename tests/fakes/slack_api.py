@@ -5,8 +5,18 @@ form, query or JSON bodies with a Bearer token; ``{"ok": ...}`` answers; HTTP 42
 ``Retry-After`` past a per-channel rate (``chat.postMessage`` about 1/s, ``chat.update``
 about 50/min, small bursts allowed); ``msg_too_long`` above 4,000 characters on
 ``chat.update``; Socket Mode ``hello``, envelopes and acknowledgements. It can also play
-Slack in HTTP mode, sending signed requests. Honest limits: one workspace, no blocks or
-files, no pagination.
+Slack in HTTP mode, sending signed requests. Blocks are recorded as sent (``chat.update``
+keeps the old ones unless given new ones, as Slack does) and a button in them can be pressed:
+a ``block_actions`` payload, delivered as an ``interactive`` envelope or a signed form post.
+``chat.startStream``/``appendStream``/``stopStream`` stream Markdown into a thread reply;
+``refuse_streams`` makes them answer with an error instead, as in a workspace that does not
+allow them. Blocks are refused (``invalid_blocks``) beyond Slack's sizes: 50 blocks, 3,000
+characters of section text, 10 context elements of 3,000 characters each (other block types
+are taken unchecked). Files: ``add_file`` keeps bytes and returns the file object a
+``file_share`` message carries (``url_private``, ``url_private_download`` on this server,
+``mimetype``, ``size``, ``mode: hosted``); a download needs ``Authorization: Bearer`` with the
+bot token, and without it gets Slack's sign-in page as HTML with status 200, as real Slack does.
+Honest limits: one workspace, no files.info, no pagination.
 """
 
 from __future__ import annotations
@@ -40,6 +50,9 @@ BOT_TOKEN = "xoxb-fake"
 APP_TOKEN = "xapp-1-fake-app-token"
 UPDATE_LIMIT = 4000
 POST_LIMIT = 40000
+MAX_BLOCKS = 50
+BLOCK_TEXT_LIMIT = 3000
+MAX_CONTEXT_ELEMENTS = 10
 
 
 @dataclass
@@ -62,13 +75,34 @@ class Message:
     user: str = BOT_USER
     edits: int = 0
     streaming: bool = False
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+
+    def button(self) -> dict[str, Any] | None:
+        """The button of the message's actions block, if it shows one."""
+        return _button_in(self.blocks)
 
 
 @dataclass
 class Ephemeral:
+    """A message only ``user`` sees (it has a ts, but no API call can find it again)."""
+
     channel: str
     user: str
     text: str
+    ts: str = ""
+    thread_ts: str = ""
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+
+    def button(self) -> dict[str, Any] | None:
+        return _button_in(self.blocks)
+
+
+def _button_in(blocks: list[dict[str, Any]]) -> dict[str, Any] | None:
+    for block in blocks:
+        if block.get("type") == "actions" and block.get("elements"):
+            element: dict[str, Any] = block["elements"][0]
+            return element
+    return None
 
 
 @dataclass
@@ -124,13 +158,20 @@ class FakeSlack:
             ALICE: {"name": "alice", "is_admin": True, "is_owner": False},
             BOB: {"name": "bob", "is_admin": False, "is_owner": False},
         }
-        self.rates = {"chat.postMessage": post_rate, "chat.update": update_rate}
+        self.rates = {
+            "chat.postMessage": post_rate,
+            "chat.update": update_rate,
+            "chat.appendStream": (10, 100 / 60),
+        }
+        self.refuse_streams = ""  # an error code: the workspace refuses the stream methods
         self.injected: dict[str, list[tuple[int, dict[str, Any], dict[str, str]]]] = {}
         self._buckets: dict[tuple[str, str], Bucket] = {}
         self._ts = itertools.count(1)
         self._sockets: list[web.WebSocketResponse] = []
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
+        self.files: dict[str, bytes] = {}  # file id -> bytes
+        self.downloads: list[tuple[str, bool]] = []  # (file id, whether the token was right)
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -143,6 +184,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_get("/link/", self._socket)
+        app.router.add_get("/files-pri/{team_file}/{rest:.+}", self._download)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -183,6 +225,9 @@ class FakeSlack:
         """Answer the next call of ``method`` with this response instead."""
         self.injected.setdefault(method, []).append((status, body, headers))
 
+    def stream_calls(self) -> list[ApiCall]:
+        return [c for c in self.calls if c.method.endswith("Stream")]
+
     # ---- Socket Mode -----------------------------------------------------------------
 
     async def deliver(self, kind: str, payload: dict[str, Any], retry_attempt: int = 0) -> Envelope:
@@ -192,7 +237,7 @@ class FakeSlack:
             "envelope_id": envelope_id,
             "payload": payload,
             "type": kind,
-            "accepts_response_payload": kind != "events_api",
+            "accepts_response_payload": kind == "slash_commands",
         }
         if kind == "events_api":
             frame["retry_attempt"] = retry_attempt
@@ -328,8 +373,10 @@ class FakeSlack:
         user: str = ALICE,
         thread_ts: str = "",
         kind: str = "message",
+        files: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """A person's ``message`` (or ``app_mention``) event; DMs when the channel is D…."""
+        """A person's ``message`` (or ``app_mention``) event; DMs when the channel is D….
+        With ``files`` it is a ``file_share`` message carrying them."""
         ts = self.next_ts()
         event: dict[str, Any] = {
             "user": user,
@@ -346,8 +393,36 @@ class FakeSlack:
         if thread_ts:
             event["thread_ts"] = thread_ts
             event["parent_user_id"] = ALICE
+        if files:
+            event["files"] = files
+            event["upload"] = False
+            if kind == "message":
+                event["subtype"] = "file_share"
         self.messages[(channel, ts)] = Message(channel, ts, text, thread_ts, user)
         return self.event_body(event)
+
+    def add_file(self, data: bytes, name: str, mimetype: str) -> dict[str, Any]:
+        """Keep an uploaded file; returns its object as a message's ``files`` lists it."""
+        file_id = f"F07{uuid.uuid4().hex[:8].upper()}"
+        self.files[file_id] = data
+        private = f"http://127.0.0.1:{self.port}/files-pri/{TEAM}-{file_id}/{name}"
+        return {
+            "id": file_id,
+            "created": int(time.time()),
+            "timestamp": int(time.time()),
+            "name": name,
+            "title": name,
+            "mimetype": mimetype,
+            "filetype": name.rsplit(".", 1)[-1],
+            "user": ALICE,
+            "size": len(data),
+            "mode": "hosted",
+            "is_external": False,
+            "is_public": False,
+            "url_private": private,
+            "url_private_download": f"{private.rsplit('/', 1)[0]}/download/{name}",
+            "permalink": f"https://ollalab.slack.com/files/{ALICE}/{file_id}/{name}",
+        }
 
     def command_payload(
         self, text: str, *, user: str = ALICE, channel: str = LAB_CHANNEL
@@ -372,6 +447,71 @@ class FakeSlack:
     @staticmethod
     def command_form(payload: dict[str, str]) -> bytes:
         return urlencode(payload).encode()
+
+    def press(self, message: Message | Ephemeral, user: str = ALICE) -> dict[str, Any]:
+        """The ``block_actions`` payload of ``user`` pressing the button ``message`` shows."""
+        button = message.button()
+        assert button is not None, "the message shows no button"
+        name = str(self.users.get(user, {}).get("name", user))
+        ephemeral = isinstance(message, Ephemeral)
+        container: dict[str, Any] = {
+            "type": "message",
+            "message_ts": message.ts,
+            "channel_id": message.channel,
+            "is_ephemeral": ephemeral,
+        }
+        if message.thread_ts:
+            container["thread_ts"] = message.thread_ts
+        return {
+            "type": "block_actions",
+            "user": {"id": user, "username": name, "name": name, "team_id": TEAM},
+            "api_app_id": APP_ID,
+            "token": "vErIfIcAtIoNtOkEn0000000",
+            "container": container,
+            "trigger_id": f"{uuid.uuid4().int % 10**13}.7300000000001.{uuid.uuid4().hex}",
+            "team": {"id": TEAM, "domain": "ollalab"},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "channel": {"id": message.channel, "name": "llm-lab"},
+            # an ephemeral message cannot be looked up, so Slack does not echo it
+            **(
+                {"message": _echo(message) | {"blocks": message.blocks}}
+                if isinstance(message, Message)
+                else {}
+            ),
+            "state": {"values": {}},
+            "response_url": f"http://127.0.0.1:{self.port}/actions/{TEAM}/1/x",
+            "actions": [
+                {
+                    "action_id": button["action_id"],
+                    "block_id": str(button.get("block_id", "b1")),
+                    "text": button["text"],
+                    "value": button.get("value", ""),
+                    "type": "button",
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+
+    @staticmethod
+    def interaction_form(payload: dict[str, Any]) -> bytes:
+        """How HTTP mode carries an interaction: a form with one ``payload`` field of JSON."""
+        return urlencode({"payload": json.dumps(payload)}).encode()
+
+    # ---- files ---------------------------------------------------------------------------
+
+    async def _download(self, request: web.Request) -> web.Response:
+        file_id = request.match_info["team_file"].removeprefix(f"{TEAM}-")
+        authorized = request.headers.get("Authorization") == f"Bearer {BOT_TOKEN}"
+        self.downloads.append((file_id, authorized))
+        if not authorized:
+            page = (
+                "<!DOCTYPE html><html><head><title>Slack</title></head><body>Sign in</body></html>"
+            )
+            return web.Response(text=page, content_type="text/html")
+        if file_id not in self.files:
+            return web.Response(status=404, text="file_not_found")
+        return web.Response(body=self.files[file_id], content_type="application/octet-stream")
 
     # ---- the Web API -------------------------------------------------------------------
 
@@ -455,7 +595,10 @@ class FakeSlack:
             return {"ok": False, "error": "no_text"}
         if len(text) > POST_LIMIT:
             return {"ok": False, "error": "msg_too_long"}
+        if not blocks_fit(_blocks(args.get("blocks"))):
+            return {"ok": False, "error": "invalid_blocks"}
         message = Message(channel, self.next_ts(), text, str(args.get("thread_ts") or ""))
+        message.blocks = _blocks(args.get("blocks"))
         self.messages[(channel, message.ts)] = message
         return {"ok": True, "channel": channel, "ts": message.ts, "message": _echo(message)}
 
@@ -470,7 +613,11 @@ class FakeSlack:
             return {"ok": False, "error": "streaming_state_conflict"}
         if len(text) > UPDATE_LIMIT:
             return {"ok": False, "error": "msg_too_long"}
+        if not blocks_fit(_blocks(args.get("blocks"))):
+            return {"ok": False, "error": "invalid_blocks"}
         message.text, message.edits = text, message.edits + 1
+        if "blocks" in args:
+            message.blocks = _blocks(args["blocks"])
         echo = _echo(message) | {"edited": {"user": BOT_ID, "ts": self.next_ts()}}
         return {
             "ok": True,
@@ -484,12 +631,26 @@ class FakeSlack:
         text = str(args.get("text") or "")
         if not text:
             return {"ok": False, "error": "no_text"}
-        self.ephemerals.append(Ephemeral(str(args["channel"]), str(args["user"]), text))
-        return {"ok": True, "message_ts": self.next_ts()}
+        if not blocks_fit(_blocks(args.get("blocks"))):
+            return {"ok": False, "error": "invalid_blocks"}
+        ephemeral = Ephemeral(
+            str(args["channel"]),
+            str(args["user"]),
+            text,
+            self.next_ts(),
+            str(args.get("thread_ts") or ""),
+            _blocks(args.get("blocks")),
+        )
+        self.ephemerals.append(ephemeral)
+        return {"ok": True, "message_ts": ephemeral.ts}
 
     def _chat_startStream(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = str(args.get("channel") or "")
         thread = str(args.get("thread_ts") or "")
+        if self.refuse_streams:
+            return {"ok": False, "error": self.refuse_streams}
+        if not thread:
+            return {"ok": False, "error": "invalid_arguments"}
         if not channel.startswith("D") and not args.get("recipient_user_id"):
             return {"ok": False, "error": "missing_recipient_user_id"}
         text = str(args.get("markdown_text") or "")
@@ -498,6 +659,8 @@ class FakeSlack:
         return {"ok": True, "channel": channel, "ts": message.ts}
 
     def _chat_appendStream(self, args: dict[str, Any]) -> dict[str, Any]:
+        if self.refuse_streams:
+            return {"ok": False, "error": self.refuse_streams}
         message = self.messages.get((str(args.get("channel")), str(args.get("ts"))))
         if message is None or not message.streaming:
             return {"ok": False, "error": "message_not_in_streaming_state"}
@@ -508,8 +671,11 @@ class FakeSlack:
         message = self.messages.get((str(args.get("channel")), str(args.get("ts"))))
         if message is None or not message.streaming:
             return {"ok": False, "error": "message_not_in_streaming_state"}
+        if not blocks_fit(_blocks(args.get("blocks"))):
+            return {"ok": False, "error": "invalid_blocks"}
         message.text += str(args.get("markdown_text") or "")
         message.streaming = False
+        message.blocks = _blocks(args.get("blocks"))
         echo = _echo(message) | {"streaming_state": "completed"}
         return {"ok": True, "channel": message.channel, "ts": message.ts, "message": echo}
 
@@ -531,6 +697,32 @@ def _echo(message: Message) -> dict[str, Any]:
     if message.thread_ts:
         echo |= {"thread_ts": message.thread_ts, "parent_user_id": ALICE}
     return echo
+
+
+def blocks_fit(blocks: list[dict[str, Any]]) -> bool:
+    """Whether Slack would take these blocks (sections' and contexts' sizes checked)."""
+    if len(blocks) > MAX_BLOCKS:
+        return False
+    for block in blocks:
+        if block.get("type") == "section":
+            texts = [str((block.get("text") or {}).get("text") or "")]
+        elif block.get("type") == "context":
+            elements = block.get("elements") or []
+            if not 0 < len(elements) <= MAX_CONTEXT_ELEMENTS:
+                return False
+            texts = [str(element.get("text") or "") for element in elements]
+        else:
+            continue  # other block types are taken unchecked
+        if not all(0 < len(text) <= BLOCK_TEXT_LIMIT for text in texts):
+            return False
+    return True
+
+
+def _blocks(blocks: Any) -> list[dict[str, Any]]:
+    """Blocks as sent: a JSON array, or its text in a form field."""
+    if isinstance(blocks, str):
+        blocks = json.loads(blocks) if blocks else []
+    return list(blocks or [])
 
 
 async def _arguments(request: web.Request) -> dict[str, Any]:

@@ -5,7 +5,11 @@ with parameters as JSON, form or query string; answers ``{"ok": true, "result": 
 ``{"ok": false, "error_code": N, "description": ...}`` with HTTP status N. Methods: getMe,
 getUpdates (long polling; an ``offset`` confirms every earlier update, unconfirmed ones are
 delivered again), deleteWebhook, setWebhook, sendMessage, editMessageText, sendChatAction,
-setMyCommands, getMyCommands, getChatAdministrators, getChatMember.
+setMyCommands, getMyCommands, getChatAdministrators, getChatMember, sendMessageDraft (private
+chats; a draft disappears when the bot sends a message there; ``drafts_enabled=False`` answers
+404 like a Bot API server without the method) and answerCallbackQuery (once per query, for
+queries pushed with ``press``). Inline keyboards (``reply_markup``) are checked and kept on the
+message; an edit without one removes it, as Telegram does.
 
 Limits, as Telegram words them: text longer than 4,096 UTF-16 units after entity parsing
 ("message is too long"), empty text, an edit with unchanged text and entities ("message is not
@@ -13,14 +17,22 @@ modified"), MarkdownV2 with an unescaped reserved character or an unclosed entit
 unknown or unclosed tag, entities outside the text ("can't parse entities"), and a per-chat
 rate: more than ``rate_count`` messages (sends and edits) within ``rate_window_s`` gets 429
 with ``parameters.retry_after``; so does a bot-wide rate, when ``global_rate_count`` is set, over
-all chats together. Stricter than the real server where that is simpler (it
-rejects bad entities instead of dropping them). It does not emulate files, keyboards, inline
+all chats together. Like Telegram, one ``getUpdates`` at a time: a new one ends the long poll
+still open with 409 Conflict (recorded in ``calls`` when its client was there to read it).
+Stricter than the real server where that is simpler (it
+rejects bad entities instead of dropping them). It does not emulate reply keyboards, inline
 mode or chats it has not seen.
+
+Files, as the Bot API hands them to bots: ``add_file`` stores bytes under a new ``file_id``;
+``getFile`` answers ``file_id``, ``file_unique_id``, ``file_size`` and a ``file_path``, or 400
+"file is too big" above ``download_limit`` (20 MB) and "invalid file_id" for an unknown one;
+``GET /file/bot<token>/<file_path>`` downloads the bytes (404 for anything else).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import html.parser
 import json
 import math
@@ -52,6 +64,10 @@ BOB = {
     "language_code": "en",
 }
 LIMIT = 4096
+CONFLICT = (
+    "Conflict: terminated by other getUpdates request; make sure that only one bot instance "
+    "is running"
+)
 NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup are "
     "exactly the same as a current content and reply markup of the message"
@@ -105,27 +121,39 @@ class FakeTelegram:
     admins: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     reject_entities: bool = False  # act like a server that cannot parse our formatting
     migrated: dict[int, int] = field(default_factory=dict)  # basic group id -> supergroup id
+    drafts_enabled: bool = True
     calls: list[Call] = field(default_factory=list)
     url: str = ""
+    download_limit: int = 20 * 1024 * 1024
 
     def __post_init__(self) -> None:
         self._updates: list[dict[str, Any]] = []
         self._next_update_id = 815300100
         self._next_message_id: dict[int, int] = defaultdict(lambda: 100)
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}
+        self.drafts: dict[tuple[int, int], dict[str, Any]] = {}  # (chat, draft_id) -> shown
+        self.drafted: list[dict[str, Any]] = []  # every draft shown, in order
+        self.callback_answers: dict[str, dict[str, Any]] = {}
+        self._queries: set[str] = set()
+        self._next_query = 4_382_100_000_000_000_000
+        self._user_messages: dict[tuple[int, int], dict[str, Any]] = {}
         self.chats: dict[int, dict[str, Any]] = {}
         self._recent: dict[int, deque[float]] = defaultdict(deque)
         self._recent_all: deque[float] = deque()
         self._changed = asyncio.Condition()
+        self._polls = 0  # getUpdates requests so far: a newer one ends the one open
         self._runner: web.AppRunner | None = None
         self.webhook: dict[str, Any] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.files: dict[str, tuple[str, bytes]] = {}  # file_id -> (file_path, bytes)
+        self.downloads: list[str] = []  # file paths downloaded, in order
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> FakeTelegram:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
         self._runner = web.AppRunner(
             app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None
         )
@@ -150,6 +178,7 @@ class FakeTelegram:
         message = update.get("message") or {}
         if "chat" in message:
             self.chats[message["chat"]["id"]] = message["chat"]
+            self._user_messages[(message["chat"]["id"], message["message_id"])] = message
         self._updates.append(update)
         self._notify()
         return int(update["update_id"])
@@ -161,6 +190,16 @@ class FakeTelegram:
             for (c, _), m in sorted(self.messages.items())
             if c == chat_id and (thread_id is None or m.get("message_thread_id") == thread_id)
         ]
+
+    def press(self, user: dict[str, Any], message: dict[str, Any], data: str) -> str:
+        """``user`` presses the inline button with ``data`` under the bot's ``message`` (as
+        it is now); returns the callback query's id."""
+        current = self.messages[(message["chat"]["id"], message["message_id"])]
+        self._next_query += 1
+        query_id = str(self._next_query)
+        self._queries.add(query_id)
+        self.push({"callback_query": callback_query(query_id, user, current, data)})
+        return query_id
 
     def calls_to(self, method: str, status: int | None = None) -> list[Call]:
         return [
@@ -182,6 +221,13 @@ class FakeTelegram:
     def pending_updates(self) -> int:
         return len(self._updates)
 
+    def add_file(self, data: bytes, folder: str = "photos", extension: str = "jpg") -> str:
+        """Keep ``data`` as a file users sent; returns its ``file_id``."""
+        digest = hashlib.sha256(data + str(len(self.files)).encode()).hexdigest()
+        file_id = f"AgACAgQAAxkBAAI{digest[:24]}"
+        self.files[file_id] = (f"{folder}/file_{len(self.files)}.{extension}", data)
+        return file_id
+
     # -- the HTTP side ------------------------------------------------------------------------
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
@@ -197,13 +243,25 @@ class FakeTelegram:
             result = await handler(params)
         except ApiError as error:
             call.status = error.code
-            await self._record(call)
+            await self._record(call, request)
             return _answer(error)
-        await self._record(call)
+        await self._record(call, request)
         return web.json_response({"ok": True, "result": result})
 
-    async def _record(self, call: Call) -> None:
-        if call.method != "getUpdates":
+    async def _download(self, request: web.Request) -> web.Response:
+        path = request.match_info["path"]
+        found = [data for p, data in self.files.values() if p == path]
+        if request.match_info["token"] != self.token or not found:
+            return _answer(ApiError(404, "Not Found"))
+        self.downloads.append(path)
+        await self._record(Call("download", {"file_path": path}, at=time.monotonic()), request)
+        return web.Response(body=found[0], content_type="application/octet-stream")
+
+    async def _record(self, call: Call, request: web.Request) -> None:
+        transport = request.transport
+        gone = transport is None or transport.is_closing()
+        # Polls are too many to keep; a failed one is kept if its client was there to read it.
+        if call.method != "getUpdates" or (call.status != 200 and not gone):
             self.calls.append(call)
             async with self._changed:
                 self._changed.notify_all()
@@ -228,6 +286,10 @@ class FakeTelegram:
         }
 
     async def _m_getUpdates(self, params: dict[str, Any]) -> Any:
+        self._polls += 1
+        poll = self._polls
+        async with self._changed:
+            self._changed.notify_all()  # an open long poll ends: this one takes over
         offset = int(params.get("offset") or 0)
         if offset and self._updates and self._updates[0]["update_id"] < offset:
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
@@ -243,9 +305,11 @@ class FakeTelegram:
         if not ready() and timeout > 0:
             try:
                 async with asyncio.timeout(timeout), self._changed:
-                    await self._changed.wait_for(lambda: bool(ready()))
+                    await self._changed.wait_for(lambda: bool(ready()) or self._polls != poll)
             except TimeoutError:
                 pass
+        if self._polls != poll:
+            raise ApiError(409, CONFLICT)
         return ready()[:limit]
 
     async def _m_deleteWebhook(self, params: dict[str, Any]) -> Any:
@@ -270,6 +334,21 @@ class FakeTelegram:
         ]
         return found[0].params["commands"] if found else []
 
+    async def _m_getFile(self, params: dict[str, Any]) -> Any:
+        file_id = str(params.get("file_id") or "")
+        if file_id not in self.files:
+            raise ApiError(400, "Bad Request: invalid file_id")
+        path, data = self.files[file_id]
+        if len(data) > self.download_limit:
+            raise ApiError(400, "Bad Request: file is too big")
+        unique = hashlib.sha256(file_id.encode()).hexdigest()[:12]
+        return {
+            "file_id": file_id,
+            "file_unique_id": f"AQAD{unique}",
+            "file_size": len(data),
+            "file_path": path,
+        }
+
     async def _m_sendChatAction(self, params: dict[str, Any]) -> Any:
         self._chat(params)
         return True
@@ -291,7 +370,10 @@ class FakeTelegram:
     async def _m_sendMessage(self, params: dict[str, Any]) -> Any:
         chat = self._chat(params)
         text, entities = _formatted(params, self.reject_entities)
+        markup = _inline_keyboard(params)
         self._rate(chat["id"])
+        for key in [k for k in self.drafts if k[0] == chat["id"]]:
+            del self.drafts[key]  # a real message replaces the chat's drafts
         message_id = self._next_message_id[chat["id"]] = self._next_message_id[chat["id"]] + 1
         message: dict[str, Any] = {
             "message_id": message_id,
@@ -305,6 +387,14 @@ class FakeTelegram:
         if params.get("message_thread_id") and chat.get("is_forum"):
             message["message_thread_id"] = int(params["message_thread_id"])
             message["is_topic_message"] = True
+        quoted = (params.get("reply_parameters") or {}).get("message_id")
+        replied = self._user_messages.get((chat["id"], int(quoted or 0)))
+        if replied is not None:
+            message["reply_to_message"] = {
+                k: v for k, v in replied.items() if k != "reply_to_message"
+            }
+        if markup:
+            message["reply_markup"] = markup
         self.messages[(chat["id"], message_id)] = message
         return message
 
@@ -314,13 +404,52 @@ class FakeTelegram:
         if message is None:
             raise ApiError(400, "Bad Request: message to edit not found")
         text, entities = _formatted(params, self.reject_entities)
-        if text == message["text"] and entities == message.get("entities", []):
+        markup = _inline_keyboard(params)
+        if (text, entities, markup) == (
+            message["text"],
+            message.get("entities", []),
+            message.get("reply_markup"),
+        ):
             raise ApiError(400, NOT_MODIFIED)
         self._rate(chat["id"])
         message.update(text=text, entities=entities, edit_date=int(time.time()))
         if not entities:
             message.pop("entities")
+        message.pop("reply_markup", None)
+        if markup:
+            message["reply_markup"] = markup
         return message
+
+    async def _m_sendMessageDraft(self, params: dict[str, Any]) -> Any:
+        if not self.drafts_enabled:
+            raise ApiError(404, "Not Found: method not found")
+        chat = self._chat(params)
+        if chat["type"] != "private":
+            raise ApiError(400, "Bad Request: drafts can be sent only to private chats")
+        draft_id = int(params.get("draft_id") or 0)
+        if draft_id == 0:
+            raise ApiError(400, "Bad Request: draft_id must be non-zero")
+        if params.get("text"):
+            text, entities = _formatted(params, self.reject_entities)
+        else:
+            text, entities = "", []  # Telegram shows "Thinking..."
+        self._rate(chat["id"])
+        shown = {"chat_id": chat["id"], "draft_id": draft_id, "text": text, "entities": entities}
+        self.drafts[(chat["id"], draft_id)] = shown
+        self.drafted.append(shown)
+        return True
+
+    async def _m_answerCallbackQuery(self, params: dict[str, Any]) -> Any:
+        query_id = str(params.get("callback_query_id") or "")
+        if query_id not in self._queries or query_id in self.callback_answers:
+            raise ApiError(
+                400,
+                "Bad Request: query is too old and response timeout expired or query ID is invalid",
+            )
+        if len(str(params.get("text") or "")) > 200:
+            raise ApiError(400, "Bad Request: MESSAGE_TOO_LONG")
+        self.callback_answers[query_id] = params
+        return True
 
     # -- checks ---------------------------------------------------------------------------------
 
@@ -355,6 +484,25 @@ class FakeTelegram:
                 )
         for recent, _, _ in limits:
             recent.append(now)
+
+
+def _inline_keyboard(params: dict[str, Any]) -> dict[str, Any] | None:
+    """The message's inline keyboard, checked as Telegram checks callback buttons."""
+    markup = params.get("reply_markup")
+    if isinstance(markup, str):
+        markup = json.loads(markup)
+    if markup is None:
+        return None
+    rows = markup.get("inline_keyboard") if isinstance(markup, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
+        raise ApiError(400, "Bad Request: can't parse inline keyboard button: not an array")
+    for button in (b for row in rows for b in row):
+        data = button.get("callback_data") if isinstance(button, dict) else None
+        if not isinstance(data, str) or not 1 <= len(data.encode()) <= 64:
+            raise ApiError(400, "Bad Request: BUTTON_DATA_INVALID")
+        if not str(button.get("text") or "").strip():
+            raise ApiError(400, "Bad Request: text buttons are unallowed in the inline keyboard")
+    return {"inline_keyboard": [[dict(b) for b in row] for row in rows]} if rows else None
 
 
 # -- formatting checks ---------------------------------------------------------------------------
@@ -556,6 +704,19 @@ def supergroup(
 _message_ids = iter(range(1000, 10**9))
 
 
+def callback_query(
+    query_id: str, user: dict[str, Any], message: dict[str, Any], data: str
+) -> dict[str, Any]:
+    """A ``callback_query`` update body: ``user`` pressed a button of the bot's ``message``."""
+    return {
+        "id": query_id,
+        "from": user,
+        "message": json.loads(json.dumps(message)),  # as it is at the press, not later
+        "chat_instance": str(-7_214_466_318_260_457_411 - message["chat"]["id"]),
+        "data": data,
+    }
+
+
 def message(
     chat: dict[str, Any], user: dict[str, Any], text: str | None, **extra: Any
 ) -> dict[str, Any]:
@@ -584,6 +745,59 @@ def message(
             body["entities"] = entities
     body.update(extra)
     return {"message": body}
+
+
+def media_message(
+    chat: dict[str, Any], user: dict[str, Any], caption: str = "", **media: Any
+) -> dict[str, Any]:
+    """A ``message`` update with media (``photo=``, ``voice=``, ``document=``...) and an
+    optional caption, whose mention / command entities are ``caption_entities``."""
+    update = message(chat, user, "")
+    body = update["message"]
+    del body["text"]
+    body.update(media)
+    if caption:
+        body["caption"] = caption
+        if entities := _implicit_entities(caption):
+            body["caption_entities"] = entities
+    return update
+
+
+def photo_sizes(file_id: str, size: int) -> list[dict[str, Any]]:
+    """A photo's ``PhotoSize`` list as Telegram sends it: thumbnails first, the original last
+    (the thumbnails' ids point at the same test file)."""
+    sizes = [(90, 67, size // 40), (320, 240, size // 8), (800, 600, size // 2)]
+    sizes.append((1280, 960, size))
+    return [
+        {
+            "file_id": file_id if (width == 1280) else f"{file_id}-{width}",
+            "file_unique_id": f"AQAD{width}",
+            "file_size": file_size,
+            "width": width,
+            "height": height,
+        }
+        for width, height, file_size in sizes
+    ]
+
+
+def voice_note(file_id: str, size: int, duration: int = 3) -> dict[str, Any]:
+    return {
+        "file_id": file_id,
+        "file_unique_id": "AgADvoice",
+        "duration": duration,
+        "mime_type": "audio/ogg",
+        "file_size": size,
+    }
+
+
+def document(file_id: str, size: int, name: str, mime: str) -> dict[str, Any]:
+    return {
+        "file_id": file_id,
+        "file_unique_id": "AgADdoc",
+        "file_name": name,
+        "mime_type": mime,
+        "file_size": size,
+    }
 
 
 def _implicit_entities(text: str) -> list[dict[str, Any]]:

@@ -102,25 +102,27 @@ async def test_doctor_reports_a_configured_model_too_big_for_the_gpu(
 
     checks = await doctor_fit(settings, probe=lambda: gpu_host(8))
 
-    assert checks == [
+    assert [c for c in checks if c[0] != "GPU plan"] == [
         (
             "hardware fit",
             False,
             f"{Q8} does not fit: 10.2 GiB of 7.2 GiB usable; "
             f"`ollabot model recommend` suggests {Q4}",
+            True,
         ),
-        ("model pulled", True, f"{Q8} is pulled"),
-        ("model in GPU memory", False, f"partly in system memory: {Q8} (69% on GPU)"),
+        ("model pulled", True, f"{Q8} is pulled", True),
+        ("model in GPU memory", False, f"partly in system memory: {Q8} (69% on GPU)", True),
     ]
 
 
 async def test_doctor_with_auto_on_a_good_gpu_is_all_green(fake_ollama: FakeOllama) -> None:
-    settings = settings_for(fake_ollama.url, model="auto")
+    settings = settings_for(fake_ollama.url, model="auto", vision_model="")
 
     checks = await doctor_fit(settings, probe=lambda: gpu_host(24))
 
-    assert [(name, ok) for name, ok, _ in checks] == [
+    assert [(name, ok) for name, ok, _, _ in checks] == [
         ("hardware fit", True),
+        ("GPU plan", True),
         ("model pulled", True),
         ("model in GPU memory", True),
     ]
@@ -133,4 +135,5 @@ async def test_doctor_with_ollama_down_says_so() -> None:
     checks = await doctor_fit(settings, probe=lambda: gpu_host(24))
 
     assert checks[-1][:2] == ("model pulled", False)
+    assert "sizes from ollabot's table, not from Ollama" in checks[-2][2]
     assert "not reachable" in checks[-1][2]

@@ -65,7 +65,7 @@ class RecordingSink:
     async def update(self, text: str) -> None:
         self.updates.append(text)
 
-    async def finish(self, text: str) -> None:
+    async def finish(self, text: str, *, reasoning: str = "") -> None:
         self.finished = text
 
     @property

@@ -10,15 +10,21 @@ from dataclasses import dataclass
 import pytest
 from pydantic import SecretStr
 
+from adapters.document_text import DocumentText
+from adapters.ollama_embed import OllamaEmbedder
 from adapters.ollama_llm import OllamaLLM
+from adapters.redis_knowledge import RedisKnowledge
 from adapters.redis_store import RedisStore
+from adapters.stt_client import OpenAITranscriber
 from adapters.telegram.pacing import Limits
 from adapters.telegram.platform import TelegramPlatform
 from bots.app import build_services
 from bots.platform_config import telegram_config
+from bots.serve import telegram_sharing
 from bots.settings import TelegramSettings
 from core.chat import ChatConfig
 from core.i18n import Translations, only_english
+from core.knowledge_base import KnowledgeBase
 from core.worker import InboxWorker
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.telegram_api import ALICE, TOKEN, FakeTelegram
@@ -33,6 +39,8 @@ TEST_LIMITS = Limits(
     typing_delay_s=0.0,
     typing_every_s=0.2,
 )
+# A killed poller's lease lapses within a second here (three in production).
+TEST_LEASE_TTL_S = 1.0
 
 
 @dataclass
@@ -45,6 +53,8 @@ class RunningBot:
     llm: OllamaLLM
     stop_event: asyncio.Event
     task: asyncio.Task[None]
+    transcriber: OpenAITranscriber | None = None
+    knowledge: tuple[RedisKnowledge, OllamaEmbedder] | None = None
 
     async def stop(self, drain_s: float = 5.0) -> None:
         """Stop receiving, finish replies in progress, close connections."""
@@ -55,6 +65,11 @@ class RunningBot:
         await self.platform.aclose()
         await self.llm.close()
         await self.store.close()
+        if self.transcriber is not None:
+            await self.transcriber.close()
+        if self.knowledge is not None:
+            await self.knowledge[0].close()
+            await self.knowledge[1].close()
 
     async def kill(self) -> None:
         """Like ``kill -9`` as far as Telegram and Redis can tell: nothing is confirmed."""
@@ -90,32 +105,60 @@ async def start_bot(
         redis: str | None = None,
         rate_per_minute: int = 1000,
         translations: Translations | None = None,
+        config: ChatConfig | None = None,
+        stt_url: str | None = None,
+        bot_rate_per_s: float = 1000.0,
+        documents: bool = False,
     ) -> RunningBot:
         """``translations``: English for everyone unless a test asks for the catalogues (the
-        fake users' clients say "es" and "en", and most tests check the English texts)."""
+        fake users' clients say "es" and "en", and most tests check the English texts).
+        ``stt_url``: a speech-to-text server for voice notes. ``documents``: a knowledge base
+        in the same Redis, embedding with the fake Ollama. Bots started together share the
+        bot-wide budget and the polling lease, as processes do; the budget is Telegram's only
+        where a test asks (``bot_rate_per_s=30``)."""
         settings = TelegramSettings(
-            token=SecretStr(TOKEN), api_base_url=fake_telegram.url, admin_ids=list(admin_ids)
+            token=SecretStr(TOKEN),
+            api_base_url=fake_telegram.url,
+            admin_ids=list(admin_ids),
+            bot_rate_per_s=bot_rate_per_s,
         )
         store = RedisStore.from_url(
             redis or redis_url, prefix=key_prefix, block_ms=100, rate_per_minute=rate_per_minute
         )
         llm = OllamaLLM(ollama_url or fake_ollama.url, retries=0, backoff_s=0.01)
-        config = ChatConfig(default_model="llama3.1:8b")
+        transcriber = OpenAITranscriber(stt_url) if stt_url else None
+        knowledge = None
+        if documents:
+            knowledge_store = RedisKnowledge.from_url(redis or redis_url, prefix=key_prefix)
+            embedder = OllamaEmbedder(ollama_url or fake_ollama.url, "nomic-embed-text")
+            knowledge = (knowledge_store, embedder)
         services = build_services(
-            store, llm, config, consumer, translations=translations or only_english
+            store,
+            llm,
+            config or ChatConfig(default_model="llama3.1:8b"),
+            consumer,
+            translations=translations or only_english,
+            transcriber=transcriber,
+            knowledge=KnowledgeBase(*knowledge, DocumentText()) if knowledge else None,
         )
+        telegram = telegram_config(settings)
+        budget, lease = telegram_sharing(telegram, store, TEST_LEASE_TTL_S)
         platform = TelegramPlatform(
-            telegram_config(settings),
+            telegram,
             store,
             limits=limits,
             poll_timeout_s=1,
             translations=translations,
+            budget=budget,
+            lease=lease,
         )
         await platform.start()
-        worker = services.worker("telegram", platform.sinks, slots=4, claim_idle_ms=claim_idle_ms)
+        worker = services.worker(
+            "telegram", platform.sinks, slots=4, claim_idle_ms=claim_idle_ms, files=platform.files
+        )
         stop_event = asyncio.Event()
         task = asyncio.create_task(worker.run(stop_event))
-        bot = RunningBot(platform, worker, store, llm, stop_event, task)
+        bot = RunningBot(platform, worker, store, llm, stop_event, task, transcriber, knowledge)
         running.append(bot)
         return bot
 

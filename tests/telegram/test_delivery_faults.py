@@ -90,6 +90,7 @@ async def test_killed_while_a_429_holds_the_final_text_the_restart_finishes_the_
     answer = "Paris is the capital of France and sits on the Seine."
     rest = asyncio.Event()
     fake_ollama.script(Reply(text=answer, hold_gate=rest, hold_after=2))
+    fake_telegram.drafts_enabled = False  # the reply streams into a message to finish
     first = await start_bot(consumer="worker-1", limits=SLOW_EDITS)
     fake_telegram.push(message(ALICE_CHAT, ALICE, "What is the capital of France?"))
     await fake_telegram.wait_until(lambda: len(fake_telegram.sent(ALICE_ID)) == 1)

@@ -11,7 +11,7 @@ from tests.telegram.conftest import StartBot
 ALICE_CHAT = private_chat(ALICE)
 
 
-async def test_reply_streams_into_one_message_then_is_formatted(
+async def test_reply_streams_as_a_native_draft_then_arrives_as_one_formatted_message(
     start_bot: StartBot, fake_telegram: FakeTelegram, fake_ollama: FakeOllama
 ) -> None:
     first_byte, rest = asyncio.Event(), asyncio.Event()
@@ -21,19 +21,24 @@ async def test_reply_streams_into_one_message_then_is_formatted(
     fake_telegram.push(message(ALICE_CHAT, ALICE, "what is a KV cache?"))
 
     await fake_telegram.wait_until(lambda: bool(fake_telegram.calls_to("sendChatAction")))
-    assert fake_telegram.sent(ALICE["id"]) == []  # typing, and nothing shown before tokens
+    assert fake_telegram.sent(ALICE["id"]) == [] and fake_telegram.drafted == []  # typing only
     first_byte.set()
-    await fake_telegram.wait_until(lambda: bool(fake_telegram.sent(ALICE["id"])))
-    partial = fake_telegram.sent(ALICE["id"])[0]["text"]
+    await fake_telegram.wait_until(lambda: bool(fake_telegram.drafted))
+    partial = fake_telegram.drafted[0]["text"]
     assert partial.startswith("Hello") and partial.endswith("…")
+    assert fake_telegram.sent(ALICE["id"]) == [], "the reply so far is a draft, not a message"
     rest.set()
 
     final = "Hello there, this is a streamed reply with code."
-    await fake_telegram.wait_until(lambda: fake_telegram.sent(ALICE["id"])[0]["text"] == final)
-    shown = fake_telegram.sent(ALICE["id"])
-    assert len(shown) == 1  # streamed by editing the one message
-    assert {e["type"] for e in shown[0]["entities"]} == {"bold", "code"}
-    assert fake_telegram.calls_to("editMessageText", 200)
+    await fake_telegram.wait_until(lambda: bool(fake_telegram.sent(ALICE["id"])))
+    [shown] = fake_telegram.sent(ALICE["id"])
+    assert shown["text"] == final
+    assert {e["type"] for e in shown["entities"]} == {"bold", "code"}
+    assert len(fake_telegram.calls_to("sendMessage")) == 1 and not fake_telegram.calls_to(
+        "editMessageText"
+    )
+    assert len({d["draft_id"] for d in fake_telegram.drafted}) == 1, "one animated draft"
+    assert fake_telegram.drafts == {}, "the message replaced the draft"
     assert fake_telegram.errors(400) == []
     request = fake_ollama.chat_requests[0]
     assert request["messages"][-1] == {"role": "user", "content": "what is a KV cache?"}

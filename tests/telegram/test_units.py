@@ -1,7 +1,9 @@
-"""Pure parts of the Telegram adapter: reading real updates, splitting, group pacing."""
+"""Pure parts of the Telegram adapter: reading real updates, splitting, group pacing, the
+bot-wide send window."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -9,8 +11,9 @@ from typing import Any
 import pytest
 from telegram import Bot, Update
 
+from adapters.telegram.buttons import DATA_LIMIT, Press
 from adapters.telegram.inbound import BotIdentity, strip_mention, translate
-from adapters.telegram.pacing import ChatPacer, Limits
+from adapters.telegram.pacing import WINDOW_GUARD_S, ChatPacer, Limits, SendWindow
 from adapters.telegram.render import render, split_ranges
 from tests.fakes.telegram_api import TOKEN, utf16_len
 
@@ -152,3 +155,88 @@ def test_a_429_blocks_only_its_chat() -> None:
     blocked.block(30)
     assert not blocked.edit_allowed(blocked.blocked_until - 1)
     assert other.edit_allowed(blocked.blocked_until - 1)
+
+
+def kb_add_update(**message: Any) -> Update:
+    """``/kb add`` in the reference supergroup, with ``message`` fields laid over it."""
+    data: dict[str, Any] = json.loads(
+        (
+            Path(__file__).resolve().parents[1]
+            / "fakes"
+            / "wire"
+            / "telegram"
+            / "update_command.json"
+        ).read_text(encoding="utf-8")
+    )
+    data["message"].update(
+        text="/kb add", entities=[{"offset": 0, "length": 3, "type": "bot_command"}]
+    )
+    data["message"].update(message)
+    return Update.de_json(data, Bot(TOKEN))
+
+
+def test_kb_add_replying_to_a_message_carries_its_text_and_link() -> None:
+    replied = {
+        "message_id": 1490,
+        "from": {"id": 55, "is_bot": False, "first_name": "Marta"},
+        "chat": {"id": -1001987654321, "title": "LLM Lab", "type": "supergroup"},
+        "date": 1767262000,
+        "text": "The VPN needs the new certificate from Monday.",
+    }
+    incoming = translate(kb_add_update(reply_to_message=replied), ME)
+
+    assert incoming is not None and incoming.is_command and incoming.text == "kb add"
+    assert incoming.replied_text == "The VPN needs the new certificate from Monday."
+    assert incoming.replied_link == "https://t.me/c/1987654321/1490"
+
+
+def test_a_command_in_a_files_caption_is_read() -> None:
+    update = kb_add_update(
+        text=None,
+        entities=None,
+        caption="/kb add",
+        caption_entities=[{"offset": 0, "length": 3, "type": "bot_command"}],
+        document={"file_id": "F1", "file_unique_id": "U1", "file_name": "manual.pdf"},
+    )
+    incoming = translate(update, ME)
+
+    assert incoming is not None and incoming.is_command and incoming.text == "kb add"
+    assert incoming.replied_text == ""
+
+
+def test_button_data_fits_telegrams_64_bytes_and_reads_back() -> None:
+    longest = Press("retry", str(2**53), f"tg:-100{2**52}:{2**31}")
+    assert len(longest.data.encode()) <= DATA_LIMIT
+    assert Press.read(longest.data) == longest
+    for foreign in (None, "", "like 1 tg:5", "stop alice tg:5", "stop 1"):
+        assert Press.read(foreign) is None
+
+
+def most_in_any_window(places: list[float], window_s: float) -> int:
+    return max(sum(p <= q < p + window_s for q in places) for p in places)
+
+
+def test_required_sends_never_put_more_than_the_limit_in_a_second() -> None:
+    window, sends = SendWindow.for_rate(30), []
+    places = [window.place(sends, now=n / 100, required=True) for n in range(200)]  # 100/s
+    assert all(p is not None for p in places)
+    taken = [p for p in places if p is not None]
+    assert taken[:30] == [n / 100 for n in range(30)], "an idle bot sends at once"
+    assert most_in_any_window(taken, 1.0 + WINDOW_GUARD_S) == 30
+    gaps = [b - a for a, b in itertools.pairwise(taken[30:])]
+    assert min(gaps) >= (1.0 + WINDOW_GUARD_S) / 30 - 1e-9, "sends that waited go evenly"
+
+
+def test_optional_sends_leave_a_third_of_the_window_to_final_texts() -> None:
+    window, sends = SendWindow.for_rate(30), []
+    allowed = [window.place(sends, now=0.0, required=False) is not None for _ in range(30)]
+    assert allowed.count(True) == 20
+    assert window.place(sends, now=0.0, required=True) == 0.0, "final texts still go at once"
+    later = 1.0 + WINDOW_GUARD_S + 0.01
+    assert window.place(sends, now=later, required=False) == later, "room again a second on"
+
+
+def test_a_rate_under_one_a_second_spaces_single_sends() -> None:
+    window, sends = SendWindow.for_rate(0.5), []
+    assert window.place(sends, now=0.0, required=True) == 0.0
+    assert window.place(sends, now=0.0, required=True) == 2.0 + WINDOW_GUARD_S

@@ -29,8 +29,9 @@ from core.outbox import Outbox
 class ScriptedLLM:
     """An LLM port that replays scripted pieces, or raises, and records every request."""
 
-    script: list[list[str | Exception]] = field(default_factory=list)
+    script: list[list[str | StreamEvent | Exception]] = field(default_factory=list)
     requests: list[ChatRequest] = field(default_factory=list)
+    done_reason: DoneReason = DoneReason.STOP
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         self.requests.append(request)
@@ -38,10 +39,10 @@ class ScriptedLLM:
         for piece in step:
             if isinstance(piece, Exception):
                 raise piece
-            yield StreamEvent(delta=piece)
+            yield piece if isinstance(piece, StreamEvent) else StreamEvent(delta=piece)
         yield StreamEvent(
             done=True,
-            done_reason=DoneReason.STOP,
+            done_reason=self.done_reason,
             prompt_eval_count=50,
             prompt_eval_duration_ns=100_000_000,
             eval_duration_ns=400_000_000,
@@ -55,6 +56,7 @@ class RecordingSink:
     failures: list[str] = field(default_factory=list)
     resumed: dict[str, str] = field(default_factory=dict)
     statuses: list[str] = field(default_factory=list)
+    reasonings: list[str] = field(default_factory=list)
 
     @property
     def handle(self) -> dict[str, str]:
@@ -72,8 +74,9 @@ class RecordingSink:
     async def update(self, text: str) -> None:
         self.updates.append(text)
 
-    async def finish(self, text: str) -> None:
+    async def finish(self, text: str, *, reasoning: str = "") -> None:
         self.finished.append(text)
+        self.reasonings.append(reasoning)
 
     async def fail(self, notice: str) -> None:
         self.failures.append(notice)

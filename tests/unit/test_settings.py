@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from bots.app import ConfigurationError, open_knowledge_store
 from bots.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,3 +93,11 @@ def test_redis_is_a_cluster_or_behind_sentinels_and_its_prefix_has_no_hash_tag(
     monkeypatch.setenv("OLLABOT_REDIS__PREFIX", "bot{1}:")
     with pytest.raises(ValidationError, match="may not contain braces"):
         Settings(_env_file=None)
+
+
+def test_the_knowledge_base_is_refused_on_a_cluster_rather_than_split_across_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OLLABOT_REDIS__CLUSTER", "true")
+    with pytest.raises(ConfigurationError, match="OLLABOT_KNOWLEDGE__ENABLED=false"):
+        open_knowledge_store(Settings(_env_file=None))

@@ -70,12 +70,12 @@ class DeliveringSink(RecordingSink):
         super().__init__()
         self.owner, self.text = owner, text
 
-    async def finish(self, text: str) -> None:
+    async def finish(self, text: str, *, reasoning: str = "") -> None:
         assert self.owner is not None
         if self.owner.defer_first > 0:
             self.owner.defer_first -= 1
             raise DeliveryDeferred("429", 0.01)
-        await super().finish(text)
+        await super().finish(text, reasoning=reasoning)
         async with self.owner.changed:
             self.owner.delivered.append(self.text)
             self.owner.changed.notify_all()

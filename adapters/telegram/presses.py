@@ -1,0 +1,88 @@
+"""A press of a Stop or Retry button, read from a ``callback_query`` update.
+
+A press becomes the command it stands for, typed by the presser in the conversation of the
+message the button is on, so it takes the same inbox path as ``/stop`` or ``/retry``. Whether
+it is allowed (the presser's rights, a Stop on a reply already finished) is the receiver's
+call; this module only reads the update.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from telegram import CallbackQuery, Message, Update
+
+from adapters.telegram.buttons import STOP, Press, shows
+from adapters.telegram.inbound import PLATFORM
+from core.models import IncomingMessage
+
+# Marks a command that came from a button: its answer was given on the button already.
+BUTTON = "button"
+
+
+@dataclass(frozen=True, slots=True)
+class ButtonPress:
+    """One press: ``incoming`` is the command it becomes, once allowed."""
+
+    query_id: str
+    press: Press
+    presser_id: int
+    chat_id: int
+    in_group: bool
+    language: str
+    own_conversation: bool  # the button's data names the conversation it is shown in
+    stale: bool  # a Stop whose reply has finished (its message shows Retry now)
+    incoming: IncomingMessage
+
+
+def read_press(update: Update) -> ButtonPress | CallbackQuery | None:
+    """The press in ``update``; the bare query when it is not a button of ours (it still
+    needs an answer); None when ``update`` holds no callback query."""
+    query = update.callback_query
+    if query is None:
+        return None
+    press = Press.read(query.data)
+    message = query.message
+    if press is None or not isinstance(message, Message) or query.from_user.is_bot:
+        return query
+    chat = message.chat
+    topic = message.message_thread_id if message.is_topic_message else None
+    conversation = f"tg:{chat.id}:{topic}" if topic else f"tg:{chat.id}"
+    group = chat.type != "private"
+    reply_to = {"chat_id": str(chat.id), "group": "1" if group else "", BUTTON: "1"}
+    reply_to["author_id"] = press.author_id  # the question's: a Retry's answer stays theirs
+    if topic:
+        reply_to["thread_id"] = str(topic)
+    question = message.reply_to_message
+    if group and question is not None and question.forum_topic_created is None:
+        reply_to["message_id"] = str(question.message_id)
+    presser = query.from_user
+    incoming = IncomingMessage(
+        platform=PLATFORM,
+        message_id=str(update.update_id),
+        conversation=press.conversation,
+        channel=f"tg:{chat.id}",
+        author_id=str(presser.id),
+        author_name=presser.full_name,
+        text=press.verb,
+        in_group=group,
+        is_command=True,
+        command_prefix="/",
+        reply_to=reply_to,
+        language=presser.language_code or "",
+    )
+    return ButtonPress(
+        query_id=query.id,
+        press=press,
+        presser_id=presser.id,
+        chat_id=chat.id,
+        in_group=group,
+        language=incoming.language,
+        own_conversation=conversation == press.conversation,
+        stale=press.verb == STOP and not shows(message.reply_markup, STOP),
+        incoming=incoming,
+    )
+
+
+def from_button(message: IncomingMessage) -> bool:
+    return bool(message.reply_to.get(BUTTON))
