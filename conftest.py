@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "tests.fixtures.redis",
+    "tests.fixtures.cluster",
     "tests.fixtures.redis_stack",
     "tests.fixtures.sentinel",
     "tests.fixtures.store",

@@ -188,13 +188,13 @@ class MemoryStore:
         if self._seen.get(seen_key):
             return Admission.DUPLICATE
         self._seen.put(seen_key, True, self._dedupe_ttl_s)
-        author = f"{message.platform}:{message.author_id}"
-        if not self._admit(author):
+        author, queue = f"{message.platform}:{message.author_id}", _queue(message)
+        if not self._admit(author, queue):
             if self._told.get(author):
                 return Admission.LIMITED_QUIETLY
             self._told.put(author, True, self._notice_window_s)
             return Admission.LIMITED
-        self._backlogs[author] = self._backlogs.get(author, 0) + 1
+        self._backlogs[queue] = self._backlogs.get(queue, 0) + 1
         seq = 0 if is_urgent(message) else self._next_seq(message.conversation)
         stream = self._stream(message.platform)
         entry_id = f"{int(time.time() * 1000)}-{next(self._ids)}"
@@ -210,13 +210,13 @@ class MemoryStore:
         self._orders.put(conversation, order, self._conversation_ttl_s)
         return order.arrived
 
-    def _admit(self, author: str) -> bool:
-        """Take a token from the author's bucket, if they have one and room in the queue."""
+    def _admit(self, author: str, queue: str) -> bool:
+        """Take a token from the author's bucket, if they have one and room in the chat."""
         now, capacity = self._clock(), float(self._rate_per_minute)
         bucket = self._buckets.setdefault(author, _Bucket(capacity, now))
         bucket.tokens = min(capacity, bucket.tokens + (now - bucket.at) * capacity / 60)
         bucket.at = now
-        if bucket.tokens < 1 or self._backlogs.get(author, 0) >= self._max_backlog:
+        if bucket.tokens < 1 or self._backlogs.get(queue, 0) >= self._max_backlog:
             return False
         bucket.tokens -= 1
         return True
@@ -274,8 +274,8 @@ class MemoryStore:
         message = entry.message
         stream = self._stream(message.platform)
         if stream.pending.pop(entry.entry_id, None) is not None:
-            author = f"{message.platform}:{message.author_id}"
-            self._backlogs[author] = max(0, self._backlogs.get(author, 0) - 1)
+            queue = _queue(message)
+            self._backlogs[queue] = max(0, self._backlogs.get(queue, 0) - 1)
         stream.entries.pop(entry.entry_id, None)
         order = self._orders.get(message.conversation) or _Order()
         order.done = max(order.done, entry.seq)
@@ -379,14 +379,14 @@ class MemoryStore:
             self._locks.pop(message.conversation)
         return reply
 
-    async def request_stop(self, conversation: str) -> bool:
+    async def request_stop(self, channel: str, conversation: str) -> bool:
         """Ask the conversation's lease holder to stop; False when nobody holds it."""
         if self._locks.get(conversation) is None:
             return False
         self._stops.put(conversation, True, 30.0)
         return True
 
-    async def keep_lease(self, conversation: str, owner: str, ttl_ms: int) -> bool:
+    async def keep_lease(self, channel: str, conversation: str, owner: str, ttl_ms: int) -> bool:
         """Renew ``owner``'s lease; True, once, when a stop was asked for meanwhile."""
         if self._locks.get(conversation) != owner:
             return False
@@ -411,13 +411,13 @@ class MemoryStore:
         key = f"{message.platform}:{message.message_id}"
         self._handles.put(key, dict(handle), self._dedupe_ttl_s)
 
-    async def clear_conversation(self, conversation: str) -> None:
+    async def clear_conversation(self, channel: str, conversation: str) -> None:
         """Forget the conversation's turns and window; safe to repeat."""
         self._conversations.pop(conversation)
 
     # Locks
 
-    async def acquire_lock(self, conversation: str, owner: str, ttl_ms: int) -> bool:
+    async def acquire_lock(self, channel: str, conversation: str, owner: str, ttl_ms: int) -> bool:
         """Take the conversation lock, or renew it when ``owner`` already holds it."""
         holder = self._locks.get(conversation)
         if holder is not None and holder != owner:
@@ -425,7 +425,7 @@ class MemoryStore:
         self._locks.put(conversation, owner, ttl_ms / 1000)
         return True
 
-    async def release_lock(self, conversation: str, owner: str) -> None:
+    async def release_lock(self, channel: str, conversation: str, owner: str) -> None:
         """Release the lock only if ``owner`` holds it."""
         if self._locks.get(conversation) == owner:
             self._locks.pop(conversation)
@@ -464,3 +464,8 @@ class MemoryStore:
     async def audit_log(self, channel: str, count: int) -> list[AuditEntry]:
         """The newest ``count`` entries of ``channel``, oldest first (newest last)."""
         return self._audit.get(channel, [])[-count:] if count > 0 else []
+
+
+def _queue(message: IncomingMessage) -> str:
+    """Whose waiting messages are counted together: an author's in one chat."""
+    return f"{message.platform}:{message.channel}:{message.author_id}"

@@ -1,5 +1,5 @@
-"""Opening Redis, either one server by URL or the primary that Redis Sentinel names, and
-riding out a failover.
+"""Opening Redis: one server by URL, the primary that Redis Sentinel names, or a Redis
+Cluster found from one seed node; and riding out a failover.
 
 Either way there are two clients with bounded socket timeouts: one for ordinary commands,
 with a small retry on lost connections, and one for the blocking inbox read, whose socket
@@ -12,6 +12,9 @@ after a short, growing pause (``after_failover``), a bounded number of times: ev
 the store is safe to repeat. Such a primary answers READONLY (it was demoted to a replica),
 NOREPLICAS (``min-replicas-to-write``: its replicas left it, as they do when another node is
 promoted), or UNBLOCKED (a blocking read it ended when it was demoted).
+
+A cluster client follows the cluster's own redirections (MOVED, ASK) and, when a primary
+fails, retries on the replica the cluster promotes; it holds connections to every primary.
 """
 
 from __future__ import annotations
@@ -22,16 +25,20 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import EqualJitterBackoff, ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError, ResponseError
+from redis.exceptions import ReadOnlyError, RedisClusterException, ResponseError
 
 log = logging.getLogger("ollabot.store")
 
 R = TypeVar("R")
+
+# A single server (directly or through Sentinel) or a cluster: the same commands.
+RedisClient = aioredis.Redis | RedisCluster
 
 # About 2 to 4.5 s in all: long enough for the Sentinels to name the promoted replica after
 # the old primary refused a write, short enough that users hear of an outage within seconds.
@@ -70,6 +77,31 @@ def clients_from_url(
     """The ordinary and the blocking client of the server at ``url`` (connecting lazily)."""
     ordinary, blocking = client_options(socket_timeout_s, block_ms, decode)
     return aioredis.Redis.from_url(url, **ordinary), aioredis.Redis.from_url(url, **blocking)
+
+
+class StreamCluster(RedisCluster):
+    """A cluster client that finds the stream of an XREADGROUP itself: redis-py asks the
+    server (COMMAND GETKEYS) on every read otherwise, doubling an idle worker's commands."""
+
+    async def _determine_slot(self, command: str, *args: Any) -> int:
+        if str(command).upper() != "XREADGROUP":
+            return await super()._determine_slot(command, *args)
+        words = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
+        streams = [word.upper() for word in words].index("STREAMS") + 1
+        keys = words[streams:][: (len(words) - streams) // 2]
+        slots = {self.keyslot(key) for key in keys}
+        if len(slots) != 1:
+            raise RedisClusterException(f"{command} - all keys must map to the same key slot")
+        return slots.pop()
+
+
+def clients_from_cluster(
+    url: str, socket_timeout_s: float, block_ms: int
+) -> tuple[RedisCluster, RedisCluster]:
+    """The ordinary and the blocking client of the cluster that ``url``'s node belongs to."""
+    ordinary, blocking = client_options(socket_timeout_s, block_ms)
+    ordinary["retry"] = Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.05), retries=3)
+    return RedisCluster.from_url(url, **ordinary), StreamCluster.from_url(url, **blocking)
 
 
 def clients_from_sentinels(
@@ -129,7 +161,9 @@ async def after_failover(
     return await call()
 
 
-async def drop_idle_connections(*clients: aioredis.Redis) -> None:
-    """Close the pools' idle connections; new ones (through Sentinel) find the primary anew."""
+async def drop_idle_connections(*clients: RedisClient) -> None:
+    """Close the pools' idle connections; new ones (through Sentinel) find the primary anew.
+    A cluster client finds the new primaries itself."""
     for client in clients:
-        await client.connection_pool.disconnect(inuse_connections=False)
+        if isinstance(client, aioredis.Redis):
+            await client.connection_pool.disconnect(inuse_connections=False)

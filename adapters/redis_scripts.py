@@ -180,3 +180,68 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 if redis.call('DEL', KEYS[2]) == 1 then return 1 end
 return 0
 """
+
+# Redis Cluster runs a script only on keys of one slot, and the author's token bucket is not
+# in the slot of the channel's partition: there admission takes two steps, ADMIT (the
+# author's keys) and ARRIVE (the partition's), and a third, REFUSE (the author's), when
+# ARRIVE refuses or finds a duplicate. Together they do what ENQUEUE does.
+
+# KEYS: bucket. ARGV: capacity, refill per s. Takes a token: 1, or 0 when the bucket holds
+# less than a whole one.
+ADMIT = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local capacity, refill = tonumber(ARGV[1]), tonumber(ARGV[2])
+local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(bucket[1]) or capacity
+tokens = math.min(capacity, tokens + (now - (tonumber(bucket[2]) or now)) * refill)
+local admitted = tokens >= 1
+if admitted then tokens = tokens - 1 end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(capacity / refill) + 1)
+if admitted then return 1 end
+return 0
+"""
+
+# KEYS: seen, inbox, order, backlog.
+# ARGV: dedupe ttl, message JSON, max backlog, order ttl, urgent, admitted ('1': ADMIT took
+#       a token).
+# Returns 1 accepted, 0 duplicate, 4 refused (not admitted, or too many waiting).
+ARRIVE = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+if ARGV[6] ~= '1' or tonumber(redis.call('GET', KEYS[4]) or '0') >= tonumber(ARGV[3]) then
+  return 4
+end
+redis.call('INCR', KEYS[4])
+redis.call('EXPIRE', KEYS[4], ARGV[4])
+local seq = 0
+if ARGV[5] ~= '1' then
+  seq = redis.call('HINCRBY', KEYS[3], 'arrived', 1)
+  redis.call('EXPIRE', KEYS[3], ARGV[4])
+end
+redis.call('XADD', KEYS[2], '*', 'message', ARGV[2], 'seq', seq)
+return 1
+"""
+
+# KEYS: bucket, told. ARGV: capacity, refund ('1': give back the token ADMIT took), notice
+# window s, tell ('1': ARRIVE refused the message). Returns as ENQUEUE does for a refusal
+# (2 tell the author, 3 they were told), or 0 when there is nothing to tell (a duplicate).
+REFUSE = """
+if ARGV[2] == '1' then
+  local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens'))
+  if tokens then
+    redis.call('HSET', KEYS[1], 'tokens', tostring(math.min(tonumber(ARGV[1]), tokens + 1)))
+  end
+end
+if ARGV[4] ~= '1' then return 0 end
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then return 2 end
+return 3
+"""
+
+# KEYS: inbox. ARGV: group, entry id. A dead letter's second step in a cluster, once the
+# letter is written: 1 when this call acknowledged the entry.
+FORGET = """
+local acknowledged = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+return acknowledged
+"""

@@ -288,7 +288,7 @@ async def fill(
         incoming = replace(
             message(seq, conversation=conversation), message_id=f"{conversation}-{seq}"
         )
-        await store.acquire_lock(conversation, WORKER, 30_000)
+        await store.acquire_lock(incoming.channel, conversation, WORKER, 30_000)
         reply = StoredReply(pair[1].content)
         await store.complete(InboxEntry(f"0-{seq + 1}", incoming), outcome, reply, WORKER)
     return conversation
@@ -303,7 +303,7 @@ async def load(store: RedisStore, conversation: str, config: ChatConfig) -> Conv
     incoming = message(time.time_ns(), "And now?", conversation)
     entry = InboxEntry("0-0", incoming)
     context = await store.load_context(entry, config.history_turns, WORKER, 30_000)
-    await store.release_lock(conversation, WORKER)
+    await store.release_lock(incoming.channel, conversation, WORKER)
     return context
 
 

@@ -21,7 +21,7 @@ from adapters.ollama_embed import OllamaEmbedder
 from adapters.ollama_llm import OllamaLLM
 from adapters.ollama_wire import full_name
 from adapters.redis_knowledge import RedisKnowledge
-from adapters.redis_store import RedisStore
+from adapters.redis_store import RedisStore, StoreLayoutError
 from adapters.stt_client import OpenAITranscriber
 from bots.instance import default_instance, held_instance
 from bots.settings import Settings
@@ -58,7 +58,10 @@ def open_store(settings: Settings, on_dead_letter: Callable[[str], None] | None 
     options |= {
         "socket_timeout_s": settings.redis.socket_timeout_s,
         "prefix": settings.redis.prefix,
+        "partitions": settings.redis.partitions,
     }
+    if settings.redis.cluster:
+        return RedisStore.from_cluster(url, **options)
     if settings.redis.sentinels:
         sentinels = settings.redis.sentinel_addresses()
         return RedisStore.from_sentinels(sentinels, settings.redis.service, url, **options)
@@ -71,6 +74,12 @@ def open_knowledge_store(settings: Settings) -> MemoryKnowledge | RedisKnowledge
     url = r.url.get_secret_value()
     if url.startswith("memory://"):
         return MemoryKnowledge()
+    if r.cluster:
+        raise ConfigurationError(
+            "OLLABOT_REDIS__CLUSTER=true: the knowledge base keeps a document's passages on one "
+            "Redis server and does not run on a Redis Cluster yet; set "
+            "OLLABOT_KNOWLEDGE__ENABLED=false"
+        )
     index = {"auto": None, "on": True, "off": False}[k.index]
     options: dict[str, Any] = {"prefix": r.prefix, "use_index": index, "algorithm": k.algorithm}
     if r.sentinels:
@@ -380,6 +389,7 @@ async def runtime(
         transcriber = open_transcriber(settings)
         names = instances or [settings.instance or default_instance()]
         try:
+            await checked_layout(store)
             async with (
                 held_instance(store, names, wait_s=11.0) as name,
                 knowledge_base(settings, model) as knowledge,
@@ -405,6 +415,15 @@ async def runtime(
                 await transcriber.close()
             await llm.close()
             await store.close()
+
+
+async def checked_layout(store: Store) -> None:
+    """Refuse to start on data written with another number of partitions (or none)."""
+    if isinstance(store, RedisStore):
+        try:
+            await store.ensure_layout()
+        except StoreLayoutError as error:
+            raise ConfigurationError(f"OLLABOT_REDIS__PARTITIONS: {error}") from error
 
 
 def on_termination(handler: Callable[[], None]) -> None:

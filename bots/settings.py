@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NestedSecretsSettingsSource,
@@ -53,6 +53,8 @@ class RedisSettings(BaseModel):
     sentinels: list[str] = Field(default_factory=list)
     service: str = "ollabot"
     prefix: str = "ollabot:"
+    cluster: bool = False
+    partitions: int = Field(16, ge=1, le=1024)
     socket_timeout_s: float = Field(2.0, gt=0)
     conversation_ttl_days: int = Field(30, ge=1)
     max_stored_turns: int = Field(1000, ge=10)
@@ -65,6 +67,19 @@ class RedisSettings(BaseModel):
             if not host or not port.isdigit():
                 raise ValueError(f"a Sentinel is given as host:port, not {address!r}")
         return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _no_hash_tag(cls, value: str) -> str:
+        if "{" in value or "}" in value:
+            raise ValueError("the key prefix may not contain braces (they pick a cluster slot)")
+        return value
+
+    @model_validator(mode="after")
+    def _cluster_or_sentinels(self) -> RedisSettings:
+        if self.cluster and self.sentinels:
+            raise ValueError("Redis is either a cluster or behind Sentinels, not both")
+        return self
 
     def sentinel_addresses(self) -> list[tuple[str, int]]:
         """The Sentinels as (host, port); empty when Redis is one server at ``url``."""

@@ -167,7 +167,7 @@ class ChatService:
         if context.answered is not None:
             return Handled(TurnState.READY, context.answered)
         tracked = _TrackedSink(sink, self._store, entry.message)
-        async with self._leased(entry.message.conversation) as stopped:
+        async with self._leased(entry.message) as stopped:
             outcome, reply, cost = await self._answer(entry, context, tracked, stopped)
         stored = await self._stored(entry, outcome, reply, self._owner)
         if stored is reply and cost:  # charged beside the delivery, not before it
@@ -182,7 +182,7 @@ class ChatService:
         context = await self._store.load_context(entry, 0, "", 0, skip_order=True)
         if context.answered is not None:
             return Handled(TurnState.READY, context.answered)
-        asked = await self._store.request_stop(entry.message.conversation)
+        asked = await self._store.request_stop(entry.message.channel, entry.message.conversation)
         reply = self._to_deliver(_(STOPPING if asked else NOTHING_TO_STOP))
         return Handled(TurnState.READY, await self._stored(entry, None, reply, ""))
 
@@ -367,25 +367,27 @@ class ChatService:
             self._metrics.tokens_per_second(event.eval_count * 1e9 / event.eval_duration_ns)
 
     @contextlib.asynccontextmanager
-    async def _leased(self, conversation: str) -> AsyncIterator[asyncio.Event]:
+    async def _leased(self, message: IncomingMessage) -> AsyncIterator[asyncio.Event]:
         """Keep the conversation's lease while answering (give it back if answering fails);
         the event is set when someone asks, from any process, to stop the reply."""
         stopped = asyncio.Event()
-        keeper = asyncio.create_task(self._keep_lease(conversation, stopped))
+        keeper = asyncio.create_task(self._keep_lease(message, stopped))
         try:
             yield stopped
         except BaseException:
-            await _quietly(self._store.release_lock(conversation, self._owner))
+            lease = (message.channel, message.conversation, self._owner)
+            await _quietly(self._store.release_lock(*lease))
             raise
         finally:
             keeper.cancel()
 
-    async def _keep_lease(self, conversation: str, stopped: asyncio.Event) -> None:
+    async def _keep_lease(self, message: IncomingMessage, stopped: asyncio.Event) -> None:
         c = self._config
         while True:
             await asyncio.sleep(c.stop_check_s)
             with contextlib.suppress(StoreUnavailable):
-                if await self._store.keep_lease(conversation, self._owner, c.lock_ttl_ms):
+                lease = (message.channel, message.conversation, self._owner)
+                if await self._store.keep_lease(*lease, c.lock_ttl_ms):
                     stopped.set()
 
     def _now(self) -> datetime:

@@ -180,7 +180,7 @@ class AdminService:
         if command.verb in ("help", "start"):
             return help_text(message.command_prefix)
         if command.verb == "reset":
-            await self._store.clear_conversation(message.conversation)
+            await self._store.clear_conversation(message.channel, message.conversation)
             return _("Conversation forgotten; let's start afresh.")
         if command.verb == "audit":
             return audit_text(await self._store.audit_log(message.channel, AUDIT_SHOWN))

@@ -148,11 +148,13 @@ class Inbox(Protocol):
 
     async def enqueue(self, message: IncomingMessage) -> Admission:
         """Store the message unless it was seen, its author is over the rate limit or has too
-        many messages queued; the first refusal in a window says so (``LIMITED``)."""
+        many messages queued in its channel; the first refusal in a window says so
+        (``LIMITED``)."""
         ...
 
     async def take(self, platform: str, consumer: str, count: int) -> list[InboxEntry]:
-        """Wait briefly for new entries and assign them to ``consumer``."""
+        """Wait briefly for new entries and assign them to ``consumer``: up to ``count``, or
+        up to ``count`` of each partition where the store has several."""
         ...
 
     async def claim_abandoned(
@@ -184,11 +186,12 @@ class Inbox(Protocol):
 class ConversationStore(Protocol):
     """Conversations, their leases and order, channel settings and audit."""
 
-    async def acquire_lock(self, conversation: str, owner: str, ttl_ms: int) -> bool:
-        """Take the conversation's lease, or renew it when ``owner`` holds it."""
+    async def acquire_lock(self, channel: str, conversation: str, owner: str, ttl_ms: int) -> bool:
+        """Take the lease of ``conversation`` (of ``channel``), or renew it when ``owner``
+        holds it."""
         ...
 
-    async def release_lock(self, conversation: str, owner: str) -> None: ...
+    async def release_lock(self, channel: str, conversation: str, owner: str) -> None: ...
 
     async def load_context(
         self,
@@ -217,11 +220,11 @@ class ConversationStore(Protocol):
     async def save_handle(self, message: IncomingMessage, handle: dict[str, str]) -> None:
         """Remember where this message's reply is shown, for a successor to finish it."""
 
-    async def request_stop(self, conversation: str) -> bool:
+    async def request_stop(self, channel: str, conversation: str) -> bool:
         """Ask whoever is answering in ``conversation`` to stop; False when nobody is."""
         ...
 
-    async def keep_lease(self, conversation: str, owner: str, ttl_ms: int) -> bool:
+    async def keep_lease(self, channel: str, conversation: str, owner: str, ttl_ms: int) -> bool:
         """Renew ``owner``'s lease; True (once) when a stop was asked for meanwhile."""
         ...
 
@@ -233,7 +236,7 @@ class ConversationStore(Protocol):
         channel's top users."""
         ...
 
-    async def clear_conversation(self, conversation: str) -> None: ...
+    async def clear_conversation(self, channel: str, conversation: str) -> None: ...
 
     async def get_settings(self, channel: str) -> ChannelSettings: ...
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from adapters.redis_connect import RedisClient
 from core.errors import StoreUnavailable
 
 THIRTY_DAYS_S = 30 * 24 * 3600
@@ -18,7 +18,9 @@ class RedisThreadRegistry:
     Slack delivers it again.
     """
 
-    def __init__(self, client: Redis, prefix: str = "ollabot:", ttl_s: int = THIRTY_DAYS_S) -> None:
+    def __init__(
+        self, client: RedisClient, prefix: str = "ollabot:", ttl_s: int = THIRTY_DAYS_S
+    ) -> None:
         self._client = client
         self._prefix = prefix
         self._ttl = ttl_s

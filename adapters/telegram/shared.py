@@ -27,9 +27,9 @@ import time
 import uuid
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from adapters.redis_connect import RedisClient
 from adapters.redis_scripts import ACQUIRE_LOCK, RELEASE_LOCK
 from adapters.telegram.pacing import LocalBudget, SendWindow
 from core.errors import StoreUnavailable
@@ -83,7 +83,7 @@ class SharedBudget:
     """The bot-wide budget kept in Redis for every process; this process's own when Redis
     fails, until it answers again."""
 
-    def __init__(self, client: aioredis.Redis, key: str, per_s: float) -> None:
+    def __init__(self, client: RedisClient, key: str, per_s: float) -> None:
         self._client = client
         self._key = key
         self._window = SendWindow.for_rate(per_s)
@@ -142,7 +142,7 @@ class SharedBudget:
 class PollerLease:
     """The right to call ``getUpdates`` for one bot, held by one process at a time."""
 
-    def __init__(self, client: aioredis.Redis, key: str, ttl_s: float = LEASE_TTL_S) -> None:
+    def __init__(self, client: RedisClient, key: str, ttl_s: float = LEASE_TTL_S) -> None:
         self._client = client
         self._key = key
         self._ttl_ms = round(ttl_s * 1000)

@@ -15,13 +15,14 @@ def incoming(
     platform: str = "telegram",
     conversation: str = "tg:42",
     author_id: str = "u1",
+    channel: str = "tg:42",
 ) -> IncomingMessage:
     """A message from Ana in chat 42, as an adapter would enqueue it."""
     return IncomingMessage(
         platform=platform,
         message_id=message_id,
         conversation=conversation,
-        channel="tg:42",
+        channel=channel,
         author_id=author_id,
         author_name="Ana",
         text=text,

@@ -3,6 +3,8 @@ accepted message's place in its conversation."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import pytest
 
 from core.models import Admission
@@ -30,6 +32,32 @@ async def test_an_author_over_the_rate_is_told_once_then_refused_quietly(store: 
 
     taken = await store.take("telegram", "worker-a", 10)
     assert [entry.message.message_id for entry in taken] == ["1", "2", "3", "7"]
+
+
+@pytest.mark.parametrize("store_limits", [{"rate_per_minute": 2}])
+async def test_the_rate_and_its_notice_are_the_authors_whatever_the_channel(store: Store) -> None:
+    def in_chat(n: int) -> Awaitable[Admission]:
+        chat = f"tg:{n}"  # chats whose data lies in different partitions
+        return store.enqueue(incoming(str(n), conversation=chat, channel=chat))
+
+    assert [await in_chat(1), await in_chat(1)] == [ACCEPTED, DUPLICATE]
+    assert [await in_chat(n) for n in range(2, 12)] == [ACCEPTED, LIMITED, *[QUIETLY] * 8]
+    assert await in_chat(2) is DUPLICATE, "a duplicate is no refusal"
+
+    taken = await store.take("telegram", "worker-a", 10)
+    while len(taken) < 2:  # one read per partition, where the store has several
+        taken += await store.take("telegram", "worker-a", 10)
+    assert sorted(entry.message.message_id for entry in taken) == ["1", "2"]
+
+
+@pytest.mark.parametrize("store_limits", [{"max_backlog": 1}])
+async def test_an_authors_backlog_is_counted_per_chat(store: Store) -> None:
+    def in_chat(n: str, chat: str) -> Awaitable[Admission]:
+        return store.enqueue(incoming(n, conversation=chat, channel=chat))
+
+    assert await in_chat("1", "tg:42") is ACCEPTED
+    assert await in_chat("2", "tg:42") is LIMITED
+    assert await in_chat("3", "tg:7") is ACCEPTED, "another chat's queue has room"
 
 
 @pytest.mark.parametrize("store_limits", [{"rate_per_minute": 3, "notice_window_s": 60}])

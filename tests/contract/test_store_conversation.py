@@ -106,7 +106,7 @@ async def test_complete_releases_the_lease_but_keeps_the_entry_until_delivery_is
     await store.load_context(entry, 10, OWNER, LEASE_MS)
     await store.complete(entry, None, StoredReply("yes"), OWNER)
 
-    assert await store.acquire_lock("tg:42", "worker-b", LEASE_MS)
+    assert await store.acquire_lock("tg:42", "tg:42", "worker-b", LEASE_MS)
     claimed = await store.claim_abandoned("telegram", "worker-b", 0)
     assert [e.message.text for e in claimed] == ["are you there?"]
 
@@ -118,8 +118,8 @@ async def test_reset_forgets_the_conversation_but_not_others(store: Store) -> No
     await answer(store, incoming("1", "remember me"), "sure", window_start=0)
     await answer(store, incoming("2", "other chat", conversation="tg:7"), "ok")
 
-    await store.clear_conversation("tg:42")
-    await store.clear_conversation("tg:42")
+    await store.clear_conversation("tg:42", "tg:42")
+    await store.clear_conversation("tg:42", "tg:42")
 
     assert (await context_for(store, incoming("3"))).history == ()
     other = await context_for(store, incoming("4", conversation="tg:7"))

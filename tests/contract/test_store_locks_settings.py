@@ -11,26 +11,26 @@ from tests.fixtures.store import Store
 
 
 async def test_a_conversation_lock_has_one_owner_at_a_time(store: Store) -> None:
-    assert await store.acquire_lock("tg:42", "worker-a", 30_000)
+    assert await store.acquire_lock("tg:42", "tg:42", "worker-a", 30_000)
 
-    assert not await store.acquire_lock("tg:42", "worker-b", 30_000)
-    assert await store.acquire_lock("tg:7", "worker-b", 30_000)
+    assert not await store.acquire_lock("tg:42", "tg:42", "worker-b", 30_000)
+    assert await store.acquire_lock("tg:7", "tg:7", "worker-b", 30_000)
 
 
 async def test_the_owner_renews_its_lock_by_acquiring_again(store: Store) -> None:
-    assert await store.acquire_lock("tg:42", "worker-a", 30_000)
+    assert await store.acquire_lock("tg:42", "tg:42", "worker-a", 30_000)
 
-    assert await store.acquire_lock("tg:42", "worker-a", 30_000)
+    assert await store.acquire_lock("tg:42", "tg:42", "worker-a", 30_000)
 
 
 async def test_only_the_owner_releases_a_lock(store: Store) -> None:
-    await store.acquire_lock("tg:42", "worker-a", 30_000)
+    await store.acquire_lock("tg:42", "tg:42", "worker-a", 30_000)
 
-    await store.release_lock("tg:42", "worker-b")
-    assert not await store.acquire_lock("tg:42", "worker-b", 30_000)
+    await store.release_lock("tg:42", "tg:42", "worker-b")
+    assert not await store.acquire_lock("tg:42", "tg:42", "worker-b", 30_000)
 
-    await store.release_lock("tg:42", "worker-a")
-    assert await store.acquire_lock("tg:42", "worker-b", 30_000)
+    await store.release_lock("tg:42", "tg:42", "worker-a")
+    assert await store.acquire_lock("tg:42", "tg:42", "worker-b", 30_000)
 
 
 async def test_saved_settings_come_back_and_the_change_is_audited(store: Store) -> None:
@@ -113,7 +113,7 @@ async def test_loading_a_context_takes_the_lease_or_says_the_conversation_is_bus
     again = await store.load_context(first, 10, "worker-a", LEASE_MS)
     assert again.state is TurnState.READY, "the owner re-enters (and renews) its own lease"
 
-    await store.release_lock("tg:42", "worker-a")
+    await store.release_lock("tg:42", "tg:42", "worker-a")
     free = await store.load_context(second, 10, "worker-b", LEASE_MS, skip_order=True)
     assert free.state is TurnState.READY
-    assert not await store.acquire_lock("tg:42", "worker-a", LEASE_MS)
+    assert not await store.acquire_lock("tg:42", "tg:42", "worker-a", LEASE_MS)

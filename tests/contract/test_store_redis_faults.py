@@ -25,7 +25,7 @@ from tests.fixtures.redis import RedisServer
 
 Call = Callable[[RedisStore], Awaitable[object]]
 
-ENTRY = InboxEntry("1-1", incoming("1"), 1)
+ENTRY = InboxEntry("0/1-1", incoming("1"), 1)
 OUTCOME = Outcome((Turn("user", "hi"),), 0, "hi")
 EVERY_CALL: dict[str, Call] = {
     "ping": lambda s: s.ping(),
@@ -33,14 +33,14 @@ EVERY_CALL: dict[str, Call] = {
     "enqueue": lambda s: s.enqueue(incoming("1")),
     "take": lambda s: s.take("telegram", "worker-a", 10),
     "claim_abandoned": lambda s: s.claim_abandoned("telegram", "worker-a", 0),
-    "keep_alive": lambda s: s.keep_alive("telegram", "worker-a", ["1-1"]),
+    "keep_alive": lambda s: s.keep_alive("telegram", "worker-a", [ENTRY.entry_id]),
     "acknowledge": lambda s: s.acknowledge(ENTRY),
     "load_context": lambda s: s.load_context(ENTRY, 10, "w", 1000),
     "complete": lambda s: s.complete(ENTRY, OUTCOME, StoredReply("hi"), "w"),
     "save_handle": lambda s: s.save_handle(ENTRY.message, {"message_id": "9"}),
-    "clear_conversation": lambda s: s.clear_conversation("tg:42"),
-    "acquire_lock": lambda s: s.acquire_lock("tg:42", "worker-a", 1000),
-    "release_lock": lambda s: s.release_lock("tg:42", "worker-a"),
+    "clear_conversation": lambda s: s.clear_conversation("tg:42", "tg:42"),
+    "acquire_lock": lambda s: s.acquire_lock("tg:42", "tg:42", "worker-a", 1000),
+    "release_lock": lambda s: s.release_lock("tg:42", "tg:42", "worker-a"),
     "claim_instance": lambda s: s.claim_instance("worker-1", "host:1:a", 1000),
     "release_instance": lambda s: s.release_instance("worker-1", "host:1:a"),
     "get_settings": lambda s: s.get_settings("tg:42"),

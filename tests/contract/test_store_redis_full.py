@@ -16,13 +16,19 @@ FILLER = "x" * 100_000
 
 
 async def fill(client: aioredis.Redis, key_prefix: str) -> None:
-    """Write 100 kB values until Redis refuses one for want of memory."""
-    for n in range(10 * HEADROOM // len(FILLER)):
-        try:
-            await client.set(f"{key_prefix}filler:{n}", FILLER)
-        except OutOfMemoryError:
-            return
-    raise AssertionError("Redis took every write: maxmemory is not in force")
+    """Write 100 kB values until Redis refuses one for want of memory, then smaller ones
+    until it refuses even a 100-byte one (a refused large value only filled the query
+    buffer, which is freed again)."""
+    n = 0
+    for size in (len(FILLER), 10_000, 1_000, 100):
+        while n < 100 * HEADROOM // size:
+            n += 1
+            try:
+                await client.set(f"{key_prefix}filler:{n}", FILLER[:size])
+            except OutOfMemoryError:
+                break
+        else:
+            raise AssertionError("Redis took every write: maxmemory is not in force")
 
 
 async def test_a_full_redis_is_named_and_a_refused_message_gets_in_once_there_is_room(

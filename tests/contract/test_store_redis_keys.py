@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection
 
-from adapters.redis_store import RedisStore
+from adapters.redis_store import RedisStore, StoreLayoutError
 from core.models import Admission, AuditEntry, ChannelSettings, Outcome, StoredReply, Turn
 from tests.contract import incoming
 
@@ -25,7 +25,8 @@ async def test_every_key_expires_but_the_inbox_and_the_channel_settings(
     assert await redis_store.enqueue(incoming("2")) is Admission.LIMITED
     [entry] = await redis_store.take("telegram", "worker-a", 1)
     await redis_store.load_context(entry, 10, "worker-a", 30_000)
-    lock_ttl_ms = await raw_redis.pttl(f"{key_prefix}lock:tg:42")
+    k = redis_store.keys
+    lock_ttl_ms = await raw_redis.pttl(k.lock("tg:42", "tg:42"))
     await redis_store.save_handle(message, {"message_id": "99"})
     outcome = Outcome((Turn("user", "hi"),), 0, "hello")
     await redis_store.complete(entry, outcome, StoredReply("hello"), "worker-a")
@@ -35,24 +36,24 @@ async def test_every_key_expires_but_the_inbox_and_the_channel_settings(
     await redis_store.save_settings("tg:42", ChannelSettings(preset="precise"), audit)
 
     ttls = {
-        key.removeprefix(key_prefix): int(await raw_redis.ttl(key))
-        async for key in raw_redis.scan_iter(f"{key_prefix}*")
+        key: int(await raw_redis.ttl(key)) async for key in raw_redis.scan_iter(f"{key_prefix}*")
     }
 
     expiring = {
-        "conv:tg:42": 30 * DAY,
-        "convmeta:tg:42": 30 * DAY,
-        "order:tg:42": 30 * DAY,
-        "backlog:telegram:u1": 30 * DAY,
-        "seen:telegram:1": DAY,
-        "seen:telegram:2": DAY,
-        "answered:telegram:1": DAY,
-        "handle:telegram:1": DAY,
-        "bucket:telegram:u1": 61,  # by then the bucket is full: as good as none
-        "told:telegram:u1": 60,
-        "instance:worker-1": 10,
+        k.conv("tg:42", "tg:42"): 30 * DAY,
+        k.meta("tg:42", "tg:42"): 30 * DAY,
+        k.order("tg:42", "tg:42"): 30 * DAY,
+        k.backlog(message): 30 * DAY,
+        k.seen(message): DAY,
+        k.seen(incoming("2")): DAY,
+        k.answered(message): DAY,
+        k.handle(message): DAY,
+        k.bucket(message): 61,  # by then the bucket is full: as good as none
+        k.told(message): 60,
+        k.instance("worker-1"): 10,
     }
-    assert set(ttls) == {"inbox:telegram", "channel:tg:42", "audit:tg:42", *expiring}
+    kept = {*k.inboxes("telegram"), k.settings("tg:42"), k.audit("tg:42"), k.layout}
+    assert set(ttls) == kept | set(expiring)
     assert {key: ttls[key] for key in expiring} == pytest.approx(expiring, rel=0.1)
     assert 0 < lock_ttl_ms <= 30_000  # and complete released it
 
@@ -64,23 +65,25 @@ async def test_a_channels_settings_and_its_audit_log_are_kept_alike(
     await redis_store.save_settings("tg:42", ChannelSettings(model="m:8b"), audit)
     await redis_store.append_audit(AuditEntry("tg:42", "u9", "model", "", "x", "refused: no"))
 
-    assert await raw_redis.ttl(f"{key_prefix}channel:tg:42") == -1
-    assert await raw_redis.ttl(f"{key_prefix}audit:tg:42") == -1
-    assert await raw_redis.xlen(f"{key_prefix}audit:tg:42") == 2
+    k = redis_store.keys
+    assert await raw_redis.ttl(k.settings("tg:42")) == -1
+    assert await raw_redis.ttl(k.audit("tg:42")) == -1
+    assert await raw_redis.xlen(k.audit("tg:42")) == 2
     assert not await raw_redis.exists(f"{key_prefix}audit")
 
 
 async def test_an_unreadable_inbox_entry_is_set_aside_without_stopping_the_inbox(
     redis_store: RedisStore, raw_redis: aioredis.Redis, key_prefix: str
 ) -> None:
-    await raw_redis.xadd(f"{key_prefix}inbox:telegram", {"message": "{not json"})
+    inbox = redis_store.keys.inbox("telegram", redis_store.keys.partition("tg:42"))
+    await raw_redis.xadd(inbox, {"message": "{not json"})
     await redis_store.enqueue(incoming("1", "a real question"))
 
     taken = await redis_store.take("telegram", "worker-a", 10)
 
     assert [entry.message.text for entry in taken] == ["a real question"]
     assert await redis_store.claim_abandoned("telegram", "worker-b", 0) != []
-    assert await raw_redis.xlen(f"{key_prefix}inbox:telegram") == 1
+    assert await raw_redis.xlen(inbox) == 1
     [(_, letter)] = await raw_redis.xrange(f"{key_prefix}deadletter")
     assert letter == {
         "platform": "telegram",
@@ -92,12 +95,13 @@ async def test_an_unreadable_inbox_entry_is_set_aside_without_stopping_the_inbox
 
 
 async def test_unreadable_channel_settings_fall_back_to_defaults(
-    redis_store: RedisStore, raw_redis: aioredis.Redis, key_prefix: str
+    redis_store: RedisStore, raw_redis: aioredis.Redis
 ) -> None:
-    await raw_redis.set(f"{key_prefix}channel:tg:42", json.dumps({"preset": "precise", "x": 1}))
+    key = redis_store.keys.settings("tg:42")
+    await raw_redis.set(key, json.dumps({"preset": "precise", "x": 1}))
     assert (await redis_store.get_settings("tg:42")).preset == "precise"
 
-    await raw_redis.set(f"{key_prefix}channel:tg:42", "{broken")
+    await raw_redis.set(key, "{broken")
     assert (await redis_store.get_settings("tg:42")).preset == "balanced"
 
 
@@ -154,3 +158,33 @@ async def test_each_step_of_a_message_takes_one_round_trip(counted_store: RedisS
     assert await round_trips(counted_store.acknowledge(entry)) == 1
     assert await round_trips(counted_store.enqueue(message)) == 1
     assert await round_trips(counted_store.claim_instance("worker-1", "host:1:a", 10_000)) == 1
+
+
+async def test_the_number_of_partitions_is_recorded_once_and_a_different_one_refused(
+    redis_url: str, key_prefix: str
+) -> None:
+    first = RedisStore.from_url(redis_url, prefix=key_prefix, partitions=4)
+    other = RedisStore.from_url(redis_url, prefix=key_prefix, partitions=8)
+    try:
+        await first.ensure_layout()
+        await first.ensure_layout()  # the next start finds its own number
+
+        with pytest.raises(StoreLayoutError, match="written with 4 partitions, not 8"):
+            await other.ensure_layout()
+    finally:
+        await first.close()
+        await other.close()
+
+
+async def test_data_of_a_release_without_partitions_is_refused_not_mixed_in(
+    redis_store: RedisStore, raw_redis: aioredis.Redis, redis_url: str, key_prefix: str
+) -> None:
+    older = f"{key_prefix}older:"
+    await raw_redis.rpush(f"{older}conv:tg:42", '["user", "hi", 1, "u1"]')
+    store = RedisStore.from_url(redis_url, prefix=older)
+    try:
+        with pytest.raises(StoreLayoutError, match="older ollabot"):
+            await store.ensure_layout()
+        assert not await raw_redis.exists(store.keys.layout)
+    finally:
+        await store.close()

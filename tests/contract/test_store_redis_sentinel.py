@@ -16,26 +16,28 @@ that window.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
 
+from adapters.redis_keys import RedisKeys
 from adapters.redis_store import RedisStore
 from bots.app import open_store
 from bots.doctor import Check, check_redis
 from bots.settings import ChatSettings, RedisSettings, Settings
-from core.errors import StoreUnavailable
 from core.models import Admission, StoredReply, TurnState
 from tests.contract import incoming
+from tests.contract.steady import Tally, write_steadily
 from tests.fixtures.sentinel import DOWN_AFTER_MS, PASSWORD, SERVICE, Node, SentinelGroup
 
 DB = 2
 PREFIX = "sentinel-test:"
+KEYS = RedisKeys(PREFIX)
+INBOX = KEYS.inbox("telegram", KEYS.partition(incoming("1").channel))
 RATE = 200  # writes a second
 ENOUGH_AFTER = RATE  # a second of writes on the new primary ends the stream
 MANY = 10**9
@@ -70,7 +72,7 @@ async def sentinel_store(sentinel_group: SentinelGroup) -> AsyncIterator[RedisSt
 async def stored_ids(node: Node) -> set[str]:
     """The message ids in the inbox stream of ``node``."""
     async with node.async_client(DB) as client:
-        records: Any = await client.xrange(f"{PREFIX}inbox:telegram")
+        records: Any = await client.xrange(INBOX)
     return {json.loads(fields["message"])["message_id"] for _, fields in records}
 
 
@@ -89,8 +91,8 @@ async def test_the_store_works_through_sentinel_on_the_primarys_database(
     again = await sentinel_store.load_context(entry, 10, "worker-a", 30_000)
     assert again.answered == StoredReply("hi Ana"), "the stored reply is found, not generated anew"
     async with sentinel_group.primary.async_client(DB) as primary:
-        assert await primary.exists(f"{PREFIX}answered:telegram:1")
-        assert await primary.xlen(f"{PREFIX}inbox:telegram") == 0, "acknowledged and deleted"
+        assert await primary.exists(KEYS.answered(incoming("1")))
+        assert await primary.xlen(INBOX) == 0, "acknowledged and deleted"
 
 
 async def replication_check(settings: Settings) -> Check | None:
@@ -132,41 +134,6 @@ async def test_doctor_warns_of_a_primary_that_accepts_writes_no_replica_sees(
     assert await replication_check(alone) is None, "no replicas expected without Sentinel"
 
 
-@dataclass
-class Tally:
-    """What a steady stream of writes saw."""
-
-    acknowledged: list[str] = field(default_factory=list)
-    acknowledged_at: list[float] = field(default_factory=list)
-    refused: int = 0
-
-    def unavailable_s(self) -> float:
-        """The longest time between two acknowledged writes."""
-        times = self.acknowledged_at
-        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
-
-
-async def write_steadily(store: RedisStore, tally: Tally, stop: asyncio.Event) -> None:
-    """Enqueue a new message ``RATE`` times a second (never catching up after a stall)."""
-    loop = asyncio.get_running_loop()
-    next_at, number = loop.time(), 0
-    while not stop.is_set():
-        number += 1
-        message_id = f"w{number}"
-        try:
-            admission = await store.enqueue(incoming(message_id))
-        except StoreUnavailable:
-            tally.refused += 1
-        else:
-            # A duplicate is a write repeated after its first run was acknowledged by the
-            # server but the answer was lost: stored all the same.
-            assert admission in (Admission.ACCEPTED, Admission.DUPLICATE)
-            tally.acknowledged.append(message_id)
-            tally.acknowledged_at.append(loop.time())
-        next_at = max(next_at + 1 / RATE, loop.time())
-        await asyncio.sleep(next_at - loop.time())
-
-
 @dataclass(frozen=True)
 class Failover:
     lost: list[str]
@@ -180,7 +147,7 @@ async def reaches(node: Node, count: int, writer: asyncio.Task[None], timeout_s:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     async with node.async_client(DB) as client:
-        key = f"{PREFIX}inbox:telegram"
+        key = INBOX
         goal = await client.xlen(key) + count
         while await client.xlen(key) < goal:
             assert loop.time() < deadline, "the store did not write on the new primary"
@@ -195,7 +162,7 @@ async def fail_over_under_load(
     paused, then a failover), write on until a second of writes reached the new primary; then
     count the acknowledged writes it lacks."""
     tally, stop = Tally(), asyncio.Event()
-    writer = asyncio.create_task(write_steadily(store, tally, stop))
+    writer = asyncio.create_task(write_steadily(store, tally, stop, RATE))
     try:
         while len(tally.acknowledged) < RATE:  # a second of writes on the first primary
             assert not writer.done()

@@ -109,7 +109,7 @@ async def test_an_answered_message_gets_its_stored_reply_and_preview_without_the
     assert found.answered == notice
     assert found.handle == {"message_id": "99", "delivered": "1"}
     assert found.state is TurnState.READY
-    assert await store.acquire_lock("tg:42", "worker-c", LEASE_MS)
+    assert await store.acquire_lock("tg:42", "tg:42", "worker-c", LEASE_MS)
     # nor does another holder of the lease keep it from being delivered
     assert (await store.load_context(entry, 10, "worker-b", LEASE_MS)).answered == notice
 

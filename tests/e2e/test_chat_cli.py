@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from adapters.redis_keys import RedisKeys
 from tests.e2e.conftest import Ollabot
 from tests.fakes.ollama import FakeOllama, Reply, unused_port
 
@@ -16,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 async def stored_turns(redis_client: Any, prefix: str, channel: str = "default") -> list[dict]:
-    raw = await redis_client.lrange(f"{prefix}conv:console:{channel}", 0, -1)
+    conversation = f"console:{channel}"
+    raw = await redis_client.lrange(RedisKeys(prefix).conv(conversation, conversation), 0, -1)
     return [
         dict(zip(("role", "content", "seq", "author"), json.loads(i), strict=True)) for i in raw
     ]

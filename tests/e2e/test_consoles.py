@@ -30,7 +30,7 @@ async def outcome(process: asyncio.subprocess.Process) -> tuple[int | None, str,
 async def pending(redis_client: Any, prefix: str) -> int:
     """Messages the consoles' workers hold (taken from their inboxes, not yet done)."""
     total = 0
-    async for key in redis_client.scan_iter(f"{prefix}inbox:*"):
+    async for key in redis_client.scan_iter(f"{prefix}*:inbox:*"):
         total += (await redis_client.xpending(key, "ollabot"))["pending"]
     return int(total)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from adapters.redis_store import RedisStore
 from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN
 
 CASES = [
@@ -60,4 +61,21 @@ async def test_an_unusable_setting_exits_2_naming_it(
 
     assert process.returncode == 2, err.decode()
     assert says in err.decode()
+    assert "Traceback" not in err.decode()
+
+
+async def test_data_written_with_another_number_of_partitions_exits_2(
+    ollabot: Any, redis_url: str, key_prefix: str
+) -> None:
+    earlier = RedisStore.from_url(redis_url, prefix=key_prefix, partitions=4)
+    await earlier.ensure_layout()
+    await earlier.close()
+    token = {"OLLABOT_TELEGRAM__TOKEN": "7012345678:token-for-a-config-test"}
+
+    process = await ollabot(**token).start("run", "telegram")
+    async with asyncio.timeout(30):
+        _, err = await process.communicate()
+
+    assert process.returncode == 2, err.decode()
+    assert "written with 4 partitions, not 16: set OLLABOT_REDIS__PARTITIONS=4" in err.decode()
     assert "Traceback" not in err.decode()

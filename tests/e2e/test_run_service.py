@@ -106,7 +106,7 @@ async def test_sigterm_during_a_streamed_reply_finishes_and_stores_it(
         async with asyncio.timeout(20):
             assert await process.wait() == 0
     assert "a long and careful answer" in fake_slack.bot_messages(DM_CHANNEL)[-1].text
-    [conversation] = await redis_client.keys(f"{key_prefix}conv:*")
+    [conversation] = await redis_client.keys(f"{key_prefix}*:conv:*")
     turns = [json.loads(t)[1] for t in await redis_client.lrange(conversation, 0, -1)]
     assert turns == ["question", "a long and careful answer"]
 

@@ -116,8 +116,12 @@ async def test_killed_while_a_429_holds_the_final_text_the_restart_finishes_the_
 
 async def pending_by_consumer(bot: RunningBot, platform: str = "telegram") -> dict[str, int]:
     """Which process holds how many of the messages not yet done."""
-    summary = await bot.store.client.xpending(f"{bot.store.prefix}inbox:{platform}", GROUP)
-    return {c["name"]: int(c["pending"]) for c in summary["consumers"]}
+    held: dict[str, int] = {}
+    for inbox in bot.store.keys.inboxes(platform):
+        if await bot.store.client.exists(inbox):
+            for c in (await bot.store.client.xpending(inbox, GROUP))["consumers"]:
+                held[c["name"]] = held.get(c["name"], 0) + int(c["pending"])
+    return held
 
 
 async def taken(bot: RunningBot, count: int) -> bool:
@@ -150,7 +154,8 @@ async def test_two_processes_answer_one_chat_in_the_order_it_asked(
         timeout=15,
     )
     assert texts(fake_telegram, ALICE_ID) == wanted
-    stored = await a.store.client.lrange(f"{a.store.prefix}conv:tg:{ALICE_ID}", 0, -1)
+    chat = f"tg:{ALICE_ID}"
+    stored = await a.store.client.lrange(a.store.keys.conv(chat, chat), 0, -1)
     turns = [tuple(json.loads(raw)[:2]) for raw in stored]
     assert turns == [
         pair
@@ -167,10 +172,11 @@ async def test_a_flood_gets_the_first_messages_answered_and_one_notice(
         fake_telegram.push(message(ALICE_CHAT, ALICE, f"flood {n}"))
 
     async def settled() -> bool:
-        inbox = f"{bot.store.prefix}inbox:telegram"
+        inboxes = bot.store.keys.inboxes("telegram")
+        waiting = sum([await bot.store.client.xlen(inbox) for inbox in inboxes])
         return (
             fake_telegram.pending_updates() == 0  # every update read and confirmed
-            and await bot.store.client.xlen(inbox) == 0  # every accepted one answered
+            and waiting == 0  # every accepted one answered
             and len(fake_telegram.sent(ALICE_ID)) >= 6
         )
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from adapters.redis_keys import RedisKeys
 from adapters.redis_store import GROUP
 from adapters.telegram.shared import BotKeys, SharedBudget
 from tests.e2e.conftest import NotifySocket, Ollabot
@@ -129,10 +130,14 @@ async def test_two_processes_keep_the_bot_wide_limit_together_and_only_one_polls
     assert not fake_telegram.errors(409), "two processes polled getUpdates at once"
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        consumers = await client.xinfo_consumers(f"{key_prefix}inbox:telegram", GROUP)
+        names = {
+            str(c["name"])
+            for inbox in RedisKeys(key_prefix).inboxes("telegram")
+            for c in await client.xinfo_consumers(inbox, GROUP)
+        }
     finally:
         await client.aclose()
-    assert {c["name"] for c in consumers} == {"bot-a", "bot-b"}, "both processes answered"
+    assert names == {"bot-a", "bot-b"}, "both processes answered"
     await stop(first)
     await stop(second)
 

@@ -132,7 +132,7 @@ class Harness:
     async def history(self) -> list[tuple[str, str]]:
         message = IncomingMessage("test", "probe", "conv", "chan", "x", "X", "")
         context = await self.store.load_context(InboxEntry("probe", message), 100, "me", 1000)
-        await self.store.release_lock("conv", "me")
+        await self.store.release_lock("chan", "conv", "me")
         return [(t.role, t.content) for t in context.history]
 
 

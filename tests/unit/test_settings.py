@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from bots.app import ConfigurationError, open_knowledge_store
 from bots.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,3 +95,25 @@ def test_an_empty_model_variable_keeps_the_default(monkeypatch: pytest.MonkeyPat
     settings = Settings(_env_file=None)
     assert settings.ollama.vision_model == "llama3.2-vision:11b"
     assert settings.ollama.embed_model == "nomic-embed-text"
+def test_redis_is_a_cluster_or_behind_sentinels_and_its_prefix_has_no_hash_tag(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OLLABOT_REDIS__CLUSTER", "true")
+    assert Settings(_env_file=None).redis.cluster
+
+    monkeypatch.setenv("OLLABOT_REDIS__SENTINELS", '["10.0.0.1:26379"]')
+    with pytest.raises(ValidationError, match="either a cluster or behind Sentinels"):
+        Settings(_env_file=None)
+
+    monkeypatch.delenv("OLLABOT_REDIS__SENTINELS")
+    monkeypatch.setenv("OLLABOT_REDIS__PREFIX", "bot{1}:")
+    with pytest.raises(ValidationError, match="may not contain braces"):
+        Settings(_env_file=None)
+
+
+def test_the_knowledge_base_is_refused_on_a_cluster_rather_than_split_across_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OLLABOT_REDIS__CLUSTER", "true")
+    with pytest.raises(ConfigurationError, match="OLLABOT_KNOWLEDGE__ENABLED=false"):
+        open_knowledge_store(Settings(_env_file=None))
