@@ -95,6 +95,8 @@ def test_an_empty_model_variable_keeps_the_default(monkeypatch: pytest.MonkeyPat
     settings = Settings(_env_file=None)
     assert settings.ollama.vision_model == "llama3.2-vision:11b"
     assert settings.ollama.embed_model == "nomic-embed-text"
+
+
 def test_redis_is_a_cluster_or_behind_sentinels_and_its_prefix_has_no_hash_tag(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
