@@ -96,10 +96,10 @@ class StreamCluster(RedisCluster):
 
 
 def clients_from_cluster(
-    url: str, socket_timeout_s: float, block_ms: int
+    url: str, socket_timeout_s: float, block_ms: int, decode: bool = True
 ) -> tuple[RedisCluster, RedisCluster]:
     """The ordinary and the blocking client of the cluster that ``url``'s node belongs to."""
-    ordinary, blocking = client_options(socket_timeout_s, block_ms)
+    ordinary, blocking = client_options(socket_timeout_s, block_ms, decode)
     ordinary["retry"] = Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.05), retries=3)
     return RedisCluster.from_url(url, **ordinary), StreamCluster.from_url(url, **blocking)
 

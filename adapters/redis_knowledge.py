@@ -1,25 +1,30 @@
 """The knowledge store in Redis: documents, passages and their vectors, searched by the
 server's vector index when it has one, else exactly with numpy in this process.
 
-Key layout under ``prefix`` (built in ``KnowledgeKeys`` only), no TTL, like channel settings:
+Key layout under ``prefix`` (built in ``KnowledgeKeys`` only), no TTL, like channel settings;
+``{pN}`` is the hash tag of the channel's partition, the one its conversations' keys carry
+(``adapters.redis_keys``), so all of a channel's keys live in one Redis Cluster slot:
 
-    kb:docs:{channel}                  hash: document id -> JSON {id, name, passages, ...}
-    kb:passage:{channel}:{doc}:{n}     hash: channel (TAG), doc, n, source, text, dim,
-                                       embedding (FLOAT32 bytes)
-    kb:version:{channel}               counter, raised by every add and forget
-    kb:index:{dim}                     the FT index of the passages of that dimension
+    kb:docs:{pN}:CHANNEL                hash: document id -> JSON {id, name, passages, ...}
+    kb:passage:{pN}:CHANNEL:DOC:N       hash: channel (TAG), doc, n, source, text, dim,
+                                        embedding (FLOAT32 bytes)
+    kb:version:{pN}:CHANNEL             counter, raised by every add and forget
+    kb:index:DIM                        the FT index of the passages of that dimension
 
 Two ways to search the same data. With the query engine (Redis 8, or Redis Stack's search
 module; ``FT._LIST`` answers) an index per vector dimension (``FT.CREATE ... VECTOR FLAT``,
 cosine) is made on the passage hashes and a question is a KNN query filtered by channel.
 Without it every passage vector of the channel is read once into a matrix, kept until the
 channel's version counter moves, and searched by exact cosine (``adapters.vectors``).
+On a Redis Cluster searches always take the second way: an index there covers only the
+passages of the primary it was made on (open-source Redis has no coordinator to ask them all).
 
 A document and all its passages are written, and forgotten, in one MULTI/EXEC: a reader sees
-all of it or none of it. With an HNSW index Redis inserts every passage into the graph inside
-that transaction, which takes seconds for a large document on a busy server; so writes go
-through a client of their own with a longer socket timeout (``write_timeout_s``), while
-searches keep the short one and fail fast when Redis is gone.
+all of it or none of it (a cluster runs it too, on the primary of the channel's slot). With
+an HNSW index Redis inserts every passage into the graph inside that transaction, which takes
+seconds for a large document on a busy server; so writes go through a client of their own
+with a longer socket timeout (``write_timeout_s``), while searches keep the short one and
+fail fast when Redis is gone.
 """
 
 from __future__ import annotations
@@ -34,12 +39,17 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from redis.typing import EncodableT
 
-from adapters.redis_connect import clients_from_sentinels, clients_from_url
+from adapters.redis_connect import (
+    RedisClient,
+    clients_from_cluster,
+    clients_from_sentinels,
+    clients_from_url,
+)
+from adapters.redis_keys import DEFAULT_PARTITIONS, RedisKeys
 from adapters.redis_store import is_out_of_memory
 from adapters.vectors import Matrix, as_float32, top_cosine, unit_rows
 from core.errors import StoreFull, StoreUnavailable
@@ -54,14 +64,16 @@ _TAG_SPECIAL = re.compile(r"([^A-Za-z0-9_])")
 
 
 class KnowledgeKeys:
-    """Every key of a channel's knowledge, from the channel (one place to add a hash tag)."""
+    """Every key of a channel's knowledge, from the channel and its partition's hash tag."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, partitions: int = DEFAULT_PARTITIONS) -> None:
         self.prefix = prefix
+        self._tags = RedisKeys("", partitions)  # only the tag: the prefix leads the key here
 
     def slot(self, channel: str) -> str:
-        """The channel as it appears in its keys."""
-        return channel
+        """The channel as it appears in its keys, after its partition's hash tag (the same
+        as the conversation store's keys of the channel carry)."""
+        return f"{self._tags.tagged(self._tags.partition(channel))}{channel}"
 
     def documents(self, channel: str) -> str:
         return f"{self.prefix}kb:docs:{self.slot(channel)}"
@@ -91,7 +103,8 @@ class _Loaded:
 
 
 class RedisKnowledge:
-    """Implements ``KnowledgeStore`` on a client whose replies are bytes.
+    """Implements ``KnowledgeStore`` on a client whose replies are bytes (one server, or a
+    Redis Cluster, whose ``partitions`` must be the conversation store's).
 
     ``use_index``: True or False forces a way to search; None (the default) uses the index
     when the server answers ``FT._LIST``. ``algorithm``: ``FLAT`` (exact, cheap to write) or
@@ -102,10 +115,11 @@ class RedisKnowledge:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         prefix: str = "ollabot:",
         *,
-        writer: aioredis.Redis | None = None,
+        partitions: int = DEFAULT_PARTITIONS,
+        writer: RedisClient | None = None,
         sentinels: Sequence[Sentinel] = (),
         use_index: bool | None = None,
         algorithm: str = "FLAT",
@@ -114,7 +128,7 @@ class RedisKnowledge:
         self._redis = client
         self._writer = writer or client
         self._sentinels = tuple(sentinels)
-        self.keys = KnowledgeKeys(prefix)
+        self.keys = KnowledgeKeys(prefix, partitions)
         self._use_index = use_index
         self._algorithm = algorithm
         self._ef_runtime = ef_runtime
@@ -153,6 +167,21 @@ class RedisKnowledge:
             sentinels, service, url, write_timeout_s, 0, decode=False
         )
         return cls(client, writer=writer, sentinels=(sentinel, writer_sentinel), **kwargs)
+
+    @classmethod
+    def from_cluster(
+        cls,
+        url: str,
+        *,
+        socket_timeout_s: float = 2.0,
+        write_timeout_s: float = 60.0,
+        **kwargs: Any,
+    ) -> RedisKnowledge:
+        """Clients of the Redis Cluster that the node at ``url`` belongs to, searching with
+        numpy (see the module's notes)."""
+        client, _ = clients_from_cluster(url, socket_timeout_s, 0, decode=False)
+        writer, _ = clients_from_cluster(url, write_timeout_s, 0, decode=False)
+        return cls(client, writer=writer, use_index=False, **kwargs)
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -238,7 +267,7 @@ class RedisKnowledge:
         ]
         async with _translated():
             try:
-                await self._writer.execute_command(*command)  # type: ignore[no-untyped-call]
+                await self._writer.execute_command(*command)
             except ResponseError as error:
                 if "already exists" not in str(error).lower():
                     raise
@@ -249,7 +278,7 @@ class RedisKnowledge:
         await self._ensure_index(dim)
         query = f"(@channel:{{{tag_value(channel)}}})=>[KNN {count} @embedding $vector AS score]"
         async with _translated():
-            reply = await self._redis.execute_command(  # type: ignore[no-untyped-call]
+            reply = await self._redis.execute_command(
                 *("FT.SEARCH", self.keys.index(dim), query),
                 *("PARAMS", "2", "vector", as_float32(vector).tobytes()),
                 *("SORTBY", "score", "RETURN", "5", "doc", "n", "source", "text", "score"),
@@ -296,9 +325,9 @@ class RedisKnowledge:
                     yield fields
 
 
-async def _has_query_engine(client: aioredis.Redis) -> bool:
+async def _has_query_engine(client: RedisClient) -> bool:
     try:
-        await client.execute_command("FT._LIST")  # type: ignore[no-untyped-call]
+        await client.execute_command("FT._LIST")
     except ResponseError:
         return False
     return True
@@ -308,7 +337,7 @@ async def _has_query_engine(client: aioredis.Redis) -> bool:
 async def _translated() -> AsyncIterator[None]:
     try:
         yield
-    except (RedisError, OSError) as error:
+    except (RedisError, RedisClusterException, OSError) as error:
         if is_out_of_memory(error):
             raise StoreFull() from error
         raise StoreUnavailable() from error

@@ -74,14 +74,17 @@ def open_knowledge_store(settings: Settings) -> MemoryKnowledge | RedisKnowledge
     url = r.url.get_secret_value()
     if url.startswith("memory://"):
         return MemoryKnowledge()
+    options: dict[str, Any] = {"prefix": r.prefix, "partitions": r.partitions}
     if r.cluster:
-        raise ConfigurationError(
-            "OLLABOT_REDIS__CLUSTER=true: the knowledge base keeps a document's passages on one "
-            "Redis server and does not run on a Redis Cluster yet; set "
-            "OLLABOT_KNOWLEDGE__ENABLED=false"
-        )
+        if k.index == "on":
+            raise ConfigurationError(
+                "OLLABOT_KNOWLEDGE__INDEX=on: on a Redis Cluster a vector index sees only the "
+                "passages of one primary; set it to auto or off (the knowledge base searches "
+                "with numpy there)"
+            )
+        return RedisKnowledge.from_cluster(url, socket_timeout_s=r.socket_timeout_s, **options)
     index = {"auto": None, "on": True, "off": False}[k.index]
-    options: dict[str, Any] = {"prefix": r.prefix, "use_index": index, "algorithm": k.algorithm}
+    options |= {"use_index": index, "algorithm": k.algorithm}
     if r.sentinels:
         return RedisKnowledge.from_sentinels(
             r.sentinel_addresses(), r.service, url, socket_timeout_s=r.socket_timeout_s, **options

@@ -1,5 +1,6 @@
 """Knowledge fixtures: the same store tests on the in-memory twin, on Redis searched with
-numpy (a plain redis-server) and on Redis Stack's vector index."""
+numpy (a plain redis-server), on Redis Stack's vector index, and on a 3-primary Redis Cluster
+and Valkey cluster (numpy)."""
 
 from __future__ import annotations
 
@@ -24,18 +25,29 @@ from core.knowledge_base import KnowledgeBase, KnowledgeConfig
 from core.models import Admission, Attachment, IncomingMessage
 from core.ports import NullSink
 from tests.fakes.ollama import FakeOllama
+from tests.fixtures.store import REDIS_URLS
 
 KnowledgeStore = MemoryKnowledge | RedisKnowledge
 
 
-@pytest.fixture(params=["memory", "numpy", "index"])
+def open_redis_knowledge(kind: str, url: str, prefix: str, **options: Any) -> RedisKnowledge:
+    """A knowledge store on the backend ``kind`` (a key of ``REDIS_URLS``) at ``url``."""
+    opener = RedisKnowledge.from_cluster if kind.endswith("cluster") else RedisKnowledge.from_url
+    return opener(url, prefix=prefix, **options)
+
+
+@pytest.fixture(params=["memory", "numpy", "index", "cluster", "valkey-cluster"])
 async def knowledge_store(
     request: pytest.FixtureRequest, key_prefix: str
 ) -> AsyncIterator[KnowledgeStore]:
     if request.param == "memory":
         yield MemoryKnowledge()
         return
-    if request.param == "numpy":
+    if request.param in REDIS_URLS:
+        url = request.getfixturevalue(REDIS_URLS[request.param])
+        store = open_redis_knowledge(request.param, url, key_prefix)
+        assert not await store.uses_index()  # a cluster searches with numpy
+    elif request.param == "numpy":
         url = request.getfixturevalue("redis_url")
         store = RedisKnowledge.from_url(url, prefix=key_prefix)
         assert not await store.uses_index()  # a plain redis-server has no query engine

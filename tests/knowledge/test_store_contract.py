@@ -1,4 +1,5 @@
-"""The knowledge store's contract, on memory, Redis with numpy and Redis with its index."""
+"""The knowledge store's contract, on memory, Redis with numpy, Redis with its index and
+Redis Cluster and Valkey cluster with numpy."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ import asyncio
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from adapters.redis_knowledge import RedisKnowledge
 from core.errors import StoreUnavailable
 from core.knowledge import Document, Passage
+from tests.fixtures.cluster import free_cluster_port
 from tests.fixtures.redis import free_port
-from tests.knowledge.conftest import KnowledgeStore
+from tests.fixtures.store import REDIS_URLS
+from tests.knowledge.conftest import KnowledgeStore, open_redis_knowledge
 
 CHANNEL = "tg:-1001234"  # characters a TAG query must escape
 
@@ -19,6 +23,13 @@ CHANNEL = "tg:-1001234"  # characters a TAG query must escape
 def document(doc_id: str, name: str, *texts: str) -> tuple[Document, list[Passage]]:
     passages = [Passage(doc_id, name, n, t) for n, t in enumerate(texts, 1)]
     return Document(doc_id, name, len(texts), "u1", 1.0), passages
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def redis_backend(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """A single Redis server or a Redis Cluster: its kind and URL."""
+    kind = str(request.param)
+    return kind, str(request.getfixturevalue(REDIS_URLS[kind]))
 
 
 async def add(store: KnowledgeStore, channel: str, doc_id: str, vectors: list[list[float]]) -> None:
@@ -98,10 +109,10 @@ async def test_text_survives_the_round_trip(knowledge_store: KnowledgeStore) -> 
 
 
 async def test_a_search_from_another_process_sees_what_this_one_added(
-    redis_url: str, key_prefix: str
+    redis_backend: tuple[str, str], key_prefix: str
 ) -> None:
-    writer = RedisKnowledge.from_url(redis_url, prefix=key_prefix)
-    reader = RedisKnowledge.from_url(redis_url, prefix=key_prefix)
+    writer = open_redis_knowledge(*redis_backend, key_prefix)
+    reader = open_redis_knowledge(*redis_backend, key_prefix)
     try:
         await add(writer, CHANNEL, "one", [[1, 0, 0, 0]])
         assert len(await reader.search(CHANNEL, [1, 0, 0, 0], 5)) == 1  # now cached
@@ -117,20 +128,23 @@ async def test_a_search_from_another_process_sees_what_this_one_added(
 
 
 async def test_a_document_is_stored_all_at_once_or_not_at_all(
-    redis_url: str, key_prefix: str, raw_redis: aioredis.Redis
+    redis_backend: tuple[str, str], key_prefix: str
 ) -> None:
-    store = RedisKnowledge.from_url(redis_url, prefix=key_prefix)
+    kind, url = redis_backend
+    store = open_redis_knowledge(kind, url, key_prefix)
+    raw = RedisCluster.from_url(url) if kind == "cluster" else aioredis.Redis.from_url(url)
     doc, passages = document("big", "big.md", *(f"p{i}" for i in range(300)))
     vectors = [[1.0, float(i), 0.0, 0.0] for i in range(300)]
     seen: list[int] = []
 
-    # One script, so the two counts are taken at one moment.
+    # One script, so the two counts are taken at one moment (on the primary of the channel's
+    # slot, which holds every passage of the channel).
     count = "return {#redis.call('KEYS', ARGV[1]), redis.call('HLEN', KEYS[1])}"
-    docs_key = f"{key_prefix}kb:docs:{CHANNEL}"
+    docs_key = store.keys.documents(CHANNEL)
 
     async def watch() -> None:
         while not seen or seen[-1] < 300:
-            reply = raw_redis.eval(count, 1, docs_key, f"{key_prefix}kb:passage:*")
+            reply = raw.eval(count, 1, docs_key, f"{store.keys.passages}*")
             passages, listed = await reply  # type: ignore[misc]
             seen.append(passages)
             assert (passages, listed) in ((0, 0), (300, 1))
@@ -142,10 +156,23 @@ async def test_a_document_is_stored_all_at_once_or_not_at_all(
         assert seen[-1] == 300
     finally:
         await store.close()
+        await raw.aclose()
 
 
 async def test_redis_down_is_store_unavailable() -> None:
     store = RedisKnowledge.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_timeout_s=0.3)
+    try:
+        with pytest.raises(StoreUnavailable):
+            await store.documents(CHANNEL)
+        with pytest.raises(StoreUnavailable):
+            await store.search(CHANNEL, [1, 0], 3)
+    finally:
+        await store.close()
+
+
+async def test_a_cluster_out_of_reach_is_store_unavailable() -> None:
+    url = f"redis://127.0.0.1:{free_cluster_port()}/0"
+    store = RedisKnowledge.from_cluster(url, socket_timeout_s=0.3)
     try:
         with pytest.raises(StoreUnavailable):
             await store.documents(CHANNEL)

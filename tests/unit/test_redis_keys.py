@@ -1,4 +1,5 @@
-"""Every script and transaction of the Redis store touches keys of one Redis Cluster slot."""
+"""Every script and transaction of the Redis store and the knowledge base touches keys of
+one Redis Cluster slot."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 from redis.crc import key_slot
 
 from adapters.redis_keys import RedisKeys, entry_id, split_entry_id
+from adapters.redis_knowledge import KnowledgeKeys
 from core.models import IncomingMessage
 
 # The builders of the keys one script or transaction touches, all in one slot.
@@ -110,3 +112,19 @@ def test_an_entry_id_carries_its_partition() -> None:
 def test_a_prefix_with_braces_is_refused() -> None:
     with pytest.raises(ValueError, match="braces"):
         RedisKeys("ollabot:{x}:")
+
+
+@pytest.mark.parametrize("partitions", [1, 3, 16, 1024])
+def test_a_channels_knowledge_is_in_the_slot_of_its_conversations(partitions: int) -> None:
+    keys, knowledge = RedisKeys("ollabot:", partitions), KnowledgeKeys("ollabot:", partitions)
+    for channel in CHANNELS:
+        # what adding or forgetting a document writes, in one transaction
+        written = [
+            knowledge.documents(channel),
+            knowledge.version(channel),
+            *(knowledge.passage(channel, "doc{1}", n) for n in (1, 2, 300)),
+        ]
+        slots = {key_slot(key.encode()) for key in written}
+        assert slots == {key_slot(keys.settings(channel).encode())}, written
+        for passage in written[2:]:
+            assert passage.startswith(knowledge.passages)  # the FT index's PREFIX

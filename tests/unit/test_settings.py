@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from adapters.redis_keys import RedisKeys
+from adapters.redis_knowledge import RedisKnowledge
 from bots.app import ConfigurationError, open_knowledge_store
 from bots.settings import Settings
 
@@ -113,9 +115,20 @@ def test_redis_is_a_cluster_or_behind_sentinels_and_its_prefix_has_no_hash_tag(
         Settings(_env_file=None)
 
 
-def test_the_knowledge_base_is_refused_on_a_cluster_rather_than_split_across_it(
+async def test_the_knowledge_base_opens_on_a_cluster_in_the_stores_partitions_with_numpy(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("OLLABOT_REDIS__CLUSTER", "true")
-    with pytest.raises(ConfigurationError, match="OLLABOT_KNOWLEDGE__ENABLED=false"):
+    monkeypatch.setenv("OLLABOT_REDIS__PARTITIONS", "64")
+    store = open_knowledge_store(Settings(_env_file=None))
+    try:
+        assert isinstance(store, RedisKnowledge)
+        tag = RedisKeys("", 64).tagged(RedisKeys("", 64).partition("tg:42"))
+        assert store.keys.documents("tg:42") == f"ollabot:kb:docs:{tag}tg:42"
+        assert not await store.uses_index()  # asked of no server: a cluster's index sees one
+    finally:
+        await store.close()
+
+    monkeypatch.setenv("OLLABOT_KNOWLEDGE__INDEX", "on")
+    with pytest.raises(ConfigurationError, match="OLLABOT_KNOWLEDGE__INDEX=on"):
         open_knowledge_store(Settings(_env_file=None))
