@@ -70,6 +70,7 @@ def read_press(update: Update) -> ButtonPress | CallbackQuery | None:
         command_prefix="/",
         reply_to=reply_to,
         language=presser.language_code or "",
+        stops=press.reply if press.verb == STOP else "",
     )
     return ButtonPress(
         query_id=query.id,

@@ -43,12 +43,15 @@ async def test_stop_closes_the_model_stream_within_a_second_and_offers_retry(
     await fake_slack.deliver("events_api", fake_slack.user_message("tell me a story"))
     await fake_ollama.wait_for_chat(1)
     writing = await wait_for_button(fake_slack, DM_CHANNEL, "ollabot_stop")
-    assert writing.button() == {
+    button = dict(writing.button() or {})
+    value = json.loads(button.pop("value"))
+    assert button == {
         "type": "button",
         "action_id": "ollabot_stop",
         "text": {"type": "plain_text", "text": "Stop"},
-        "value": f'{{"thread": "", "author": "{ALICE}"}}',
     }
+    assert value == {"thread": "", "author": ALICE, "reply": value["reply"]}
+    assert len(value["reply"]) == 6, "the reply it stops"
 
     envelope = await fake_slack.deliver("interactive", fake_slack.press(writing, ALICE))
     assert await fake_slack.wait_for_ack(envelope) < 1.0
