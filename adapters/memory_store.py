@@ -40,6 +40,9 @@ V = TypeVar("V")
 
 Clock = Callable[[], float]
 
+ANY_REPLY = "*"  # a stop asked without naming the reply: whatever is being written stops
+STOP_TTL_S = 30.0
+
 
 class Expiring(Generic[K, V]):
     """A dict whose entries may carry a deadline, after which they are gone."""
@@ -146,7 +149,8 @@ class MemoryStore:
         self.dead_letters: list[DeadLetter] = []
         self._clock = clock
         self._default_preset = default_preset
-        self._stops: Expiring[str, bool] = Expiring(clock)
+        self._stops: Expiring[str, str] = Expiring(clock)  # the reply_tag to stop, or ANY
+        self._writing: Expiring[str, str] = Expiring(clock)  # the reply_tag of the lease holder
         self._usage: dict[tuple[str, str], dict[str, float]] = {}
         self._rate_per_minute = max(1, rate_per_minute)
         self._max_backlog = max(1, max_backlog)
@@ -337,6 +341,7 @@ class MemoryStore:
             if state is not TurnState.READY:
                 return ConversationContext(ChannelSettings(), (), 0, state=state)
             self._locks.put(message.conversation, owner, lease_ms / 1000)
+            self._writing.put(message.conversation, message.reply_tag, lease_ms / 1000)
         conversation = self._conversations.get(message.conversation) or _Conversation()
         newest = conversation.turns[-max_turns:] if max_turns > 0 else []
         return ConversationContext(
@@ -379,21 +384,27 @@ class MemoryStore:
             self._locks.pop(message.conversation)
         return reply
 
-    async def request_stop(self, channel: str, conversation: str) -> bool:
-        """Ask the conversation's lease holder to stop; False when nobody holds it."""
+    async def request_stop(self, channel: str, conversation: str, reply: str = "") -> bool:
+        """Ask the conversation's lease holder to stop (only if it writes ``reply``, when
+        given); False when nobody holds the lease or it writes another reply."""
         if self._locks.get(conversation) is None:
             return False
-        self._stops.put(conversation, True, 30.0)
+        if reply and self._writing.get(conversation) != reply:
+            return False
+        self._stops.put(conversation, reply or ANY_REPLY, STOP_TTL_S)
         return True
 
     async def keep_lease(self, channel: str, conversation: str, owner: str, ttl_ms: int) -> bool:
-        """Renew ``owner``'s lease; True, once, when a stop was asked for meanwhile."""
+        """Renew ``owner``'s lease; True, once, when a stop of its reply was asked for
+        meanwhile (a stop meant for a reply that has ended since is dropped)."""
         if self._locks.get(conversation) != owner:
             return False
         self._locks.put(conversation, owner, ttl_ms / 1000)
-        stop = bool(self._stops.get(conversation))
+        writing = self._writing.get(conversation) or ""
+        self._writing.put(conversation, writing, ttl_ms / 1000)
+        asked = self._stops.get(conversation)
         self._stops.pop(conversation)
-        return stop
+        return asked in (ANY_REPLY, writing)
 
     async def charge(self, message: IncomingMessage, day: str, gpu_s: float) -> None:
         """Add a reply's GPU seconds to its author's and its channel's use on ``day``."""

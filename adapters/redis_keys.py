@@ -20,7 +20,9 @@ Under ``prefix``, with ``P`` = ``{pN}`` of the message's channel:
     P:convmeta:{conversation}        hash: window_start
     P:order:{conversation}           hash: arrived (last seq given), done (last seq answered)
     P:lock:{conversation}            the lease: owner (the worker instance), SET PX
-    P:stop:{conversation}            a stop asked of the lease holder
+    P:stop:{conversation}            a stop asked of the lease holder: the tag of the reply
+                                     to stop, or ``*`` for whatever it writes
+    P:writing:{conversation}         the tag of the reply the lease holder writes
     P:backlog:{platform}:{channel}:{author}
                                      how many of the author's messages in the channel wait
     P:channel:{channel}              channel settings (no TTL)
@@ -112,6 +114,9 @@ class RedisKeys:
     def stop(self, channel: str, conversation: str) -> str:
         return f"{self._of(channel)}stop:{conversation}"
 
+    def writing(self, channel: str, conversation: str) -> str:
+        return f"{self._of(channel)}writing:{conversation}"
+
     def settings(self, channel: str) -> str:
         return f"{self._of(channel)}channel:{channel}"
 
@@ -168,6 +173,7 @@ class RedisKeys:
             self.lock(c, conversation),
             self.order(c, conversation),
             self.handle(message),
+            self.writing(c, conversation),
         ]
 
     def complete(self, message: IncomingMessage) -> list[str]:
@@ -181,7 +187,11 @@ class RedisKeys:
 
     def lease(self, channel: str, conversation: str) -> list[str]:
         """REQUEST_STOP's and KEEP_LEASE's keys."""
-        return [self.lock(channel, conversation), self.stop(channel, conversation)]
+        return [
+            self.lock(channel, conversation),
+            self.stop(channel, conversation),
+            self.writing(channel, conversation),
+        ]
 
     def usage(self, message: IncomingMessage, day: str) -> list[str]:
         """The author's, the channel's and the top authors' use on ``day``."""

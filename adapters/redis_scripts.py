@@ -95,9 +95,9 @@ end
 return 0
 """
 
-# KEYS: channel, conv, convmeta, answered, lock, order, handle.
+# KEYS: channel, conv, convmeta, answered, lock, order, handle, writing.
 # ARGV: max turns, owner ('' = take no lease, keep no order: an urgent command), lease ms,
-#       seq, skip order ('1' or '0').
+#       seq, skip order ('1' or '0'), the reply's tag (which a Stop button names).
 # Returns {2, reply, handle} when the message was answered already (nothing taken),
 # {0} when another owner holds the lease, {-1} when an earlier message is not done,
 # else takes the lease and returns {1, settings, turns, window_start, handle}.
@@ -113,6 +113,7 @@ if ARGV[2] ~= '' then
     if tonumber(redis.call('HGET', KEYS[6], 'done') or '0') < seq - 1 then return {-1} end
   end
   redis.call('SET', KEYS[5], ARGV[2], 'PX', ARGV[3])
+  redis.call('SET', KEYS[8], ARGV[6], 'PX', ARGV[3])
 end
 local window_start = tonumber(redis.call('HGET', KEYS[3], 'window_start') or '0')
 local length = redis.call('LLEN', KEYS[2])
@@ -165,19 +166,27 @@ redis.call('XDEL', KEYS[1], ARGV[2])
 return 1
 """
 
-# KEYS: lock, stop. ARGV: stop ttl ms. Asks the lease holder to stop; 0 when there is none.
+# KEYS: lock, stop, writing. ARGV: stop ttl ms, reply ('' = whatever is being written).
+# Asks the lease holder to stop; 0 when there is none, or when it writes another reply.
 REQUEST_STOP = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
+if ARGV[2] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[2] then return 0 end
+local reply = ARGV[2]
+if reply == '' then reply = '*' end
+redis.call('SET', KEYS[2], reply, 'PX', ARGV[1])
 return 1
 """
 
-# KEYS: lock, stop. ARGV: owner, lease ms. Renews the owner's lease; 1 (once) when a stop was
-# asked for meanwhile.
+# KEYS: lock, stop, writing. ARGV: owner, lease ms. Renews the owner's lease; 1 (once) when a
+# stop of its reply was asked for meanwhile (one asked of a reply that has ended is dropped).
 KEEP_LEASE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-if redis.call('DEL', KEYS[2]) == 1 then return 1 end
+redis.call('PEXPIRE', KEYS[3], ARGV[2])
+local asked = redis.call('GET', KEYS[2])
+if not asked then return 0 end
+redis.call('DEL', KEYS[2])
+if asked == '*' or asked == redis.call('GET', KEYS[3]) then return 1 end
 return 0
 """
 

@@ -740,6 +740,7 @@ class RedisStore:
             max(lease_ms, 1),
             entry.seq,
             int(skip_order),
+            entry.message.reply_tag,
         ]
         reply = await self._eval(LOAD_CONTEXT, len(keys), *keys, *args)
         status = int(reply[0])
@@ -791,16 +792,18 @@ class RedisStore:
     # Stopping a reply
 
     @translated
-    async def request_stop(self, channel: str, conversation: str) -> bool:
-        """Ask the conversation's lease holder to stop; False when nobody holds it."""
+    async def request_stop(self, channel: str, conversation: str, reply: str = "") -> bool:
+        """Ask the conversation's lease holder to stop (only if it writes ``reply``, when
+        given); False when nobody holds the lease or it writes another reply."""
         keys = self.keys.lease(channel, conversation)
-        return bool(await self._eval(REQUEST_STOP, 2, *keys, STOP_TTL_MS))
+        return bool(await self._eval(REQUEST_STOP, len(keys), *keys, STOP_TTL_MS, reply))
 
     @translated
     async def keep_lease(self, channel: str, conversation: str, owner: str, ttl_ms: int) -> bool:
-        """Renew ``owner``'s lease; True, once, when a stop was asked for meanwhile."""
+        """Renew ``owner``'s lease; True, once, when a stop of its reply was asked for
+        meanwhile (a stop meant for a reply that has ended since is dropped)."""
         keys = self.keys.lease(channel, conversation)
-        return bool(await self._eval(KEEP_LEASE, 2, *keys, owner, ttl_ms))
+        return bool(await self._eval(KEEP_LEASE, len(keys), *keys, owner, ttl_ms))
 
     # GPU time
 

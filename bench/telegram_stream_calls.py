@@ -38,7 +38,7 @@ async def stream(
     """One reply: ``tokens`` words at ``rate`` a second, then the final text."""
     group = chat["type"] != "private"
     reply_to = {"chat_id": str(chat["id"]), "group": "1" if group else ""}
-    controls = Controls(str(ALICE["id"]), f"tg:{chat['id']}")
+    controls = Controls(str(ALICE["id"]), f"tg:{chat['id']}", reply="bench1")
     sink = TelegramSink(api, pacers, reply_to, controls, drafts)
     await sink.begin()
     text, started = "", time.monotonic()

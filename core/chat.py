@@ -182,7 +182,8 @@ class ChatService:
         context = await self._store.load_context(entry, 0, "", 0, skip_order=True)
         if context.answered is not None:
             return Handled(TurnState.READY, context.answered)
-        asked = await self._store.request_stop(entry.message.channel, entry.message.conversation)
+        message = entry.message
+        asked = await self._store.request_stop(message.channel, message.conversation, message.stops)
         reply = self._to_deliver(_(STOPPING if asked else NOTHING_TO_STOP))
         return Handled(TurnState.READY, await self._stored(entry, None, reply, ""))
 

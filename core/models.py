@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, NamedTuple
@@ -69,6 +71,16 @@ class IncomingMessage:
     # replying to a document carries the document in ``attachments``.
     replied_text: str = ""
     replied_link: str = ""
+    # A press of the Stop button under a reply: that reply's ``reply_tag``, so a late press
+    # stops nothing else. Empty for a typed ``stop``: whatever is being written stops.
+    stops: str = ""
+
+    @property
+    def reply_tag(self) -> str:
+        """A short name (six characters) of the reply to this message, which its Stop
+        button carries (Telegram allows a button 64 bytes of data)."""
+        digest = hashlib.blake2b(f"{self.platform}:{self.message_id}".encode(), digest_size=4)
+        return base64.urlsafe_b64encode(digest.digest()).decode().rstrip("=")
 
 
 @dataclass(frozen=True, slots=True)

@@ -220,12 +220,14 @@ class ConversationStore(Protocol):
     async def save_handle(self, message: IncomingMessage, handle: dict[str, str]) -> None:
         """Remember where this message's reply is shown, for a successor to finish it."""
 
-    async def request_stop(self, channel: str, conversation: str) -> bool:
-        """Ask whoever is answering in ``conversation`` to stop; False when nobody is."""
+    async def request_stop(self, channel: str, conversation: str, reply: str = "") -> bool:
+        """Ask whoever is answering in ``conversation`` to stop; False when nobody is. With
+        ``reply`` (a message's ``reply_tag``), only when that message is being answered."""
         ...
 
     async def keep_lease(self, channel: str, conversation: str, owner: str, ttl_ms: int) -> bool:
-        """Renew ``owner``'s lease; True (once) when a stop was asked for meanwhile."""
+        """Renew ``owner``'s lease; True (once) when a stop of its reply was asked for
+        meanwhile (the lease taken by ``load_context`` knows which reply it writes)."""
         ...
 
     async def charge(self, message: IncomingMessage, day: str, gpu_s: float) -> None:

@@ -3,7 +3,8 @@ above them, when the channel shows it, a thinking model's reasoning in a context
 
 A reply being written shows Stop; a finished one (stopped or not) shows Retry. A button's
 value names the thread and the person whose question the reply answers, so that a press
-can be checked and turned into a command (``adapters.slack.buttons``).
+can be checked and turned into a command (``adapters.slack.buttons``); Stop's also names the
+reply (its question's ``reply_tag``), so that a late press stops no newer reply.
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ REASONING_MARK = "💭 "
 
 
 def reply_blocks(
-    mrkdwn: str, action: str | None, thread_ts: str, author: str, reasoning: str = ""
+    mrkdwn: str,
+    action: str | None,
+    thread_ts: str,
+    author: str,
+    reasoning: str = "",
+    reply: str = "",
 ) -> list[dict[str, Any]]:
     """The message as blocks: the ``reasoning`` if any, its text in sections, then the
     button ``action`` if any."""
@@ -38,7 +44,7 @@ def reply_blocks(
         if part
     ]
     if action is not None:
-        blocks.append(button_block(action, thread_ts, author))
+        blocks.append(button_block(action, thread_ts, author, reply))
     return blocks
 
 
@@ -48,20 +54,24 @@ def reasoning_block(reasoning: str) -> dict[str, Any]:
     return {"type": "context", "elements": [{"type": "plain_text", "text": note}]}
 
 
-def private_stop_blocks(thread_ts: str, author: str) -> list[dict[str, Any]]:
+def private_stop_blocks(thread_ts: str, author: str, reply: str) -> list[dict[str, Any]]:
     """For a reply Slack streams (its message cannot carry buttons until it ends): the Stop
     button in a message only the asker sees."""
     section = {"type": "section", "text": {"type": "mrkdwn", "text": f"_{_(WRITING)}_"}}
-    return [section, button_block(STOP_ACTION, thread_ts, author)]
+    return [section, button_block(STOP_ACTION, thread_ts, author, reply)]
 
 
-def button_block(action: str, thread_ts: str, author: str) -> dict[str, Any]:
-    """An actions block with one button; its label is in the language spoken now."""
+def button_block(action: str, thread_ts: str, author: str, reply: str = "") -> dict[str, Any]:
+    """An actions block with one button; its label is in the language spoken now. Stop
+    names ``reply``, the tag of the reply it stops."""
     label = STOP_LABEL if action == STOP_ACTION else RETRY_LABEL
+    value = {"thread": thread_ts, "author": author}
+    if action == STOP_ACTION and reply:
+        value["reply"] = reply
     button = {
         "type": "button",
         "action_id": action,
         "text": {"type": "plain_text", "text": _(label)},
-        "value": json.dumps({"thread": thread_ts, "author": author}),
+        "value": json.dumps(value),
     }
     return {"type": "actions", "elements": [button]}

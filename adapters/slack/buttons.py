@@ -3,6 +3,8 @@
 A press becomes the same ``stop`` or ``retry`` command ``/ollabot`` would give, from the
 presser, for the conversation the pressed message is in, so it takes the inbox path of
 every other command (``stop`` is acted on at once; ``retry`` replaces the last answer).
+A Stop stops only the reply it was shown with: pressed late, while a newer reply is written,
+it stops nothing.
 Only the person who asked or an admin may press: anyone else is told so, privately, and
 nothing changes. Slack hears back at once; the check and the inbox write follow.
 """
@@ -43,6 +45,7 @@ class Press:
     presser: str
     presser_name: str
     trigger_id: str
+    reply: str = ""  # Stop's: the tag of the reply it stops (none on buttons of old)
 
 
 def read_press(body: dict[str, Any], default_team: str) -> Press:
@@ -60,6 +63,7 @@ def read_press(body: dict[str, Any], default_team: str) -> Press:
         presser=str(user["id"]),
         presser_name=str(user.get("username") or user.get("name") or user["id"]),
         trigger_id=str(body["trigger_id"]),
+        reply=str(value.get("reply") or ""),
     )
 
 
@@ -80,6 +84,7 @@ def message_from_press(press: Press, prefix: str, is_admin: bool) -> IncomingMes
         is_command=True,
         command_prefix=f"{prefix} ",
         reply_to=reply_to.to_reply_to(),
+        stops=press.reply if press.command == "stop" else "",
     )
 
 

@@ -103,7 +103,9 @@ class SlackSinks:
         if address.kind == EPHEMERAL:
             return EphemeralSink(self._client, address, self.cooldowns)
         stream = self._stream(message, address)
-        return ThreadReplySink(self._client, address, self.cooldowns, self._pace, stream)
+        return ThreadReplySink(
+            self._client, address, self.cooldowns, self._pace, stream, message.reply_tag
+        )
 
     def _stream(self, message: IncomingMessage, address: SlackAddress) -> NativeStream | None:
         """Slack's own streaming, for a reply in a thread while the workspace allows it."""
@@ -144,9 +146,11 @@ class ThreadReplySink:
         cooldowns: ChannelCooldowns,
         pace: Pace,
         stream: NativeStream | None = None,
+        reply_tag: str = "",
     ) -> None:
         self._client = client
         self._to = address
+        self._reply_tag = reply_tag  # what Stop names: a late press stops no newer reply
         self._cooldowns = cooldowns
         self._pace = pace
         self._ts: str | None = None
@@ -197,7 +201,7 @@ class ThreadReplySink:
                 user=self._to.user,
                 thread_ts=self._to.thread_ts,
                 text=_(WRITING),
-                blocks=private_stop_blocks(self._to.thread_ts, self._to.user),
+                blocks=private_stop_blocks(self._to.thread_ts, self._to.user, self._reply_tag),
             )
 
     async def status(self, text: str) -> None:
@@ -258,8 +262,11 @@ class ThreadReplySink:
             self._left_open = False
         if not self._streaming or self._stream is None:
             return False
+        to = self._to
         blocks = (
-            None if button is None else [button_block(button, self._to.thread_ts, self._to.user)]
+            None
+            if button is None
+            else [button_block(button, to.thread_ts, to.user, self._reply_tag)]
         )
         ended = await self._stream.stop(markdown, blocks)
         self._streaming = False
@@ -327,7 +334,8 @@ class ThreadReplySink:
         self._shown_button, self._shown_reasoning = button, reasoning
 
     def _blocks(self, text: str, button: str | None, reasoning: str) -> list[dict[str, Any]]:
-        return reply_blocks(text, button, self._to.thread_ts, self._to.user, reasoning)
+        to = self._to
+        return reply_blocks(text, button, to.thread_ts, to.user, reasoning, self._reply_tag)
 
     def _skip_preview(self, error: SlackApiError) -> None:
         wait = retry_after_s(error)

@@ -36,7 +36,13 @@ from adapters.telegram.drafts import DraftSupport
 from adapters.telegram.files import TelegramFiles, file_base_url
 from adapters.telegram.inbound import BotIdentity, is_admin_command, translate
 from adapters.telegram.pacing import BotBudget, Limits, LocalBudget, Pacers
-from adapters.telegram.presses import ButtonPress, from_button, read_press
+from adapters.telegram.presses import (
+    ButtonPress,
+    PressAnswer,
+    answer_press,
+    from_button,
+    read_press,
+)
 from adapters.telegram.receive import (
     ALLOWED_UPDATES,
     Lease,
@@ -47,11 +53,11 @@ from adapters.telegram.receive import (
 )
 from adapters.telegram.request import AiohttpRequest, BotApi
 from adapters.telegram.sink import TelegramSink
-from core.chat import NOTHING_TO_STOP, STOPPING
+from core.chat import NOTHING_TO_STOP
 from core.errors import DeliveryError, RateLimited, StoreFull, StoreUnavailable
 from core.i18n import N_, Translations, only_english
 from core.models import Admission, IncomingMessage
-from core.ports import Inbox, NullSink, ReplySink
+from core.ports import Inbox, ReplySink
 
 log = logging.getLogger("ollabot.telegram")
 STOP_RECEIVING_S = 5.0  # for a lease check under way to end (bounded by Redis's timeout)
@@ -134,7 +140,7 @@ class TelegramPlatform:
         """The ``SinkFactory``: a sink built from the message alone (its ``reply_to``, and
         whether its answer gets buttons)."""
         if from_button(message) and message.text == STOP:
-            return NullSink()  # the press was answered on the button: "Stopping the reply."
+            return PressAnswer(self._api, message)
         controls = controls_for(message)
         return TelegramSink(self._api, self._pacers, message.reply_to, controls, self._drafts)
 
@@ -212,16 +218,17 @@ class TelegramPlatform:
             await self._tell(incoming, RateLimited.notice)
 
     async def _receive_press(self, update: Update) -> None:
-        """Answer a button press at once (the app shows a spinner until then), then queue the
-        command it stands for, unless it is refused or there is nothing left to stop."""
+        """Answer a button press (the app shows a spinner until then) and queue the command
+        it stands for, unless it is refused or there is nothing left to stop. An allowed
+        Stop is answered once the store has said whether its reply is still being written."""
         pressed = read_press(update)
         if not isinstance(pressed, ButtonPress):
             if pressed is not None:  # not one of our buttons: only end the spinner
                 await self._answer_press(pressed.id, "", "")
             return
         refusal = await self._press_refusal(pressed)
-        acknowledgement = STOPPING if pressed.press.verb == STOP else ""
-        await self._answer_press(pressed.query_id, refusal or acknowledgement, pressed.language)
+        if refusal is not None or pressed.press.verb != STOP:
+            await self._answer_press(pressed.query_id, refusal or "", pressed.language)
         if refusal is None:
             await self._enqueue(pressed.incoming)
 
@@ -237,10 +244,7 @@ class TelegramPlatform:
 
     async def _answer_press(self, query_id: str, text: str, language: str) -> None:
         shown = self._translations(language).gettext(text) if text else None
-        try:
-            await self._api.call("answerCallbackQuery", callback_query_id=query_id, text=shown)
-        except TelegramError as error:  # too late (a redelivered update): nothing to end
-            log.info("could not answer a button press: %s", error)
+        await answer_press(self._api, query_id, shown)
 
     async def set_aside(self, raw: object, reason: str) -> None:
         """Keep an update that cannot be read or stored as a dead letter; log it once."""

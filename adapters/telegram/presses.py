@@ -3,20 +3,27 @@
 A press becomes the command it stands for, typed by the presser in the conversation of the
 message the button is on, so it takes the same inbox path as ``/stop`` or ``/retry``. Whether
 it is allowed (the presser's rights, a Stop on a reply already finished) is the receiver's
-call; this module only reads the update.
+call. A Stop names the reply it stops, and only the store knows whether that reply is still
+being written: the answer to the stop command goes onto the button (``PressAnswer``).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from telegram import CallbackQuery, Message, Update
+from telegram.error import TelegramError
 
 from adapters.telegram.buttons import STOP, Press, shows
 from adapters.telegram.inbound import PLATFORM
+from adapters.telegram.request import BotApi
 from core.models import IncomingMessage
+from core.ports import NullSink
 
-# Marks a command that came from a button: its answer was given on the button already.
+log = logging.getLogger("ollabot.telegram.presses")
+
+# Marks a command that came from a button, with the id of the press (its callback query).
 BUTTON = "button"
 
 
@@ -49,7 +56,7 @@ def read_press(update: Update) -> ButtonPress | CallbackQuery | None:
     topic = message.message_thread_id if message.is_topic_message else None
     conversation = f"tg:{chat.id}:{topic}" if topic else f"tg:{chat.id}"
     group = chat.type != "private"
-    reply_to = {"chat_id": str(chat.id), "group": "1" if group else "", BUTTON: "1"}
+    reply_to = {"chat_id": str(chat.id), "group": "1" if group else "", BUTTON: query.id}
     reply_to["author_id"] = press.author_id  # the question's: a Retry's answer stays theirs
     if topic:
         reply_to["thread_id"] = str(topic)
@@ -70,6 +77,7 @@ def read_press(update: Update) -> ButtonPress | CallbackQuery | None:
         command_prefix="/",
         reply_to=reply_to,
         language=presser.language_code or "",
+        stops=press.reply if press.verb == STOP else "",
     )
     return ButtonPress(
         query_id=query.id,
@@ -86,3 +94,26 @@ def read_press(update: Update) -> ButtonPress | CallbackQuery | None:
 
 def from_button(message: IncomingMessage) -> bool:
     return bool(message.reply_to.get(BUTTON))
+
+
+async def answer_press(api: BotApi, query_id: str, text: str | None) -> None:
+    """End the press's spinner, showing ``text`` (already translated) if any."""
+    try:
+        await api.call("answerCallbackQuery", callback_query_id=query_id, text=text or None)
+    except TelegramError as error:  # too late (a redelivered update): nothing to end
+        log.info("could not answer a button press: %s", error)
+
+
+class PressAnswer(NullSink):
+    """The sink of a Stop press: the answer (stopping, or nothing to stop) is shown on the
+    pressed button, not in the chat."""
+
+    def __init__(self, api: BotApi, message: IncomingMessage) -> None:
+        self._api = api
+        self._query_id = message.reply_to[BUTTON]
+
+    async def finish(self, text: str, *, reasoning: str = "") -> None:
+        await answer_press(self._api, self._query_id, text)
+
+    async def fail(self, notice: str) -> None:
+        await answer_press(self._api, self._query_id, notice)

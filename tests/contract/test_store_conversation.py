@@ -142,3 +142,36 @@ async def test_a_stored_reply_keeps_its_reasoning_for_the_delivery_and_not_the_h
     assert again.answered == reply
     history = (await context_for(store, incoming("2"))).history
     assert [turn.content for turn in history] == ["2+2?", "4"]
+
+
+async def test_a_stop_naming_a_reply_stops_only_that_reply_while_a_bare_one_stops_any(
+    store: Store,
+) -> None:
+    first, second = incoming("1", "say one thing"), incoming("2", "say another")
+    await answer(store, first, "one thing")
+    [entry] = await arrive(store, second)
+    await store.load_context(entry, 10, OWNER, LEASE_MS)
+    lease = ("tg:42", "tg:42", OWNER, LEASE_MS)
+
+    assert not await store.request_stop("tg:42", "tg:42", first.reply_tag), "that one ended"
+    assert not await store.keep_lease(*lease)
+    assert await store.request_stop("tg:42", "tg:42", second.reply_tag)
+    assert await store.keep_lease(*lease)
+    assert not await store.keep_lease(*lease), "a stop is seen once"
+    assert await store.request_stop("tg:42", "tg:42")
+    assert await store.keep_lease(*lease)
+
+
+async def test_a_stop_asked_of_a_reply_that_ended_meanwhile_does_not_stop_the_next(
+    store: Store,
+) -> None:
+    first, second = incoming("1", "say one thing"), incoming("2", "say another")
+    [entry] = await arrive(store, first)
+    await store.load_context(entry, 10, OWNER, LEASE_MS)
+    assert await store.request_stop("tg:42", "tg:42", first.reply_tag)
+    await store.complete(entry, None, StoredReply("one thing"), OWNER)
+    await store.acknowledge(entry)
+
+    [entry] = await arrive(store, second)
+    await store.load_context(entry, 10, OWNER, LEASE_MS)
+    assert not await store.keep_lease("tg:42", "tg:42", OWNER, LEASE_MS)

@@ -51,6 +51,7 @@ async def test_every_key_expires_but_the_inbox_and_the_channel_settings(
         k.bucket(message): 61,  # by then the bucket is full: as good as none
         k.told(message): 60,
         k.instance("worker-1"): 10,
+        k.writing("tg:42", "tg:42"): 30,  # the lease's reply: asked of only while it is held
     }
     kept = {*k.inboxes("telegram"), k.settings("tg:42"), k.audit("tg:42"), k.layout}
     assert set(ttls) == kept | set(expiring)

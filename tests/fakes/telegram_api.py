@@ -191,10 +191,17 @@ class FakeTelegram:
             if c == chat_id and (thread_id is None or m.get("message_thread_id") == thread_id)
         ]
 
-    def press(self, user: dict[str, Any], message: dict[str, Any], data: str) -> str:
+    def press(
+        self,
+        user: dict[str, Any],
+        message: dict[str, Any],
+        data: str,
+        shown: dict[str, Any] | None = None,
+    ) -> str:
         """``user`` presses the inline button with ``data`` under the bot's ``message`` (as
-        it is now); returns the callback query's id."""
-        current = self.messages[(message["chat"]["id"], message["message_id"])]
+        it is now, or as ``shown``: an edit of it that was lost); returns the callback
+        query's id."""
+        current = shown or self.messages[(message["chat"]["id"], message["message_id"])]
         self._next_query += 1
         query_id = str(self._next_query)
         self._queries.add(query_id)

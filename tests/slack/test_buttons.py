@@ -43,12 +43,15 @@ async def test_stop_closes_the_model_stream_within_a_second_and_offers_retry(
     await fake_slack.deliver("events_api", fake_slack.user_message("tell me a story"))
     await fake_ollama.wait_for_chat(1)
     writing = await wait_for_button(fake_slack, DM_CHANNEL, "ollabot_stop")
-    assert writing.button() == {
+    button = dict(writing.button() or {})
+    value = json.loads(button.pop("value"))
+    assert button == {
         "type": "button",
         "action_id": "ollabot_stop",
         "text": {"type": "plain_text", "text": "Stop"},
-        "value": f'{{"thread": "", "author": "{ALICE}"}}',
     }
+    assert value == {"thread": "", "author": ALICE, "reply": value["reply"]}
+    assert len(value["reply"]) == 6, "the reply it stops"
 
     envelope = await fake_slack.deliver("interactive", fake_slack.press(writing, ALICE))
     assert await fake_slack.wait_for_ack(envelope) < 1.0
@@ -164,3 +167,39 @@ async def test_a_spanish_asker_sees_spanish_buttons_and_notices(
     retry = stopped.button()
     assert stopped.text.endswith("(detenida)")
     assert retry is not None and retry["text"]["text"] == "Reintentar"
+
+
+async def test_a_late_stop_under_an_older_reply_leaves_the_newer_one_alone(
+    start_bot: StartBot, fake_slack: FakeSlack, fake_ollama: FakeOllama
+) -> None:
+    gate = asyncio.Event()
+    fake_ollama.script(
+        Reply(text="short answer", hold_gate=gate, hold_after=1),
+        Reply(text=STORY, chunks=12, hold_gate=asyncio.Event(), hold_after=3),
+    )
+    await start_bot()
+    await fake_slack.deliver("events_api", fake_slack.user_message("quick one"))
+    first = await wait_for_button(fake_slack, DM_CHANNEL, "ollabot_stop")
+    late_press = fake_slack.press(first, ALICE)  # on a screen that still shows the first Stop
+    gate.set()
+    await wait_for_button(fake_slack, DM_CHANNEL, "ollabot_retry")
+    await fake_slack.deliver("events_api", fake_slack.user_message("tell me a story"))
+    await fake_ollama.wait_for_chat(2)
+    second = await wait_for_button(fake_slack, DM_CHANNEL, "ollabot_stop")
+    assert second.ts != first.ts
+
+    await fake_slack.deliver("interactive", late_press)
+    await fake_slack.wait_until(lambda: bool(told(fake_slack, ALICE)))
+    assert told(fake_slack, ALICE) == ["Nothing is being written here right now."]
+    assert not fake_ollama.disconnected.is_set(), "the story goes on"
+
+    await fake_slack.deliver("interactive", fake_slack.press(second, ALICE))
+    async with asyncio.timeout(1.0):
+        await fake_ollama.disconnected.wait()
+    await fake_slack.wait_until(lambda: len(told(fake_slack, ALICE)) == 2)
+    assert told(fake_slack, ALICE)[1] == "Stopping the reply."
+    await fake_slack.wait_until(
+        lambda: getattr(showing(fake_slack, DM_CHANNEL, "ollabot_retry"), "ts", "") == second.ts
+    )
+    first_now, second_now = fake_slack.bot_messages(DM_CHANNEL)
+    assert first_now.text == "short answer" and second_now.text.endswith("(stopped)")

@@ -4,6 +4,8 @@ of an admin), answered on the button at once; anyone else's press changes nothin
 from __future__ import annotations
 
 import asyncio
+import copy
+from dataclasses import replace
 from typing import Any
 
 from adapters.i18n import Catalogues
@@ -16,11 +18,12 @@ from tests.fakes.telegram_api import (
     private_chat,
     supergroup,
 )
-from tests.telegram.conftest import StartBot
+from tests.telegram.conftest import TEST_LIMITS, StartBot
 
 LAB = supergroup()
 ALICE_CHAT = private_chat(ALICE)
 NOT_YOURS = "Only the person who asked, or an admin, can use these buttons."
+UNPACED = replace(TEST_LIMITS, group_per_minute=600_000)
 STORY = "Once upon a time there was a very long story that never ended"
 
 
@@ -70,6 +73,7 @@ async def test_stop_button_frees_the_model_and_the_reply_ends_stopped_with_retry
     [stopped] = in_chat(fake_telegram, LAB)
     assert stopped["text"].startswith("Once upon")
     assert list(buttons(stopped)) == ["Retry"], "Stop is gone, Retry takes its place"
+    await fake_telegram.wait_until(lambda: query in fake_telegram.callback_answers)
     assert fake_telegram.callback_answers[query].get("text") == "Stopping the reply."
     assert len(in_chat(fake_telegram, LAB)) == 1, "the press is answered on the button only"
 
@@ -175,4 +179,46 @@ async def test_button_labels_and_answers_speak_the_users_language(
     await fake_telegram.wait_until(
         lambda: "Reintentar" in buttons(in_chat(fake_telegram, LAB)[0]), timeout=5
     )
+    await fake_telegram.wait_until(lambda: query in fake_telegram.callback_answers)
     assert fake_telegram.callback_answers[query]["text"] == "Deteniendo la respuesta."
+
+
+async def test_a_late_stop_under_an_older_reply_leaves_the_newer_one_alone(
+    start_bot: StartBot, fake_telegram: FakeTelegram, fake_ollama: FakeOllama
+) -> None:
+    release = asyncio.Event()
+    fake_ollama.script(
+        Reply(text="a short answer", chunks=4, hold_gate=release, hold_after=2),
+        Reply(text=STORY, chunks=12, hold_gate=asyncio.Event(), hold_after=3),
+    )
+    await start_bot(limits=UNPACED)  # the story's first words come right after the answer
+    fake_telegram.push(message(LAB, ALICE, "@ollabot_bot say something"))
+    await fake_telegram.wait_until(
+        lambda: any(_data(m, "stop") for m in in_chat(fake_telegram, LAB))
+    )
+    first_writing = copy.deepcopy(in_chat(fake_telegram, LAB)[0])
+    release.set()
+    await fake_telegram.wait_until(lambda: bool(_answered(fake_telegram, LAB)))
+    fake_telegram.push(message(LAB, ALICE, "@ollabot_bot tell me a story"))
+    await fake_telegram.wait_until(lambda: bool(_data(in_chat(fake_telegram, LAB)[-1], "stop")))
+    first, second = in_chat(fake_telegram, LAB)
+
+    # The first reply's Stop, as the chat showed it had the edit to Retry been lost
+    late = fake_telegram.press(ALICE, first, buttons(first_writing)["Stop"], shown=first_writing)
+    await fake_telegram.wait_until(lambda: late in fake_telegram.callback_answers)
+    assert (
+        fake_telegram.callback_answers[late]["text"] == "Nothing is being written here right now."
+    )
+    assert not fake_ollama.disconnected.is_set(), "the story goes on"
+
+    query = fake_telegram.press(ALICE, second, buttons(second)["Stop"])
+    async with asyncio.timeout(1.5):
+        await fake_ollama.disconnected.wait()
+    await fake_telegram.wait_until(
+        lambda: (
+            in_chat(fake_telegram, LAB)[1]["text"].endswith("(stopped)")
+            and query in fake_telegram.callback_answers
+        )
+    )
+    assert fake_telegram.callback_answers[query]["text"] == "Stopping the reply."
+    assert in_chat(fake_telegram, LAB)[0]["text"] == "a short answer"

@@ -15,6 +15,7 @@ from adapters.telegram.buttons import DATA_LIMIT, Press
 from adapters.telegram.inbound import BotIdentity, strip_mention, translate
 from adapters.telegram.pacing import WINDOW_GUARD_S, ChatPacer, Limits, SendWindow
 from adapters.telegram.render import render, split_ranges
+from core.models import IncomingMessage
 from tests.fakes.telegram_api import TOKEN, utf16_len
 
 ME = BotIdentity(7012345678, "ollabot_bot")
@@ -205,9 +206,13 @@ def test_a_command_in_a_files_caption_is_read() -> None:
 
 
 def test_button_data_fits_telegrams_64_bytes_and_reads_back() -> None:
-    longest = Press("retry", str(2**53), f"tg:-100{2**52}:{2**31}")
-    assert len(longest.data.encode()) <= DATA_LIMIT
-    assert Press.read(longest.data) == longest
+    longest_retry = Press("retry", str(2**53), f"tg:-100{2**52}:{2**31}")
+    tag = IncomingMessage("telegram", str(2**53), "", "", "", "", "").reply_tag
+    longest_stop = Press("stop", str(2**53), f"tg:-100{2**52}:{2**31}", tag)
+    for longest in (longest_retry, longest_stop):
+        assert len(longest.data.encode()) <= DATA_LIMIT
+        assert Press.read(longest.data) == longest
+    assert Press.read("stop 1 tg:5") == Press("stop", "1", "tg:5", ""), "drawn before tags"
     for foreign in (None, "", "like 1 tg:5", "stop alice tg:5", "stop 1"):
         assert Press.read(foreign) is None
 
