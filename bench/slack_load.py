@@ -31,7 +31,6 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
 from pydantic import SecretStr
 
 from adapters.ollama_llm import OllamaLLM
@@ -155,14 +154,13 @@ async def run(threads: int, followups: int, rate: float, redis_url: str) -> None
         rate_per_minute=10**6,
         max_backlog=10**6,
     )
-    threads_client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     settings = SlackSettings(
         bot_token=SecretStr(BOT_TOKEN), app_token=SecretStr(APP_TOKEN), api_base_url=slack_url
     )
     llm = OllamaLLM(ollama_url)
     services = build_services(store, llm, ChatConfig(default_model="llama3.1:8b"), "bench")
     platform = SlackPlatform(
-        slack_config(settings), store, RedisThreadRegistry(threads_client, "bench:")
+        slack_config(settings), store, RedisThreadRegistry(store.client, "bench:")
     )
     worker = services.worker("slack", platform.sinks, slots=64)
     stop = asyncio.Event()
@@ -185,7 +183,6 @@ async def run(threads: int, followups: int, rate: float, redis_url: str) -> None
         await platform.aclose()
         await llm.close()
         await store.close()
-        await threads_client.aclose()
         parent.send("stop")
         fakes.join(10)
     report(result)
