@@ -6,6 +6,11 @@ with a small retry on lost connections, and one for the blocking inbox read, who
 timeout outlasts the longest block. Timeouts are never retried: a command that timed out may
 have run, and retrying would multiply the wait for a silent server.
 
+The ordinary client of one server (directly or through Sentinel) holds at most
+``max_connections`` connections; a command finding them all busy (a flood of events) waits
+for one to be released instead of failing, for at most the socket timeout, so that a silent
+server still fails within a bounded time.
+
 Through Sentinel every new connection asks the Sentinels where the primary is. A connection
 that meets a primary which cannot take writes any more is dropped and the call is run again
 after a short, growing pause (``after_failover``), a bounded number of times: every write of
@@ -26,9 +31,9 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.connection import parse_url
+from redis.asyncio.connection import BlockingConnectionPool, parse_url
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import EqualJitterBackoff, ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, RedisClusterException, ResponseError
@@ -45,6 +50,20 @@ RedisClient = aioredis.Redis | RedisCluster
 FAILOVER_RETRIES = 7
 FAILOVER_BACKOFF = EqualJitterBackoff(cap=1.0, base=0.05)
 FAILOVER_CODES = ("NOREPLICAS", "UNBLOCKED")
+
+# Connections of one ordinary client at most (redis-py's own default size).
+MAX_CONNECTIONS = 100
+
+
+class SentinelBlockingConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
+    """The primary's pool as the Sentinels name it, waiting for a free connection when all
+    are busy (redis-py offers the two behaviours separately)."""
+
+
+def waiting_pool(max_connections: int, socket_timeout_s: float) -> dict[str, Any]:
+    """Options of a pool that lends at most ``max_connections`` connections and waits up to
+    the socket timeout for one to come back."""
+    return {"max_connections": max_connections, "timeout": socket_timeout_s}
 
 
 def client_options(
@@ -72,11 +91,18 @@ def client_options(
 
 
 def clients_from_url(
-    url: str, socket_timeout_s: float, block_ms: int, decode: bool = True
+    url: str,
+    socket_timeout_s: float,
+    block_ms: int,
+    decode: bool = True,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> tuple[aioredis.Redis, aioredis.Redis]:
     """The ordinary and the blocking client of the server at ``url`` (connecting lazily)."""
     ordinary, blocking = client_options(socket_timeout_s, block_ms, decode)
-    return aioredis.Redis.from_url(url, **ordinary), aioredis.Redis.from_url(url, **blocking)
+    pool = BlockingConnectionPool.from_url(
+        url, **waiting_pool(max_connections, socket_timeout_s), **ordinary
+    )
+    return aioredis.Redis.from_pool(pool), aioredis.Redis.from_url(url, **blocking)
 
 
 class StreamCluster(RedisCluster):
@@ -96,11 +122,18 @@ class StreamCluster(RedisCluster):
 
 
 def clients_from_cluster(
-    url: str, socket_timeout_s: float, block_ms: int, decode: bool = True
+    url: str,
+    socket_timeout_s: float,
+    block_ms: int,
+    decode: bool = True,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> tuple[RedisCluster, RedisCluster]:
-    """The ordinary and the blocking client of the cluster that ``url``'s node belongs to."""
+    """The ordinary and the blocking client of the cluster that ``url``'s node belongs to;
+    the ordinary one holds at most ``max_connections`` to each node (redis-py's cluster
+    client cannot wait for a free one: a command finding all busy fails)."""
     ordinary, blocking = client_options(socket_timeout_s, block_ms, decode)
     ordinary["retry"] = Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.05), retries=3)
+    ordinary["max_connections"] = max_connections
     return RedisCluster.from_url(url, **ordinary), StreamCluster.from_url(url, **blocking)
 
 
@@ -111,6 +144,7 @@ def clients_from_sentinels(
     socket_timeout_s: float,
     block_ms: int,
     decode: bool = True,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> tuple[aioredis.Redis, aioredis.Redis, Sentinel]:
     """The ordinary and the blocking client of ``service``'s primary as the Sentinels name it,
     and the Sentinel client (to close). Of ``url`` only the database, user name and password
@@ -127,7 +161,13 @@ def clients_from_sentinels(
         },
     )
     return (
-        sentinel.master_for(service, **auth, **ordinary),
+        sentinel.master_for(
+            service,
+            connection_pool_class=SentinelBlockingConnectionPool,
+            **waiting_pool(max_connections, socket_timeout_s),
+            **auth,
+            **ordinary,
+        ),
         sentinel.master_for(service, **auth, **blocking),
         sentinel,
     )

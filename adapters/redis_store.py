@@ -38,6 +38,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.typing import EncodableT, FieldT
 
 from adapters.redis_connect import (
+    MAX_CONNECTIONS,
     RedisClient,
     after_failover,
     clients_from_cluster,
@@ -225,11 +226,21 @@ class RedisStore:
         self._on_dead_letter = on_dead_letter
 
     @classmethod
-    def from_url(cls, url: str, *, socket_timeout_s: float = 2.0, **kwargs: Any) -> RedisStore:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        socket_timeout_s: float = 2.0,
+        max_connections: int = MAX_CONNECTIONS,
+        **kwargs: Any,
+    ) -> RedisStore:
         """Connect lazily to ``url`` with bounded timeouts and a small retry on lost
-        connections (never on timeouts)."""
+        connections (never on timeouts); at most ``max_connections`` commands at a time, the
+        others waiting their turn."""
         block_ms = int(kwargs.get("block_ms", 1000))
-        client, blocking = clients_from_url(url, socket_timeout_s, block_ms)
+        client, blocking = clients_from_url(
+            url, socket_timeout_s, block_ms, max_connections=max_connections
+        )
         return cls(client, blocking, **kwargs)
 
     @classmethod
@@ -240,21 +251,32 @@ class RedisStore:
         url: str,
         *,
         socket_timeout_s: float = 2.0,
+        max_connections: int = MAX_CONNECTIONS,
         **kwargs: Any,
     ) -> RedisStore:
         """Connect lazily to the primary of ``service`` that the ``sentinels`` name, with the
         database, user name and password of ``url`` (its host is not used)."""
         block_ms = int(kwargs.get("block_ms", 1000))
         client, blocking, sentinel = clients_from_sentinels(
-            sentinels, service, url, socket_timeout_s, block_ms
+            sentinels, service, url, socket_timeout_s, block_ms, max_connections=max_connections
         )
         return cls(client, blocking, sentinel=sentinel, **kwargs)
 
     @classmethod
-    def from_cluster(cls, url: str, *, socket_timeout_s: float = 2.0, **kwargs: Any) -> RedisStore:
-        """Connect lazily to the Redis Cluster that the node at ``url`` belongs to."""
+    def from_cluster(
+        cls,
+        url: str,
+        *,
+        socket_timeout_s: float = 2.0,
+        max_connections: int = MAX_CONNECTIONS,
+        **kwargs: Any,
+    ) -> RedisStore:
+        """Connect lazily to the Redis Cluster that the node at ``url`` belongs to, with at
+        most ``max_connections`` connections to each node."""
         block_ms = int(kwargs.get("block_ms", 1000))
-        client, blocking = clients_from_cluster(url, socket_timeout_s, block_ms)
+        client, blocking = clients_from_cluster(
+            url, socket_timeout_s, block_ms, max_connections=max_connections
+        )
         return cls(client, blocking, **kwargs)
 
     @property

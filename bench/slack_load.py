@@ -27,11 +27,11 @@ import statistics
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
 from pydantic import SecretStr
 
 from adapters.ollama_llm import OllamaLLM
@@ -77,6 +77,7 @@ async def offer(slack: FakeSlack, threads: int, followups: int, rate: float) -> 
     envelopes: list[Envelope] = []
     opened: dict[str, str] = {}  # channel -> ts of the mention that opened its thread
     for round_ in range(followups + 1):
+        first = len(envelopes)
         for n in range(threads):
             token = f"m{n:04d}r{round_}"
             tokens.append(token)
@@ -84,9 +85,8 @@ async def offer(slack: FakeSlack, threads: int, followups: int, rate: float) -> 
             envelopes += await deliver(slack, opened, f"C{n:010d}", token, redeliver)
             if rate:
                 await asyncio.sleep(1 / rate)  # the offered pace, not synchronisation
-        for envelope in envelopes[-threads:]:
-            with contextlib.suppress(TimeoutError):  # counted as unacknowledged below
-                await slack.wait_for_ack(envelope, 10)
+        with contextlib.suppress(TimeoutError):  # counted as unacknowledged below
+            await slack.wait_until(all_acknowledged(envelopes[first:]), 10)
     with contextlib.suppress(TimeoutError):  # lost replies are counted, not raised
         await slack.wait_until(lambda: all(token in answered(slack) for token in tokens), 120)
     calls = [c for c in slack.calls if c.method not in SETUP_METHODS]
@@ -117,6 +117,12 @@ async def deliver(
     if redeliver:
         sent.append(await slack.deliver("events_api", body, retry_attempt=1))
     return sent
+
+
+def all_acknowledged(envelopes: list[Envelope]) -> Callable[[], bool]:
+    """Whether every one of ``envelopes`` was acknowledged (one wait for a whole round: an
+    unacknowledged event then costs the round one timeout, not one each)."""
+    return lambda: all(envelope.acked_at is not None for envelope in envelopes)
 
 
 def answered(slack: FakeSlack) -> Counter[str]:
@@ -155,14 +161,13 @@ async def run(threads: int, followups: int, rate: float, redis_url: str) -> None
         rate_per_minute=10**6,
         max_backlog=10**6,
     )
-    threads_client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     settings = SlackSettings(
         bot_token=SecretStr(BOT_TOKEN), app_token=SecretStr(APP_TOKEN), api_base_url=slack_url
     )
     llm = OllamaLLM(ollama_url)
     services = build_services(store, llm, ChatConfig(default_model="llama3.1:8b"), "bench")
     platform = SlackPlatform(
-        slack_config(settings), store, RedisThreadRegistry(threads_client, "bench:")
+        slack_config(settings), store, RedisThreadRegistry(store.client, "bench:")
     )
     worker = services.worker("slack", platform.sinks, slots=64)
     stop = asyncio.Event()
@@ -185,7 +190,6 @@ async def run(threads: int, followups: int, rate: float, redis_url: str) -> None
         await platform.aclose()
         await llm.close()
         await store.close()
-        await threads_client.aclose()
         parent.send("stop")
         fakes.join(10)
     report(result)

@@ -57,6 +57,7 @@ def open_store(settings: Settings, on_dead_letter: Callable[[str], None] | None 
         return MemoryStore(**options)
     options |= {
         "socket_timeout_s": settings.redis.socket_timeout_s,
+        "max_connections": settings.redis.max_connections,
         "prefix": settings.redis.prefix,
         "partitions": settings.redis.partitions,
     }

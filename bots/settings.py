@@ -56,6 +56,7 @@ class RedisSettings(BaseModel):
     cluster: bool = False
     partitions: int = Field(16, ge=1, le=1024)
     socket_timeout_s: float = Field(2.0, gt=0)
+    max_connections: int = Field(100, ge=1)
     conversation_ttl_days: int = Field(30, ge=1)
     max_stored_turns: int = Field(1000, ge=10)
 

@@ -1,10 +1,13 @@
-"""Redis down or silent: every call fails fast with StoreUnavailable, and the store recovers."""
+"""Redis down or silent: every call fails fast with StoreUnavailable, and the store recovers.
+A burst of more calls than the store has connections is served whole, waiting its turn."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 import redis.asyncio
@@ -16,6 +19,7 @@ from core.models import (
     AuditEntry,
     ChannelSettings,
     InboxEntry,
+    IncomingMessage,
     Outcome,
     StoredReply,
     Turn,
@@ -56,6 +60,63 @@ async def private_store(redis_server: RedisServer) -> AsyncIterator[RedisStore]:
     store = RedisStore.from_url(redis_server.url, prefix="faults:", block_ms=200)
     yield store
     await store.close()
+
+
+SMALL_POOL = 5
+
+
+@pytest.fixture
+async def small_pool_store(redis_server: RedisServer) -> AsyncIterator[RedisStore]:
+    store = RedisStore.from_url(
+        redis_server.url, prefix="burst:", block_ms=200, max_connections=SMALL_POOL
+    )
+    yield store
+    await store.close()
+
+
+def from_user(n: int) -> IncomingMessage:
+    """Message ``n`` of a burst, each from its own user in its own chat (no rate limit)."""
+    chat = f"tg:{n}"
+    return incoming(str(n), conversation=chat, channel=chat, author_id=f"u{n}")
+
+
+async def inbox_ids(store: RedisStore, admin: redis.asyncio.Redis) -> list[str]:
+    """The message ids in every partition of the Telegram inbox, straight from Redis."""
+    ids: list[str] = []
+    for inbox in store.keys.inboxes("telegram"):
+        records: Any = await admin.xrange(inbox)
+        ids += [json.loads(fields[b"message"])["message_id"] for _, fields in records]
+    return ids
+
+
+async def test_a_burst_ten_times_the_pool_is_stored_whole_on_few_connections(
+    small_pool_store: RedisStore, redis_server: RedisServer
+) -> None:
+    burst = [from_user(n) for n in range(10 * SMALL_POOL)]
+
+    admissions = await asyncio.gather(*(small_pool_store.enqueue(m) for m in burst))
+
+    assert set(admissions) == {Admission.ACCEPTED}
+    async with redis.asyncio.Redis(port=redis_server.port) as admin:
+        assert sorted(await inbox_ids(small_pool_store, admin)) == sorted(
+            m.message_id for m in burst
+        )
+        clients = (await admin.info("clients"))["connected_clients"]
+        assert clients <= SMALL_POOL + 1, "the store's connections and this one at most"
+
+
+async def test_a_silent_redis_fails_callers_waiting_for_a_connection_within_seconds(
+    small_pool_store: RedisStore, redis_server: RedisServer
+) -> None:
+    await small_pool_store.ping()
+    redis_server.pause()
+    try:
+        calls = [from_user(n) for n in range(4 * SMALL_POOL)]
+        await asyncio.gather(*(fails_within(7, small_pool_store.enqueue(m)) for m in calls))
+    finally:
+        redis_server.resume()
+
+    assert await small_pool_store.enqueue(incoming("after")) is Admission.ACCEPTED
 
 
 async def fails_within(seconds: float, call: Awaitable[object]) -> float:

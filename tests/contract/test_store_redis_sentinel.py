@@ -95,6 +95,22 @@ async def test_the_store_works_through_sentinel_on_the_primarys_database(
         assert await primary.xlen(INBOX) == 0, "acknowledged and deleted"
 
 
+async def test_a_burst_beyond_the_pool_waits_for_connections_to_the_primary(
+    sentinel_group: SentinelGroup,
+) -> None:
+    settings = settings_for(sentinel_group)
+    settings.redis.max_connections = 5
+    store = open_store(settings)
+    burst = [incoming(str(n), f"burst {n}") for n in range(50)]
+    try:
+        admissions = await asyncio.gather(*(store.enqueue(message) for message in burst))
+    finally:
+        await store.close()
+
+    assert set(admissions) == {Admission.ACCEPTED}
+    assert await stored_ids(sentinel_group.primary) == {m.message_id for m in burst}
+
+
 async def replication_check(settings: Settings) -> Check | None:
     checks = [c for c in await check_redis(settings) if c.name == "redis replication"]
     return checks[0] if checks else None
