@@ -85,6 +85,16 @@ async def stop(process: Process) -> str:
     return err.decode()
 
 
+async def poller_and_survivor(
+    processes: list[Process], redis_url: str, key_prefix: str
+) -> tuple[Process, Process]:
+    """The two processes: the one polling getUpdates, then the other."""
+    pid = await poller_pid(redis_url, key_prefix)
+    [poller] = [p for p in processes if p.pid == pid]
+    [survivor] = [p for p in processes if p.pid != pid]
+    return poller, survivor
+
+
 async def poller_pid(redis_url: str, key_prefix: str) -> int:
     """The process holding the polling lease (its value is ``host:pid:nonce``)."""
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
@@ -149,9 +159,7 @@ async def test_when_the_poller_is_killed_the_other_process_takes_polling_over(
     key_prefix: str,
 ) -> None:
     processes = await start_processes("bot-a", "bot-b")
-    pid = await poller_pid(redis_url, key_prefix)
-    [poller] = [p for p in processes if p.pid == pid]
-    [survivor] = [p for p in processes if p.pid != pid]
+    poller, survivor = await poller_and_survivor(processes, redis_url, key_prefix)
     poller.kill()  # SIGKILL: the lease is not handed on, it lapses
     await poller.wait()
 
@@ -172,9 +180,7 @@ async def test_a_poller_stopped_cleanly_hands_the_lease_on_at_once(
     key_prefix: str,
 ) -> None:
     processes = await start_processes("bot-a", "bot-b")
-    pid = await poller_pid(redis_url, key_prefix)
-    [poller] = [p for p in processes if p.pid == pid]
-    [survivor] = [p for p in processes if p.pid != pid]
+    poller, survivor = await poller_and_survivor(processes, redis_url, key_prefix)
     await stop(poller)
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     try:
