@@ -17,7 +17,9 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -150,8 +152,21 @@ def translated(
                 _log_out_of_memory(error)
                 raise StoreFull() from error
             raise StoreUnavailable() from error
+        except AttributeError as error:
+            if not raised_inside_redis_py(error):
+                raise
+            raise StoreUnavailable() from error
 
     return wrapper
+
+
+def raised_inside_redis_py(error: BaseException) -> bool:
+    """Whether ``error`` was raised by redis-py's own code. Its async cluster client can drop a
+    connection's socket while another command is still sending on it (a primary killed under
+    load: ``'NoneType' object has no attribute 'writelines'``): a lost connection like any
+    other, not a bug of ours."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and f"{os.sep}redis{os.sep}" in frames[-1].filename
 
 
 def is_out_of_memory(error: BaseException) -> bool:
